@@ -1,0 +1,198 @@
+/**
+ * The view model of the one blockgemm template family: TS computes every index expression, tile
+ * size and epilogue line; `templates/blockgemm.wgsl.hbs` lays them out.
+ *
+ * Column order (DESIGN.md): an invocation owns TILE_COLS output columns that share, for every part,
+ * one block — so they share their input slice. With all output maps contiguous the columns of a
+ * group are one block's outputs; with all strided, one strided block's; with both (ot/dt, and the
+ * backward of it), a group is (contiguous block g, residue c): outputs r = g·D + f + t·n, r ≡ c (mod n).
+ */
+import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
+import type { Activation } from '../spec/types.js';
+import { render } from './templates.js';
+
+export type ColumnMode = 'contiguous' | 'strided' | 'mixed';
+
+/** Where each tensor the kernel reads lives, in f32 elements of the weights arena. */
+export type Offsets = Record<string, number>;
+
+export interface GemmBindings {
+  /** binding index → buffer role, in the order the runtime binds them */
+  list: { binding: number; role: 'x' | 'weights' | 'y' | 'stats' | 'residual'; value?: string }[];
+}
+
+const ceil = (a: number, b: number) => Math.ceil(a / b);
+
+export function columnMode(parts: GemmPart[]): ColumnMode {
+  const kinds = new Set(parts.map((p) => p.outMap.kind));
+  return kinds.size === 2 ? 'mixed' : kinds.has('strided') ? 'strided' : 'contiguous';
+}
+
+/** Column chunking: groups, chunks per group, total chunks. */
+export function columnChunks(n: BlockGemmNode, tileCols: number): { mode: ColumnMode; groups: number; perGroup: number; chunks: number } {
+  const mode = columnMode(n.parts);
+  const p = n.parts[0], nb = p.blocks, D = p.outMap.blockSize;
+  const groups = mode === 'mixed' ? nb * nb : nb;
+  const perGroup = ceil(mode === 'mixed' ? ceil(D, nb) : D, tileCols);
+  return { mode, groups, perGroup, chunks: groups * perGroup };
+}
+
+export interface GemmKernel {
+  name: string;
+  wgsl: string;
+  bindings: GemmBindings['list'];
+  workgroupSize: number;
+  rowsPerWorkgroup: number;
+  colWorkgroups: number;
+}
+
+/** Renders one blockgemm node to WGSL with its binding list. */
+export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string): GemmKernel {
+  const s: Schedule = n.schedule!;
+  const TM = s.tile.rows, TN = s.tile.cols, KV = s.tile.k;
+  const IN = n.in_features, OUT = n.features;
+  const nb = n.parts[0].blocks, D = n.parts[0].outMap.blockSize;
+  const { mode, perGroup, chunks } = columnChunks(n, TN);
+  const chunkWGs = ceil(chunks, s.workgroup.cols);
+  const xVec = IN % 4 === 0;
+
+  // bindings: 0 params (uniform), then x, weights, y, stats?, residual sources
+  const list: GemmBindings['list'] = [
+    { binding: 1, role: 'x', value: n.inputs[0] },
+    { binding: 2, role: 'weights' },
+    { binding: 3, role: 'y', value: n.id },
+  ];
+  if (n.prologue) list.push({ binding: list.length + 1, role: 'stats', value: n.prologue.stats });
+  const resNames = new Map<string, string>();
+  for (const e of n.epilogue) if (e.op === 'residual' && !resNames.has(e.from)) {
+    resNames.set(e.from, `residual_${resNames.size}`);
+    list.push({ binding: list.length + 1, role: 'residual', value: e.from });
+  }
+  const bindingDecls = list.map((b) => {
+    switch (b.role) {
+      case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>', comment: `[batch, ${IN}] %${b.value}` };
+      case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'all weights of the model (f32 arena)' };
+      case 'y': return { binding: b.binding, name: 'y', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] %${b.value}` };
+      case 'stats': return { binding: b.binding, name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${b.value}` };
+      case 'residual': return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: 'array<f32>', comment: `[batch, ${OUT}] %${b.value}` };
+    }
+  });
+
+  // x accessor with the norm prologue folded into every load
+  const pro = n.prologue;
+  const raw = (idx: string) => (xVec ? `x[(${idx}) >> 2u][(${idx}) & 3u]` : `x[${idx}]`);
+  const norm = (v: string, m: string, f: string) => pro
+    ? `((${v}) - mean_${m}) * rstd_${m} * weight_at(${offsets[pro.weight]}u + ${f})${pro.bias ? ` + weight_at(${offsets[pro.bias]}u + ${f})` : ''}`
+    : v;
+  const xAccessor = `fn x_at(row: u32, feature: u32) -> f32 { return ${raw('row * IN_FEATURES + feature')}; }`;
+
+  // column decode
+  const decode: string[] = [
+    `let group = chunk / CHUNKS_PER_GROUP;`,
+    `let t0 = (chunk % CHUNKS_PER_GROUP) * TILE_COLS;`,
+  ];
+  const partRows: { blk: string; row0: string; stride: string }[] = [];
+  if (mode === 'contiguous' || mode === 'strided') {
+    decode.push(`let valid_cols = min(TILE_COLS, ${D}u - t0);`);
+    decode.push(mode === 'contiguous'
+      ? `let out0 = group * ${D}u + t0;  let out_stride = 1u;`
+      : `let out0 = t0 * ${nb}u + group;  let out_stride = ${nb}u;`);
+    for (const _ of n.parts) partRows.push({ blk: 'group', row0: 't0', stride: '1u' });
+  } else {
+    decode.push(`let g = group / ${nb}u;  // contiguous block`);
+    decode.push(`let c = group % ${nb}u;  // strided block (output residue mod ${nb})`);
+    decode.push(`let f = (c + ${nb}u - (g * ${D}u) % ${nb}u) % ${nb}u;`);
+    decode.push(`let first = f + t0 * ${nb}u;  // first column's offset inside block g`);
+    decode.push(`if (first >= ${D}u) { return; }`);
+    decode.push(`let valid_cols = min(TILE_COLS, (${D}u - first + ${nb - 1}u) / ${nb}u);`);
+    decode.push(`let out0 = g * ${D}u + first;  let out_stride = ${nb}u;`);
+    for (const p of n.parts) partRows.push(p.outMap.kind === 'contiguous'
+      ? { blk: 'g', row0: 'first', stride: `${nb}u` }
+      : { blk: 'c', row0: `(g * ${D}u + first - c) / ${nb}u`, stride: '1u' });
+  }
+  // per part: block, then the weight base of each column (clamped to the first column when invalid)
+  n.parts.forEach((p, pi) => {
+    const r = partRows[pi];
+    decode.push(`let blk_${pi} = ${r.blk};  // ${p.label}`);
+    for (let j = 0; j < TN; j++) {
+      const row = `${r.row0} + ${j === 0 ? '0u' : `select(0u, ${j}u, ${j}u < valid_cols)`} * ${r.stride}`;
+      const base = p.transposed
+        ? `${offsets[p.weight]}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
+        : `${offsets[p.weight]}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
+      decode.push(`let w${pi}_${j} = ${base};`);
+    }
+  });
+
+  const rowLines: string[] = [];
+  for (let m = 0; m < TM; m++) {
+    rowLines.push(`let row_${m} = min(row0 + ${m}u, last_row);`);
+    if (pro) rowLines.push(`let mean_${m} = stats[2u * row_${m}];  let rstd_${m} = stats[2u * row_${m} + 1u];`);
+  }
+  const accumulators: string[] = [];
+  for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) accumulators.push(`acc_${m}_${j}`);
+
+  const parts = n.parts.map((p, pi) => {
+    const K = p.transposed ? p.dOut : p.dIn;
+    const kStride = p.transposed ? p.dIn : 1;
+    const feat = (k: string) => p.inMap.wgsl(`blk_${pi}`, k);
+    const body: string[] = [];
+    if (KV === 4) {
+      const contiguousVec = xVec && p.inMap.kind === 'contiguous';
+      if (contiguousVec) body.push(`let feature = ${feat('k')};`);
+      for (let m = 0; m < TM; m++) {
+        if (contiguousVec) {
+          const v = `x[(row_${m} * IN_FEATURES + feature) >> 2u]`;
+          body.push(pro
+            ? `let x_${m} = (${v} - vec4<f32>(mean_${m})) * rstd_${m} * weights[(${offsets[pro.weight]}u + feature) >> 2u]${pro.bias ? ` + weights[(${offsets[pro.bias]}u + feature) >> 2u]` : ''};`
+            : `let x_${m} = ${v};`);
+        } else {
+          const comps = [0, 1, 2, 3].map((q) => { const f = feat(q ? `(k + ${q}u)` : 'k'); return norm(`x_at(row_${m}, ${f})`, String(m), f); });
+          body.push(`let x_${m} = vec4<f32>(${comps.join(', ')});`);
+        }
+      }
+      for (let j = 0; j < TN; j++) body.push(`let w_${j} = weights[(w${pi}_${j} + k) >> 2u];`);
+      for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = acc_${m}_${j} + dot(x_${m}, w_${j});`);
+    } else {
+      body.push(`let feature = ${feat('k')};`);
+      for (let m = 0; m < TM; m++) body.push(`let x_${m} = ${norm(`x_at(row_${m}, feature)`, String(m), 'feature')};`);
+      for (let j = 0; j < TN; j++) body.push(`let w_${j} = weight_at(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
+      for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
+    }
+    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, kStep: KV, body };
+  });
+
+  const epilogue: string[] = [];
+  const acts: Partial<Record<Activation, boolean>> = {};
+  for (let m = 0; m < TM; m++) {
+    epilogue.push(`if (row0 + ${m}u < params.batch) {`);
+    epilogue.push(`  let y_row = (row0 + ${m}u) * OUT_FEATURES;`);
+    for (let j = 0; j < TN; j++) {
+      const lines = [`let o = out0 + ${j}u * out_stride;`, `var v = acc_${m}_${j};`];
+      if (n.bias) lines.push(`v = v + weight_at(${offsets[n.bias]}u + o);`);
+      for (const e of n.epilogue) {
+        if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
+        else lines.push(`v = v + ${resNames.get(e.from)}[y_row + o];`);
+      }
+      lines.push('y[y_row + o] = v;');
+      epilogue.push(`  if (${j}u < valid_cols) { ${lines.join(' ')} }`);
+    }
+    epilogue.push('}');
+  }
+  const epilogueDesc = [n.bias ? `+ ${n.bias}` : '', ...n.epilogue.map((e) => (e.op === 'act' ? e.act : `+ %${e.from}`))].filter(Boolean).join(', ') || 'store';
+
+  const header = [
+    `layer(s): ${n.layers.join(' + ')}  ->  %${n.id}`,
+    `blockgemm: in_features ${IN}, out_features ${OUT}, blocks ${nb}${n.variant ? `, variant ${n.variant}` : ''}, dtype ${n.dtype}`,
+    ...n.parts.map((p) => `part ${p.label}${p.transposed ? ' (transposed)' : ''}: ${p.weight} [${p.blocks}, ${p.dOut}, ${p.dIn}], x via ${p.inMap}, y via ${p.outMap}`),
+    pro ? `prologue: ${pro.norm} (eps ${pro.eps}) folded into x loads, stats from %${pro.stats}` : 'prologue: none',
+    `epilogue: ${epilogueDesc}`,
+    `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
+  ];
+  const wgsl = render('blockgemm', {
+    name: kernelName, header, f16: false, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
+    tile: s.tile, workgroup: s.workgroup, workgroupSize: s.workgroup.rows * s.workgroup.cols,
+    colChunks: chunks, chunksPerGroup: perGroup, chunkWorkgroups: chunkWGs, columnMode: mode,
+    xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc,
+  });
+  return { name: kernelName, wgsl, bindings: list, workgroupSize: s.workgroup.rows * s.workgroup.cols, rowsPerWorkgroup: TM * s.workgroup.rows, colWorkgroups: chunkWGs };
+}

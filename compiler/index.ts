@@ -1,0 +1,72 @@
+/**
+ * dyadc's public compiler API (JIT path).
+ *
+ *   import { compile } from 'dyadc';
+ *   const c = await compile(spec);               // spec: JSON text, a SpecInput object, or a normalised Spec
+ *   const m = await c.create({ weights });        // Record<string, Float32Array> or safetensors bytes
+ *   const y = await m.forward(x, batch);          // Float32Array [batch, in] → [batch, out]
+ */
+import type { Spec, SpecInput } from './spec/types.js';
+import { parseSpec, parseSpecText } from './spec/parse.js';
+import { weightShapes } from './spec/weights.js';
+import { buildGraph } from './ir/build.js';
+import type { Graph } from './ir/graph.js';
+import { forwardPasses, runPasses, type PipelineOptions } from './passes/index.js';
+import { buildPlan } from './codegen/plan.js';
+import type { Plan } from '../runtime/plan.js';
+import { Model, type CreateOptions } from '../runtime/model.js';
+
+export interface CompileOptions extends PipelineOptions {
+  /** Called after each pass with its name and the IR (for `inspect`). */
+  onStage?: (name: string, g: Graph) => void;
+}
+
+export interface Compiled {
+  /** The normalised spec. */
+  spec: Spec;
+  /** Weight names → shapes (PyTorch layout). */
+  weightShapes: Record<string, number[]>;
+  /** The forward graph as built from the spec, and after all passes. */
+  graph: Graph;
+  scheduled: Graph;
+  /** The execution plan (kernels with WGSL, bindings, grids) that AOT modules embed too. */
+  plan: Plan;
+  /** Uploads weights, compiles pipelines: see runtime Model.create. */
+  create(opts: CreateOptions): Promise<Model>;
+}
+
+/** Normalises any accepted spec form. @throws DyadcError(SPEC_JSON | SPEC_INVALID) */
+export function toSpec(spec: string | SpecInput | Spec): Spec {
+  if (typeof spec === 'string') return parseSpecText(spec);
+  if ((spec as Spec).output && (spec as Spec).layers?.every((l) => 'in_features' in l)) return spec as Spec;
+  return parseSpec(spec);
+}
+
+/**
+ * Compiles a spec to a plan and returns a factory for models.
+ * @throws DyadcError(SPEC_*) for a bad spec, DyadcError(LIMIT) when a schedule or the weights exceed a limit.
+ */
+export async function compile(spec: string | SpecInput | Spec, opts: CompileOptions = {}): Promise<Compiled> {
+  return compileSync(spec, opts);
+}
+
+/** Synchronous form of `compile` (codegen needs no GPU). */
+export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptions = {}): Compiled {
+  const spec = toSpec(spec0);
+  const graph = buildGraph(spec);
+  opts.onStage?.('build', graph);
+  const scheduled = runPasses(graph, forwardPasses(opts), opts.onStage);
+  const plan = buildPlan(scheduled, opts.limits);
+  return {
+    spec, weightShapes: weightShapes(spec), graph, scheduled, plan,
+    create: (o: CreateOptions) => Model.create(plan, o),
+  };
+}
+
+export { DyadcError } from './errors.js';
+export type { Spec, SpecInput } from './spec/types.js';
+export { parseSpec, parseSpecText } from './spec/parse.js';
+export { weightShapes } from './spec/weights.js';
+export { interpret } from './interp/interpreter.js';
+export type { Plan } from '../runtime/plan.js';
+export type { Model } from '../runtime/model.js';

@@ -1,0 +1,82 @@
+/**
+ * `schedule`: tile and workgroup sizes for every blockgemm, checked against device limits
+ * (WebGPU defaults unless the caller passes the adapter's). Dispatch grids depend on the batch and
+ * are computed at run time by the runtime (folded into 2-D past maxComputeWorkgroupsPerDimension).
+ */
+import type { Graph, BlockGemmNode, Schedule } from '../ir/graph.js';
+import { cloneGraph } from '../ir/graph.js';
+import { DyadcError } from '../errors.js';
+
+/** The subset of GPUSupportedLimits the compiler plans against. */
+export interface Limits {
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxStorageBufferBindingSize: number;
+  maxStorageBuffersPerShaderStage: number;
+  maxBufferSize: number;
+}
+
+/** WebGPU's default limits (the spec's guaranteed minimums): safe for any adapter. */
+export const DEFAULT_LIMITS: Limits = {
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBufferBindingSize: 134217728,
+  maxStorageBuffersPerShaderStage: 8,
+  maxBufferSize: 268435456,
+};
+
+export interface ScheduleOptions {
+  limits?: Partial<Limits>;
+  /** Per-node (gemm id) or per-layer-name schedules, e.g. from the tuning cache. */
+  overrides?: Record<string, Schedule>;
+}
+
+/** The default schedule: register tiling, 4×4 outputs per invocation, vec4 along K when the block width allows. */
+export function defaultSchedule(n: BlockGemmNode): Schedule {
+  const k = n.parts.every((p) => !p.transposed && p.dIn % 4 === 0) ? 4 : 1;
+  return { kind: 'register', tile: { rows: 4, cols: 4, k }, workgroup: { rows: 4, cols: 16 } };
+}
+
+/** Workgroup memory a schedule needs, bytes (0 for register tiling). */
+export function sharedBytes(s: Schedule, n: BlockGemmNode): number {
+  if (s.kind !== 'shared') return 0;
+  const kc = SHARED_K_CHUNK;
+  const rows = s.tile.rows * s.workgroup.rows, cols = s.tile.cols * s.workgroup.cols;
+  return 4 * kc * (rows * n.parts.length + cols * n.parts.length);
+}
+export const SHARED_K_CHUNK = 16;
+
+/**
+ * Checks one schedule against the limits.
+ * @throws DyadcError(LIMIT) naming the limit, the value and the layer.
+ */
+export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): void {
+  const layer = n.layers.join('+');
+  const inv = s.workgroup.rows * s.workgroup.cols;
+  const lim = (name: keyof Limits, value: number) => {
+    if (value > limits[name]) throw new DyadcError('LIMIT', `layer ${layer}: ${name} is ${limits[name]} but the schedule needs ${value}`,
+      { fix: 'use a smaller tile/workgroup (dyadc tune picks one that fits)' });
+  };
+  lim('maxComputeInvocationsPerWorkgroup', inv);
+  lim('maxComputeWorkgroupSizeX', inv);
+  lim('maxComputeWorkgroupStorageSize', sharedBytes(s, n));
+  if (s.tile.k === 4 && n.parts.some((p) => p.transposed || p.dIn % 4 !== 0))
+    throw new DyadcError('LIMIT', `layer ${layer}: tile.k = 4 needs every block width to be a multiple of 4`, { fix: 'use tile.k = 1' });
+}
+
+export function schedule(g0: Graph, opts: ScheduleOptions = {}): Graph {
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const g = cloneGraph(g0);
+  for (const n of g.nodes) {
+    if (n.kind !== 'blockgemm') continue;
+    const o = opts.overrides ?? {};
+    const s = o[n.id] ?? n.layers.map((l) => o[l]).find(Boolean) ?? n.schedule ?? defaultSchedule(n);
+    checkSchedule(s, n, limits);
+    n.schedule = s;
+  }
+  return g;
+}

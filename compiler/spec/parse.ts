@@ -1,0 +1,575 @@
+/**
+ * Spec parsing and validation: JSON text → zod (structure, JSON types, strict keys) → semantic
+ * checks (values, names, feature flow, residual sources) → the normalised `Spec`.
+ *
+ * Every problem becomes a `DyadcError` naming the JSON path (`spec.layers[2].blocks`), the bad
+ * value and a fix. Only the first problem is reported: fix it and run again.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { closest, distance } from 'fastest-levenshtein';
+import { DyadcError } from '../errors.js';
+import {
+  DEFAULT_EPS, MAX_FEATURES,
+  type DType, type Layer, type LayerSpecInput, type Spec, type SpecInput,
+} from './types.js';
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary
+// ---------------------------------------------------------------------------------------------
+
+/** Every `op` a layer may have, in the order error messages list them. */
+export const SPEC_OPS = ['linear', 'dyad', 'relu', 'gelu', 'gelu_tanh', 'silu', 'layernorm', 'rmsnorm', 'residual'] as const;
+const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'silu'] as const;
+const VARIANTS = ['it', 'ot', 'dt'] as const;
+const DTYPES = ['f32', 'f16'] as const;
+
+/** The spec name becomes a file / module name. */
+const SPEC_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Layer names prefix weight keys (`model.decoder.layers.0.fc1`): dots inside, never at the ends. */
+const LAYER_NAME_RE = /^[A-Za-z_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?$/;
+/** `residual.from` value that names the spec input rather than a layer. */
+const INPUT_REF = 'input';
+
+// ---------------------------------------------------------------------------------------------
+// zod schema: structure and JSON types only; value ranges are checked semantically below so the
+// messages can name the neighbouring facts (in_features, divisors, earlier layers).
+// ---------------------------------------------------------------------------------------------
+
+const num = z.number();
+const dtype = z.enum(DTYPES).optional();
+const bias = z.boolean().optional();
+
+const LAYER_SCHEMAS = {
+  linear: z.strictObject({ op: z.literal('linear'), name: z.string(), out_features: num, bias, dtype }),
+  dyad: z.strictObject({
+    op: z.literal('dyad'), name: z.string(), out_features: num,
+    blocks: z.union([num, z.literal('auto')]), variant: z.enum(VARIANTS).optional(), bias, dtype,
+  }),
+  activation: z.strictObject({ op: z.literal([...ACTIVATIONS]), name: z.string().optional() }),
+  layernorm: z.strictObject({ op: z.literal('layernorm'), name: z.string(), eps: num.optional(), dtype }),
+  rmsnorm: z.strictObject({ op: z.literal('rmsnorm'), name: z.string(), eps: num.optional(), dtype }),
+  residual: z.strictObject({ op: z.literal('residual'), name: z.string().optional(), from: z.string() }),
+};
+
+const LayerSchema = z.discriminatedUnion('op', [
+  LAYER_SCHEMAS.linear, LAYER_SCHEMAS.dyad, LAYER_SCHEMAS.activation,
+  LAYER_SCHEMAS.layernorm, LAYER_SCHEMAS.rmsnorm, LAYER_SCHEMAS.residual,
+]);
+
+const InputSchema = z.strictObject({ features: num });
+const SpecSchema = z.strictObject({ name: z.string(), input: InputSchema, dtype, layers: z.array(LayerSchema) });
+
+// Compile-time check: what zod accepts is exactly a SpecInput.
+const _schemaMatchesTypes: (s: z.infer<typeof SpecSchema>) => SpecInput = (s) => s;
+void _schemaMatchesTypes;
+
+/** The keys a layer of `op` may carry (for unknown-key suggestions). */
+function layerKeys(op: unknown): string[] {
+  const schema = (ACTIVATIONS as readonly unknown[]).includes(op)
+    ? LAYER_SCHEMAS.activation
+    : LAYER_SCHEMAS[op as Exclude<keyof typeof LAYER_SCHEMAS, 'activation'>];
+  return schema ? Object.keys(schema.shape) : [];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Parse spec JSON text and validate it (see `parseSpec`).
+ * @param text   JSON text of a `SpecInput` (a leading BOM is ignored).
+ * @param source file name used in JSON syntax errors (default `<spec>`).
+ * @throws DyadcError('SPEC_JSON') when `text` is not JSON; the message reads
+ *   `<source>:<line>:<column>: not valid JSON: <reason>` (1-based line and column).
+ * @throws DyadcError('SPEC_INVALID') from `parseSpec`.
+ */
+export function parseSpecText(text: string, source = '<spec>'): Spec {
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch (e) {
+    throw jsonSyntaxError(body, source, e);
+  }
+  return parseSpec(value);
+}
+
+/**
+ * Validate a spec object (parsed JSON or a `SpecInput` built in TS) and normalise it: defaults
+ * applied (dyad `variant` 'it', `bias` true, `eps` 1e-5, `dtype` from the spec or 'f32'), every
+ * layer's `in_features`/`out_features` filled by flowing features `[batch, in] → [batch, out]`
+ * through the layers, unnamed layers named `<op>_<index>`, and `output.features` set.
+ * The input is not modified.
+ * @throws DyadcError('SPEC_INVALID', message, { path, fix }) for the first problem found, with
+ *   `path` like `spec.layers[2].blocks`.
+ */
+export function parseSpec(input: unknown): Spec {
+  if (!isPlainObject(input)) {
+    throw invalid('spec', `spec must be a JSON object, got ${describe(input)}`,
+      'write {"name": "...", "input": {"features": N}, "layers": [...]}');
+  }
+  const result = SpecSchema.safeParse(input);
+  if (!result.success) throw zodIssueToError(pickIssue(result.error.issues, input), input);
+  return normalise(result.data);
+}
+
+/**
+ * Read a spec file (UTF-8 JSON) and parse it with `parseSpecText`.
+ * @throws DyadcError('USAGE') when the file does not exist or cannot be read.
+ * @throws DyadcError('SPEC_JSON' | 'SPEC_INVALID') from `parseSpecText`.
+ */
+export function loadSpecFile(path: string): Spec {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new DyadcError('USAGE', `spec file not found: ${path}`, {
+        fix: 'check the path (example specs live in examples/*.json)', cause: e });
+    }
+    throw new DyadcError('USAGE', `cannot read spec file ${path}: ${(e as Error).message}`, {
+      fix: 'pass a readable JSON file', cause: e });
+  }
+  return parseSpecText(text, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantic checks and normalisation
+// ---------------------------------------------------------------------------------------------
+
+interface FlowState {
+  /** Output features of every layer so far, by name, with its index. */
+  outputs: Map<string, { features: number; index: number }>;
+  /** Index of every layer's name (explicit or automatic). */
+  allNames: Map<string, number>;
+  inputFeatures: number;
+}
+
+function normalise(s: SpecInput): Spec {
+  checkSpecName(s.name);
+  checkFeatures(s.input.features, 'spec.input.features', 'input.features');
+  if (s.layers.length === 0) {
+    throw invalid('spec.layers', 'layers is empty', 'add at least one layer, e.g. {"op": "linear", "name": "fc1", "out_features": 10}');
+  }
+  const names = assignNames(s.layers);
+  const specDtype: DType = s.dtype ?? 'f32';
+  const state: FlowState = { outputs: new Map(), allNames: new Map(names.map((n, i) => [n, i])), inputFeatures: s.input.features };
+  let features = s.input.features;
+  const layers: Layer[] = s.layers.map((l, i) => {
+    const layer = normaliseLayer(l, i, names[i]!, features, specDtype, state);
+    state.outputs.set(layer.name, { features: layer.out_features, index: i });
+    features = layer.out_features;
+    return layer;
+  });
+  return { name: s.name, input: { features: s.input.features }, output: { features }, dtype: specDtype, layers };
+}
+
+function checkSpecName(name: string): void {
+  if (!SPEC_NAME_RE.test(name)) {
+    throw invalid('spec.name', `name ${JSON.stringify(name)} is not an identifier (it becomes a file and module name)`,
+      `use letters, digits and "_", not starting with a digit, e.g. ${JSON.stringify(sanitizeName(name, false))}`);
+  }
+}
+
+/** Explicit names are checked (syntax, uniqueness); unnamed layers get `<op>_<index>`. */
+function assignNames(layers: LayerSpecInput[]): string[] {
+  const first = new Map<string, number>();
+  layers.forEach((l, i) => {
+    if (l.name === undefined) return;
+    const path = `spec.layers[${i}].name`;
+    checkLayerName(l.name, path);
+    const prev = first.get(l.name);
+    if (prev !== undefined) {
+      throw invalid(path, `duplicate layer name ${JSON.stringify(l.name)} (first used at spec.layers[${prev}].name)`,
+        'give every layer a unique name');
+    }
+    first.set(l.name, i);
+  });
+  return layers.map((l, i) => l.name ?? autoName(l.op, i, first));
+}
+
+function checkLayerName(name: string, path: string): void {
+  if (name === INPUT_REF) {
+    throw invalid(path, `layer name "input" is reserved (residual "from": "input" means the spec input)`,
+      'choose another name, e.g. "input_proj"');
+  }
+  if (!LAYER_NAME_RE.test(name) || name.includes('..')) {
+    throw invalid(path, `layer name ${JSON.stringify(name)} is not valid (letters, digits, "_" and inner "."; must not start with a digit or "." nor end with ".")`,
+      `rename it, e.g. ${JSON.stringify(sanitizeName(name, true))}`);
+  }
+}
+
+/** `<op>_<index>`, with a numeric suffix if a user already took that name. */
+function autoName(op: string, index: number, taken: Map<string, number>): string {
+  let name = `${op}_${index}`;
+  for (let k = 1; taken.has(name); k++) name = `${op}_${index}_${k}`;
+  return name;
+}
+
+function normaliseLayer(l: LayerSpecInput, i: number, name: string, inF: number, specDtype: DType, state: FlowState): Layer {
+  const path = `spec.layers[${i}]`;
+  switch (l.op) {
+    case 'linear':
+      checkFeatures(l.out_features, `${path}.out_features`, 'out_features');
+      return { op: 'linear', name, in_features: inF, out_features: l.out_features, bias: l.bias ?? true, dtype: l.dtype ?? specDtype };
+    case 'dyad':
+      checkFeatures(l.out_features, `${path}.out_features`, 'out_features');
+      checkBlocks(l.blocks, inF, l.out_features, `${path}.blocks`);
+      return {
+        op: 'dyad', name, in_features: inF, out_features: l.out_features, blocks: l.blocks,
+        variant: l.variant ?? 'it', bias: l.bias ?? true, dtype: l.dtype ?? specDtype,
+      };
+    case 'layernorm':
+    case 'rmsnorm': {
+      const eps = l.eps ?? DEFAULT_EPS;
+      checkEps(eps, `${path}.eps`);
+      return { op: l.op, name, in_features: inF, out_features: inF, eps, dtype: l.dtype ?? specDtype };
+    }
+    case 'residual':
+      checkResidual(l.from, i, inF, `${path}.from`, state);
+      return { op: 'residual', name, in_features: inF, out_features: inF, from: l.from };
+    default:
+      return { op: l.op, name, in_features: inF, out_features: inF };
+  }
+}
+
+/** Feature counts: integers in [1, 2^20]. `what` is how the message names the field. */
+function checkFeatures(n: number, path: string, what: string): void {
+  const fix = `use a positive integer up to ${MAX_FEATURES}`;
+  if (!Number.isInteger(n)) throw invalid(path, `${what} ${n} is not an integer`, fix);
+  if (n < 1) throw invalid(path, `${what} ${n} must be at least 1`, fix);
+  if (n > MAX_FEATURES) throw invalid(path, `${what} ${n} exceeds the maximum ${MAX_FEATURES} (2^20)`, fix);
+}
+
+/** `blocks` must be "auto" or an integer ≥ 1 dividing both in_features and out_features (DYAD.md). */
+function checkBlocks(blocks: number | 'auto', inF: number, outF: number, path: string): void {
+  if (blocks === 'auto') return;
+  const divisors = commonDivisors(inF, outF);
+  const list = `common divisors of ${inF} and ${outF}: ${formatList(divisors)}`;
+  const fix = `use one of the common divisors (nearest: ${nearest(divisors, blocks)}), or "auto"`;
+  if (!Number.isInteger(blocks)) throw invalid(path, `blocks ${blocks} is not an integer (${list})`, fix);
+  if (blocks < 1) throw invalid(path, `blocks ${blocks} must be at least 1 (${list})`, fix);
+  if (inF % blocks !== 0) throw invalid(path, `${blocks} does not divide in_features ${inF} (${list})`, fix);
+  if (outF % blocks !== 0) throw invalid(path, `${blocks} does not divide out_features ${outF} (${list})`, fix);
+}
+
+function checkEps(eps: number, path: string): void {
+  if (!(Number.isFinite(eps) && eps > 0)) {
+    throw invalid(path, `eps ${eps} must be a positive finite number`, `use a small positive number such as ${DEFAULT_EPS.toExponential()}`);
+  }
+}
+
+/** A residual adds the output of an earlier layer (or the spec input) of the same width. */
+function checkResidual(from: string, i: number, inF: number, path: string, state: FlowState): void {
+  const src = from === INPUT_REF
+    ? { features: state.inputFeatures, where: 'the spec input' }
+    : resolveEarlier(from, i, path, state);
+  if (src.features !== inF) {
+    throw invalid(path, `residual from ${JSON.stringify(from)} adds ${src.features} features (${src.where}) to ${inF} features`,
+      'add from a layer (or "input") whose output has the same number of features as this point');
+  }
+}
+
+function resolveEarlier(from: string, i: number, path: string, state: FlowState): { features: number; where: string } {
+  const earlier = state.outputs.get(from);
+  if (earlier) return { features: earlier.features, where: `output of spec.layers[${earlier.index}]` };
+  const at = state.allNames.get(from);
+  if (at === i) {
+    throw invalid(path, `residual ${JSON.stringify(from)} refers to itself`, 'use "input" or the name of an earlier layer');
+  }
+  if (at !== undefined) {
+    throw invalid(path, `residual from ${JSON.stringify(from)} refers to a later layer (spec.layers[${at}])`,
+      'use "input" or the name of an earlier layer');
+  }
+  const known = [INPUT_REF, ...state.outputs.keys()];
+  throw invalid(path, `residual from unknown layer ${JSON.stringify(from)} (earlier layers: ${known.join(', ')})`,
+    `use "input" or an earlier layer's name${suggest(from, known)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// zod issue → DyadcError
+// ---------------------------------------------------------------------------------------------
+
+type ZodIssue = z.ZodError['issues'][number];
+type Key = PropertyKey;
+
+/**
+ * The first issue, except that a missing key loses to an unknown key on the same object: a typo
+ * (`out_feature`) is the cause, and its message can suggest the missing key.
+ */
+function pickIssue(issues: readonly ZodIssue[], input: unknown): ZodIssue {
+  const first = issues[0]!;
+  if (first.code !== 'invalid_type' || valueAt(input, first.path as Key[]) !== undefined) return first;
+  const parent = JSON.stringify(first.path.slice(0, -1));
+  return issues.find((i) => i.code === 'unrecognized_keys' && JSON.stringify(i.path) === parent) ?? first;
+}
+
+function zodIssueToError(issue: ZodIssue, input: unknown): DyadcError {
+  const keys = issue.path as Key[];
+  const value = valueAt(input, keys);
+  switch (issue.code) {
+    case 'invalid_union':
+      return 'discriminator' in issue && issue.discriminator === 'op'
+        ? opError(keys, value)
+        : typeError(keys, value, expectedFor(keys), input);
+    case 'invalid_type':
+      return typeError(keys, value, issue.expected, input);
+    case 'invalid_value':
+      return enumError(keys, value, issue.values);
+    case 'unrecognized_keys':
+      return unknownKeyError(keys, issue.keys[0]!, valueAt(input, [...keys, 'op']));
+    default:
+      return invalid(formatPath(keys), issue.message, 'see the spec format in examples/*.json');
+  }
+}
+
+function opError(keys: Key[], value: unknown): DyadcError {
+  const path = formatPath(keys);
+  const valid = `valid ops: ${SPEC_OPS.join(', ')}`;
+  if (value === undefined) return invalid(path, `missing required key "op" (${valid})`, 'add "op" to the layer');
+  if (typeof value !== 'string') return invalid(path, `expected string, got ${describe(value)} (${valid})`, 'write the op as a string, e.g. "linear"');
+  return invalid(path, `unknown op ${JSON.stringify(value)} (${valid})`,
+    `did you mean ${JSON.stringify(closest(value, [...SPEC_OPS]))}?`);
+}
+
+function typeError(keys: Key[], value: unknown, expected: string, input: unknown): DyadcError {
+  const path = formatPath(keys);
+  const key = String(keys[keys.length - 1] ?? 'spec');
+  if (value === undefined) {
+    const op = keys.length === 3 && keys[0] === 'layers' ? valueAt(input, [...keys.slice(0, 2), 'op']) : undefined;
+    const who = typeof op === 'string' ? `${op} layer is ` : '';
+    return invalid(path, `${who}missing required key ${JSON.stringify(key)}`, missingFix(keys));
+  }
+  const what = typeof value === 'number' && !Number.isFinite(value) ? `a finite ${expected}` : expected;
+  return invalid(path, `expected ${what}, got ${describe(value)}`, typeFix(value, expected));
+}
+
+function enumError(keys: Key[], value: unknown, values: readonly unknown[]): DyadcError {
+  const key = String(keys[keys.length - 1]);
+  const options = values.map(String);
+  const shown = typeof value === 'string' ? JSON.stringify(value) : describe(value);
+  return invalid(formatPath(keys), `unknown ${key} ${shown} (valid: ${options.join(', ')})`,
+    typeof value === 'string' ? `use ${JSON.stringify(closest(value, options))}` : `use one of ${options.join(', ')}`);
+}
+
+function unknownKeyError(objKeys: Key[], key: string, op: unknown): DyadcError {
+  const path = formatPath([...objKeys, key]);
+  const inLayer = objKeys.length === 2 && objKeys[0] === 'layers';
+  const allowed = objKeys.length === 0 ? Object.keys(SpecSchema.shape)
+    : objKeys.length === 1 && objKeys[0] === 'input' ? Object.keys(InputSchema.shape)
+    : layerKeys(op);
+  const where = inLayer ? `a ${String(op)} layer` : objKeys.length === 0 ? 'the spec' : formatPath(objKeys);
+  const owner = inLayer ? SPEC_OPS.find((o) => layerKeys(o).includes(key)) : undefined;
+  const fix = owner
+    ? `"${key}" belongs to op "${owner}": change the op or remove the key`
+    : `remove it${suggest(key, allowed)} (allowed: ${allowed.join(', ')})`;
+  return invalid(path, `unknown key ${JSON.stringify(key)} in ${where}`, fix);
+}
+
+/** What a union-typed field expects, for messages. */
+function expectedFor(keys: Key[]): string {
+  return keys[keys.length - 1] === 'blocks' ? 'integer or "auto"' : 'valid value';
+}
+
+function missingFix(keys: Key[]): string {
+  const key = keys[keys.length - 1];
+  const inLayer = keys.length === 3 && keys[0] === 'layers';
+  switch (key) {
+    case 'name': return inLayer ? 'give the layer a unique "name", e.g. "fc1" (weights are stored as <name>.weight)'
+      : 'add "name": an identifier such as "my_model" (it names the generated module)';
+    case 'out_features': return 'add "out_features": a positive integer';
+    case 'blocks': return 'add "blocks": an integer dividing in_features and out_features, or "auto"';
+    case 'from': return 'add "from": "input" or the name of an earlier layer';
+    case 'features': return 'add "features": a positive integer (the width of the input)';
+    case 'input': return 'add "input": {"features": N}';
+    case 'layers': return 'add "layers": [...] with at least one layer';
+    default: return `add ${JSON.stringify(String(key))}`;
+  }
+}
+
+function typeFix(value: unknown, expected: string): string {
+  if (typeof value === 'string' && /^(number|integer)/.test(expected) && value.trim() !== '' && Number.isFinite(Number(value))) {
+    return `write ${value.trim()} without quotes`;
+  }
+  if (typeof value === 'string' && expected === 'boolean' && (value === 'true' || value === 'false')) {
+    return `write ${value} without quotes`;
+  }
+  return `use ${/^[aeiou]/.test(expected) ? 'an' : 'a'} ${expected}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON syntax errors: V8's messages often carry no position, so scan for the first error ourselves.
+// ---------------------------------------------------------------------------------------------
+
+interface JsonFault { offset: number; reason: string; fix: string }
+
+function jsonSyntaxError(text: string, source: string, cause: unknown): DyadcError {
+  const fault = findJsonFault(text) ?? { offset: text.length, reason: (cause as Error).message, fix: 'fix the JSON syntax' };
+  const { line, column } = lineColumn(text, fault.offset);
+  return new DyadcError('SPEC_JSON', `${source}:${line}:${column}: not valid JSON: ${fault.reason}`, { fix: fault.fix, cause });
+}
+
+/** 1-based line and column (in UTF-16 code units) of `offset` in `text`. */
+export function lineColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  const lines = before.split('\n');
+  return { line: lines.length, column: lines[lines.length - 1]!.length + 1 };
+}
+
+class Fault { constructor(readonly f: JsonFault) {} }
+
+/** A strict JSON recogniser returning the first syntax fault, or undefined if `text` is JSON. */
+function findJsonFault(text: string): JsonFault | undefined {
+  let i = 0;
+  const fail = (reason: string, fix = 'fix the JSON syntax at that position', at = i): never => {
+    throw new Fault({ offset: at, reason, fix });
+  };
+  const ws = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+    if (text.startsWith('//', i) || text.startsWith('/*', i)) fail('comments are not allowed in JSON', 'remove the comment');
+  };
+  const expectChar = (c: string, after: string): void => {
+    ws();
+    if (text[i] !== c) fail(i >= text.length ? `unexpected end of input, expected '${c}' ${after}` : `expected '${c}' ${after}, found ${showChar(text[i])}`);
+    i++;
+  };
+  const str = (what: string): void => {
+    if (text[i] !== '"') {
+      fail(text[i] === "'" ? `${what} must use double quotes` : `expected ${what}, found ${showChar(text[i])}`,
+        what === 'property name' ? 'write property names in double quotes, e.g. "op"' : 'use double quotes');
+    }
+    const start = i++;
+    for (; i < text.length && text[i] !== '"'; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x20) fail('unescaped control character or line break in string', 'escape it (\\n, \\t) or close the string');
+      if (text[i] === '\\') {
+        i++;
+        if (text[i] === 'u' ? !/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5)) : !'"\\/bfnrt'.includes(text[i] ?? 'x')) fail('invalid escape in string');
+        if (text[i] === 'u') i += 4;
+      }
+    }
+    if (i >= text.length) fail('unterminated string', 'close the string with "', start);
+    i++;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === undefined) fail('unexpected end of input, expected a value');
+    if (c === '{') return obj();
+    if (c === '[') return arr();
+    if (c === '"' || c === "'") return str('string');
+    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (m && m[0] !== '-') { i += m[0].length; return; }
+    for (const lit of ['true', 'false', 'null']) if (text.startsWith(lit, i)) { i += lit.length; return; }
+    const word = /^[A-Za-z_$][\w$]*/.exec(text.slice(i, i + 100))?.[0];
+    fail(word ? `unexpected word '${word}', expected a value (strings need double quotes)` : `unexpected ${showChar(c)}, expected a value`);
+  };
+  const seq = (close: string, item: () => void, what: string): void => {
+    i++; ws();
+    if (text[i] === close) { i++; return; }
+    for (;;) {
+      item();
+      ws();
+      if (text[i] === close) { i++; return; }
+      const comma = i;
+      expectChar(',', `or '${close}' after ${what}`);
+      ws();
+      if (text[i] === close) fail(`trailing comma before '${close}'`, 'remove the trailing comma', comma);
+    }
+  };
+  const obj = (): void => seq('}', () => { ws(); str('property name'); expectChar(':', 'after property name'); value(); }, 'property value');
+  const arr = (): void => seq(']', value, 'array element');
+  try {
+    value();
+    ws();
+    if (i < text.length) fail(`unexpected ${showChar(text[i])} after the end of the JSON value`, 'remove it, or wrap several values in an array');
+    return undefined;
+  } catch (e) {
+    if (e instanceof Fault) return e.f;
+    throw e;
+  }
+}
+
+function showChar(c: string | undefined): string {
+  return c === undefined ? 'end of input' : `'${c}'`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+function invalid(path: string, message: string, fix: string): DyadcError {
+  return new DyadcError('SPEC_INVALID', message, { path, fix });
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `["layers", 2, "blocks"]` → `spec.layers[2].blocks`. */
+function formatPath(keys: readonly Key[]): string {
+  return keys.reduce<string>((p, k) =>
+    typeof k === 'number' ? `${p}[${k}]`
+      : /^[A-Za-z_][A-Za-z0-9_]*$/.test(String(k)) ? `${p}.${String(k)}` : `${p}[${JSON.stringify(String(k))}]`, 'spec');
+}
+
+function valueAt(root: unknown, keys: readonly Key[]): unknown {
+  let v = root;
+  for (const k of keys) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<Key, unknown>)[k];
+  }
+  return v;
+}
+
+/** `string "12"`, `number 3`, `Infinity`, `null`, `array`, `object`. */
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'number') return Number.isFinite(v) ? `number ${v}` : String(v);
+  if (typeof v === 'boolean') return `boolean ${v}`;
+  return typeof v;
+}
+
+/** `; did you mean "x"?` when some candidate is close to `word`, else ''. */
+function suggest(word: string, candidates: readonly string[]): string {
+  if (candidates.length === 0) return '';
+  const best = closest(word, [...candidates]);
+  return distance(word, best) <= Math.max(2, Math.floor(word.length / 3)) ? `; did you mean ${JSON.stringify(best)}?` : '';
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Ascending common divisors of two positive integers. */
+export function commonDivisors(a: number, b: number): number[] {
+  const g = gcd(a, b);
+  const small: number[] = [];
+  const large: number[] = [];
+  for (let d = 1; d * d <= g; d++) {
+    if (g % d !== 0) continue;
+    small.push(d);
+    if (d * d !== g) large.unshift(g / d);
+  }
+  return [...small, ...large];
+}
+
+/** At most 12 items, then `..., last`. */
+function formatList(xs: number[]): string {
+  return xs.length <= 13 ? xs.join(', ') : `${xs.slice(0, 12).join(', ')}, ..., ${xs[xs.length - 1]}`;
+}
+
+function nearest(xs: number[], target: number): number {
+  return xs.reduce((best, x) => (Math.abs(x - target) < Math.abs(best - target) ? x : best), xs[0]!);
+}
+
+/** A best-effort valid name derived from an invalid one, for fix hints. */
+function sanitizeName(name: string, allowDots: boolean): string {
+  let s = name.replace(allowDots ? /[^A-Za-z0-9_.]/g : /[^A-Za-z0-9_]/g, '_').replace(/\.{2,}/g, '.').replace(/^\.+|\.+$/g, '');
+  if (!/^[A-Za-z_]/.test(s)) s = `_${s}`;
+  return s;
+}

@@ -1,0 +1,270 @@
+/**
+ * The thin runtime: runs a Plan on a GPUDevice. Weights are uploaded once into one f32 arena;
+ * activations get one buffer per value, sized for the largest batch seen (grown by powers of two);
+ * pipelines are cached per device by WGSL hash and compiled concurrently.
+ */
+import type { Plan, PlanKernel } from './plan.js';
+import { getDevice } from './device.js';
+import { DyadcError } from '../compiler/errors.js';
+
+/** Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file. */
+export type WeightsInput = Record<string, Float32Array> | Uint8Array;
+
+export interface CreateOptions {
+  weights: WeightsInput;
+  /** Use this device instead of acquiring one. */
+  device?: GPUDevice;
+}
+
+/** FNV-1a 64-bit (as two 32-bit halves) of a string → 16 hex chars; keys the pipeline cache. */
+export function hashText(s: string): string {
+  let h1 = 0x811c9dc5, h2 = 0x01000193 ^ s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
+  }
+  return h1.toString(16).padStart(8, '0') + h2.toString(16).padStart(8, '0');
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/** Pipeline creation statistics (for benchmarks): how many were compiled vs. served from the cache. */
+export const pipelineStats = { compiled: 0, cached: 0 };
+
+/**
+ * Compiles (or fetches from the per-device cache) the pipeline of one kernel.
+ * @throws DyadcError(GPU) naming the kernel and its shapes, with the WGSL compiler's messages.
+ */
+export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgsl' | 'shapes' | 'layers'>): Promise<GPUComputePipeline> {
+  let m = pipelineCache.get(device);
+  if (!m) pipelineCache.set(device, (m = new Map()));
+  const key = hashText(k.wgsl);
+  const hit = m.get(key);
+  if (hit) { pipelineStats.cached++; return hit; }
+  pipelineStats.compiled++;
+  const p = (async () => {
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code: k.wgsl, label: k.name });
+    let pipeline: GPUComputePipeline | undefined, err: unknown;
+    try { pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: k.name }); }
+    catch (e) { err = e; }
+    const scopeErr = await device.popErrorScope();
+    if (err || scopeErr || !pipeline) {
+      const info = await module.getCompilationInfo();
+      const msgs = info.messages.filter((x) => x.type === 'error').map((x) => `line ${x.lineNum}:${x.linePos} ${x.message}`).slice(0, 5).join('; ');
+      throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${msgs || scopeErr?.message || String(err)}`, { cause: err });
+    }
+    return pipeline;
+  })();
+  p.catch(() => m!.delete(key));
+  m.set(key, p);
+  return p;
+}
+
+const align4 = (n: number) => Math.ceil(n / 4) * 4;
+
+export class Model {
+  readonly plan: Plan;
+  readonly device: GPUDevice;
+  private arena: GPUBuffer;
+  private pipelines: GPUComputePipeline[];
+  private uniforms: GPUBuffer[];
+  private capacity = 0;
+  private values = new Map<string, GPUBuffer>();
+  private ownInput?: GPUBuffer;
+  private bindGroups = new WeakMap<GPUBuffer, { capacity: number; groups: GPUBindGroup[] }>();
+  private destroyed = false;
+  /** Largest batch one dispatch may take, from maxStorageBufferBindingSize and the widest value. */
+  readonly maxRowsPerDispatch: number;
+
+  private constructor(plan: Plan, device: GPUDevice, arena: GPUBuffer, pipelines: GPUComputePipeline[]) {
+    this.plan = plan; this.device = device; this.arena = arena; this.pipelines = pipelines;
+    this.uniforms = plan.kernels.map((k) => device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` }));
+    const widest = Math.max(...plan.values.map((v) => v.features));
+    const lim = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    this.maxRowsPerDispatch = Math.floor(lim / (widest * 4));
+  }
+
+  /**
+   * Creates a model: acquires a device (unless given), checks and uploads the weights, compiles every
+   * pipeline concurrently.
+   * @throws DyadcError(WEIGHTS) for a missing, extra or wrongly-sized tensor (naming key and shapes);
+   *         DyadcError(LIMIT) when the weights exceed the device's binding limit; DyadcError(GPU).
+   */
+  static async create(plan: Plan, opts: CreateOptions, decodeSafetensors?: (b: Uint8Array) => Record<string, Float32Array>): Promise<Model> {
+    if (!opts || !opts.weights) throw new DyadcError('USAGE', 'create() needs { weights }', { fix: 'pass weights by name or safetensors bytes' });
+    const weights = opts.weights instanceof Uint8Array ? decodeArena(opts.weights, decodeSafetensors) : opts.weights;
+    const arenaData = packArena(plan, weights);
+    const device = await getDevice({ device: opts.device, features: plan.features });
+    const bytes = plan.arenaLength * 4;
+    if (bytes > device.limits.maxStorageBufferBindingSize)
+      throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${device.limits.maxStorageBufferBindingSize}`);
+    const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
+    device.queue.writeBuffer(arena, 0, arenaData);
+    const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
+    return new Model(plan, device, arena, pipelines);
+  }
+
+  /** Replaces all weights (same names and shapes as at creation). */
+  setWeights(weights: Record<string, Float32Array>): void {
+    this.device.queue.writeBuffer(this.arena, 0, packArena(this.plan, weights));
+  }
+
+  /** Reads the weights back from the GPU, by name. */
+  async getWeights(): Promise<Record<string, Float32Array>> {
+    const all = await this.readBuffer(this.arena, this.plan.arenaLength * 4);
+    const out: Record<string, Float32Array> = {};
+    for (const w of this.plan.weights) out[w.name] = all.slice(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
+    return out;
+  }
+
+  /** The GPU buffer holding all weights (f32 arena; offsets in plan.weights). */
+  get weightsBuffer(): GPUBuffer { return this.arena; }
+
+  private ensureCapacity(batch: number): void {
+    if (batch <= this.capacity) return;
+    let cap = 1;
+    while (cap < batch) cap *= 2;
+    cap = Math.min(cap, this.maxRowsPerDispatch);
+    for (const b of this.values.values()) b.destroy();
+    this.values.clear();
+    for (const v of this.plan.values) {
+      if (v.id === this.plan.input) continue;
+      this.values.set(v.id, this.device.createBuffer({ size: align4(cap * v.features) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `%${v.id}` }));
+    }
+    this.ownInput?.destroy();
+    this.ownInput = this.device.createBuffer({ size: align4(cap * this.plan.inFeatures) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: `%${this.plan.input}` });
+    this.capacity = cap;
+  }
+
+  private groupsFor(input: GPUBuffer): GPUBindGroup[] {
+    const hit = this.bindGroups.get(input);
+    if (hit && hit.capacity === this.capacity) return hit.groups;
+    const buf = (id: string) => (id === this.plan.input ? input : this.values.get(id)!);
+    const groups = this.plan.kernels.map((k, i) => this.device.createBindGroup({
+      label: k.name, layout: this.pipelines[i].getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: this.uniforms[i] } },
+        ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer.kind === 'weights' ? this.arena : buf(b.buffer.id) } }))],
+    }));
+    this.bindGroups.set(input, { capacity: this.capacity, groups });
+    return groups;
+  }
+
+  /** Workgroups of a kernel for `batch` rows, folded into 2-D past maxComputeWorkgroupsPerDimension. */
+  grid(k: PlanKernel, batch: number): { x: number; y: number; total: number } {
+    const g = k.grid;
+    const total = g.kind === 'tiles' ? Math.ceil(batch / g.rowsPerWorkgroup) * g.colWorkgroups : Math.ceil((batch * g.perRow) / g.perWorkgroup);
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const x = Math.min(total, max), y = Math.ceil(total / x);
+    if (y > max) throw new DyadcError('LIMIT', `kernel ${k.name} (layer ${k.layers.join('+')}): ${total} workgroups exceed maxComputeWorkgroupsPerDimension² (${max}²) at batch ${batch}`, { fix: 'use a smaller batch' });
+    return { x, y, total };
+  }
+
+  /** Records every kernel of a forward pass for `batch` rows (≤ maxRowsPerDispatch) reading `input`. */
+  encodeForward(enc: GPUCommandEncoder, input: GPUBuffer, batch: number): void {
+    this.ensureCapacity(batch);
+    const groups = this.groupsFor(input);
+    const pass = enc.beginComputePass({ label: `${this.plan.name}.forward` });
+    this.plan.kernels.forEach((k, i) => {
+      const g = this.grid(k, batch);
+      this.device.queue.writeBuffer(this.uniforms[i], 0, new Uint32Array([batch, g.x, g.total, 0]));
+      pass.setPipeline(this.pipelines[i]);
+      pass.setBindGroup(0, groups[i]);
+      pass.dispatchWorkgroups(g.x, g.y);
+    });
+    pass.end();
+  }
+
+  private check(batch: number, what: string): void {
+    if (this.destroyed) throw new DyadcError('USAGE', `${what}: the model was destroyed`);
+    if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${batch}`);
+  }
+
+  /**
+   * Runs the model on the GPU for data already there. `x`: GPUBuffer holding `[batch, in_features]` f32.
+   * Returns the output buffer `[batch, out_features]` (owned by the model, valid until the next call).
+   * @throws DyadcError(LIMIT) when batch exceeds what one binding can hold (use `forward`, which splits).
+   */
+  forwardGPU(x: GPUBuffer, batch: number): GPUBuffer {
+    this.check(batch, 'forwardGPU');
+    if (batch > this.maxRowsPerDispatch) throw new DyadcError('LIMIT', `forwardGPU: batch ${batch} exceeds ${this.maxRowsPerDispatch} rows (maxStorageBufferBindingSize ${this.device.limits.maxStorageBufferBindingSize})`, { fix: 'split the batch, or use forward(), which splits it' });
+    if (x.size < batch * this.plan.inFeatures * 4) throw new DyadcError('USAGE', `forwardGPU: x holds ${x.size} bytes, [${batch}, ${this.plan.inFeatures}] f32 needs ${batch * this.plan.inFeatures * 4}`);
+    const enc = this.device.createCommandEncoder();
+    this.encodeForward(enc, x, batch);
+    this.device.queue.submit([enc.finish()]);
+    return this.values.get(this.plan.output)!;
+  }
+
+  /**
+   * Runs the model: `x` is `[batch, in_features]` row-major f32; returns `[batch, out_features]`.
+   * Batches larger than one binding can hold are split into chunks of rows.
+   * @throws DyadcError(USAGE) for a wrongly sized x; DyadcError(GPU) for a GPU validation/OOM error.
+   */
+  async forward(x: Float32Array, batch: number): Promise<Float32Array> {
+    this.check(batch, 'forward');
+    const inF = this.plan.inFeatures, outF = this.plan.outFeatures;
+    if (!(x instanceof Float32Array) || x.length !== batch * inF) throw new DyadcError('USAGE', `forward: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values, got ${x?.length}`);
+    const y = new Float32Array(batch * outF);
+    for (let r0 = 0; r0 < batch; r0 += this.maxRowsPerDispatch) {
+      const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
+      this.ensureCapacity(rows);
+      this.device.queue.writeBuffer(this.ownInput!, 0, x, r0 * inF, rows * inF);
+      this.device.pushErrorScope('out-of-memory');
+      this.device.pushErrorScope('validation');
+      const enc = this.device.createCommandEncoder();
+      this.encodeForward(enc, this.ownInput!, rows);
+      const part = await this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
+      const v = await this.device.popErrorScope(), o = await this.device.popErrorScope();
+      if (v || o) throw new DyadcError('GPU', `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')}): ${(v ?? o)!.message}`);
+      y.set(part, r0 * outF);
+    }
+    return y;
+  }
+
+  /** Copies `bytes` from a buffer to the CPU (after the commands in `enc`, if given). */
+  async readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
+    const e = enc ?? this.device.createCommandEncoder();
+    const staging = this.device.createBuffer({ size: align4(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    e.copyBufferToBuffer(src, 0, staging, 0, align4(bytes / 4) * 4);
+    this.device.queue.submit([e.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
+    staging.unmap(); staging.destroy();
+    return out;
+  }
+
+  /** Frees every GPU buffer of the model (pipelines stay cached for the device). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.arena.destroy(); this.ownInput?.destroy();
+    for (const b of this.values.values()) b.destroy();
+    for (const u of this.uniforms) u.destroy();
+    this.values.clear();
+  }
+}
+
+function decodeArena(bytes: Uint8Array, decode?: (b: Uint8Array) => Record<string, Float32Array>): Record<string, Float32Array> {
+  if (!decode) throw new DyadcError('USAGE', 'safetensors bytes given but no decoder is linked', { fix: 'pass weights as Record<string, Float32Array>' });
+  return decode(bytes);
+}
+
+/**
+ * Packs named weights into the arena layout of the plan.
+ * @throws DyadcError(WEIGHTS) naming a missing, extra or wrongly-sized tensor with both shapes.
+ */
+export function packArena(plan: Plan, weights: Record<string, Float32Array>): Float32Array {
+  const arena = new Float32Array(plan.arenaLength);
+  const known = new Set(plan.weights.map((w) => w.name));
+  for (const k of Object.keys(weights)) if (!known.has(k))
+    throw new DyadcError('WEIGHTS', `unexpected tensor ${k}`, { fix: `the model ${plan.name} takes: ${[...known].join(', ')}` });
+  for (const w of plan.weights) {
+    const t = weights[w.name];
+    const size = w.shape.reduce((a, b) => a * b, 1);
+    if (!t) throw new DyadcError('WEIGHTS', `missing tensor ${w.name} [${w.shape.join(', ')}]`, { fix: 'supply every tensor listed in weightShapes' });
+    if (t.length !== size) throw new DyadcError('WEIGHTS', `tensor ${w.name} has ${t.length} values but shape [${w.shape.join(', ')}] needs ${size}`);
+    arena.set(t, w.offset);
+  }
+  return arena;
+}

@@ -1,0 +1,143 @@
+/**
+ * Node-only file access for safetensors (the format code itself, `safetensors.ts`, stays
+ * browser-safe). Reading validates the header before touching the data, so a corrupt multi-GB
+ * file fails in microseconds; writing is atomic (temp file in the same directory + rename).
+ */
+import { promises as fsp, openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import * as path from 'node:path';
+import { DyadcError } from '../../compiler/errors.js';
+import {
+  MAX_HEADER_BYTES, readSafetensorsHeader, safetensorsFromHeader, writeSafetensors,
+  type SafetensorsFile, type TensorToWrite,
+} from './safetensors.js';
+
+/** fs.read moves at most ~2 GiB per call; read in chunks well below that. */
+const CHUNK = 64 * 1024 * 1024;
+
+function ioError(file: string, what: string, e: unknown): DyadcError {
+  const err = e as NodeJS.ErrnoException;
+  return new DyadcError('SAFETENSORS', `cannot ${what}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' ').trim(), { path: file, cause: e });
+}
+
+function header8Length(b: Uint8Array): number {
+  const dv = new DataView(b.buffer, b.byteOffset, 8);
+  return dv.getUint32(4, true) * 2 ** 32 + dv.getUint32(0, true);
+}
+
+/**
+ * Read and validate a safetensors file. The 8-byte length and the JSON header are read and
+ * checked first; only then is the whole file read (chunked, into one buffer) so `get()` can
+ * return zero-copy views.
+ * @throws DyadcError(SAFETENSORS) when the file cannot be opened/read or is malformed; the
+ *   error's `path` is the file path.
+ */
+export async function readSafetensorsFile(file: string): Promise<SafetensorsFile> {
+  let fh: fsp.FileHandle;
+  try { fh = await fsp.open(file, 'r'); } catch (e) { throw ioError(file, 'open file', e); }
+  try {
+    let size: number;
+    try { size = (await fh.stat()).size; } catch (e) { throw ioError(file, 'stat file', e); }
+    const readAt = async (buf: Uint8Array, pos: number) => {
+      let done = 0;
+      while (done < buf.length) {
+        const len = Math.min(CHUNK, buf.length - done);
+        let r: number;
+        try { r = (await fh.read(buf, done, len, pos + done)).bytesRead; } catch (e) { throw ioError(file, 'read file', e); }
+        if (r === 0) throw new DyadcError('SAFETENSORS', `file shrank while reading (got ${pos + done} of ${size} bytes)`, { path: file });
+        done += r;
+      }
+    };
+    const head = new Uint8Array(Math.min(8, size));
+    await readAt(head, 0);
+    let prefix = head;
+    if (size >= 8) {
+      const n = header8Length(head);
+      if (n <= MAX_HEADER_BYTES && 8 + n <= size) {
+        prefix = new Uint8Array(8 + n);
+        prefix.set(head);
+        await readAt(prefix.subarray(8), 8);
+      }
+    }
+    const header = withFile(file, () => readSafetensorsHeader(prefix, size));
+    const bytes = new Uint8Array(size);
+    bytes.set(prefix);
+    await readAt(bytes.subarray(prefix.length), prefix.length);
+    return safetensorsFromHeader(header, bytes);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Synchronous `readSafetensorsFile` (same checks, same errors). */
+export function readSafetensorsFileSync(file: string): SafetensorsFile {
+  let fd: number;
+  try { fd = openSync(file, 'r'); } catch (e) { throw ioError(file, 'open file', e); }
+  try {
+    const size = fstatSync(fd).size;
+    const readAt = (buf: Uint8Array, pos: number) => {
+      let done = 0;
+      while (done < buf.length) {
+        let r: number;
+        try { r = readSync(fd, buf, done, Math.min(CHUNK, buf.length - done), pos + done); } catch (e) { throw ioError(file, 'read file', e); }
+        if (r === 0) throw new DyadcError('SAFETENSORS', `file shrank while reading (got ${pos + done} of ${size} bytes)`, { path: file });
+        done += r;
+      }
+    };
+    const head = new Uint8Array(Math.min(8, size));
+    readAt(head, 0);
+    let prefix = head;
+    if (size >= 8) {
+      const n = header8Length(head);
+      if (n <= MAX_HEADER_BYTES && 8 + n <= size) {
+        prefix = new Uint8Array(8 + n);
+        prefix.set(head);
+        readAt(prefix.subarray(8), 8);
+      }
+    }
+    const header = withFile(file, () => readSafetensorsHeader(prefix, size));
+    const bytes = new Uint8Array(size);
+    bytes.set(prefix);
+    readAt(bytes.subarray(prefix.length), prefix.length);
+    return safetensorsFromHeader(header, bytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Re-throw a format error with the file name in front of its message. */
+function withFile<T>(file: string, f: () => T): T {
+  try { return f(); } catch (e) {
+    if (e instanceof DyadcError && e.code === 'SAFETENSORS') {
+      throw new DyadcError('SAFETENSORS', `${file}: ${e.message}`, { fix: e.fix, cause: e });
+    }
+    throw e;
+  }
+}
+
+/**
+ * Write tensors to `file` atomically: the bytes go to a temp file in the same directory, are
+ * fsync'ed, then renamed over `file`, so readers never see a half-written file.
+ * @throws what `writeSafetensors` throws; DyadcError(SAFETENSORS) on I/O failure (temp file removed).
+ */
+export async function writeSafetensorsFile(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+  const bytes = writeSafetensors(tensors, metadata);
+  const dir = path.dirname(path.resolve(file));
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
+  try {
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      let done = 0;
+      while (done < bytes.length) {
+        const { bytesWritten } = await fh.write(bytes, done, Math.min(CHUNK, bytes.length - done), done);
+        done += bytesWritten;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.unlink(tmp).catch(() => undefined);
+    throw ioError(file, 'write file', e);
+  }
+}

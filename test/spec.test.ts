@@ -1,0 +1,327 @@
+import test from 'ava';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSpecFile, parseSpec, parseSpecText } from '../compiler/spec/parse.js';
+import { DyadcError } from '../compiler/errors.js';
+
+const EXAMPLES = fileURLToPath(new URL('../examples/', import.meta.url));
+
+/** A valid spec (fresh copy each call): 768 → ln → dyad 3072 → relu → linear 768 → residual. */
+function base(): any {
+  return {
+    name: 'ff',
+    input: { features: 768 },
+    layers: [
+      { op: 'layernorm', name: 'ln' },
+      { op: 'dyad', name: 'fc1', out_features: 3072, blocks: 4 },
+      { op: 'relu' },
+      { op: 'linear', name: 'fc2', out_features: 768 },
+      { op: 'residual', from: 'input' },
+    ],
+  };
+}
+
+/** `base()` with `edit` applied. */
+function withEdit(edit: (s: any) => void): any {
+  const s = base();
+  edit(s);
+  return s;
+}
+
+interface BadCase {
+  title: string;
+  input: unknown;
+  path: string;
+  /** Words the message must contain (bad value, context). */
+  words: string[];
+  /** Words the fix must contain. */
+  fix?: string[];
+}
+
+const BAD: BadCase[] = [
+  // --- top level -------------------------------------------------------------------------
+  { title: 'top level is an array', input: [1, 2], path: 'spec', words: ['JSON object', 'array'] },
+  { title: 'top level is a string', input: 'spec', path: 'spec', words: ['JSON object', 'string'] },
+  { title: 'top level is null', input: null, path: 'spec', words: ['null'] },
+  { title: 'unknown top-level key (typo)', input: withEdit((s) => { s.layer = s.layers; delete s.layers; }),
+    path: 'spec.layer', words: ['unknown key "layer"'], fix: ['did you mean "layers"'] },
+  { title: 'unknown top-level key (far)', input: withEdit((s) => { s.zzzqqq = 1; }),
+    path: 'spec.zzzqqq', words: ['unknown key "zzzqqq"'], fix: ['allowed', 'layers'] },
+  { title: 'missing name', input: withEdit((s) => { delete s.name; }), path: 'spec.name', words: ['missing', '"name"'], fix: ['add "name"'] },
+  { title: 'spec name not an identifier', input: withEdit((s) => { s.name = 'my-model'; }),
+    path: 'spec.name', words: ['"my-model"', 'identifier'], fix: ['"my_model"'] },
+  { title: 'spec name starting with a digit', input: withEdit((s) => { s.name = '1ff'; }), path: 'spec.name', words: ['"1ff"'] },
+  { title: 'missing input', input: withEdit((s) => { delete s.input; }), path: 'spec.input', words: ['missing', '"input"'], fix: ['features'] },
+  { title: 'unknown key in input', input: withEdit((s) => { s.input.feature = 3; }),
+    path: 'spec.input.feature', words: ['unknown key "feature"'], fix: ['did you mean "features"'] },
+  { title: 'input.features is a string', input: withEdit((s) => { s.input.features = '768'; }),
+    path: 'spec.input.features', words: ['expected number', 'got string "768"'], fix: ['without quotes'] },
+  { title: 'input.features is zero', input: withEdit((s) => { s.input.features = 0; }),
+    path: 'spec.input.features', words: ['input.features 0', 'at least 1'], fix: ['positive integer'] },
+  { title: 'input.features negative', input: withEdit((s) => { s.input.features = -8; }), path: 'spec.input.features', words: ['-8'] },
+  { title: 'input.features non-integer', input: withEdit((s) => { s.input.features = 76.8; }),
+    path: 'spec.input.features', words: ['76.8', 'not an integer'] },
+  { title: 'input.features above 2^20', input: withEdit((s) => { s.input.features = 2 ** 20 + 1; }),
+    path: 'spec.input.features', words: ['1048577', 'maximum 1048576'] },
+  { title: 'spec dtype unknown', input: withEdit((s) => { s.dtype = 'f64'; }),
+    path: 'spec.dtype', words: ['"f64"', 'f32, f16'], fix: ['use "f'] },
+  { title: 'layers not an array', input: withEdit((s) => { s.layers = {}; }), path: 'spec.layers', words: ['expected array', 'got object'] },
+  { title: 'empty layers', input: withEdit((s) => { s.layers = []; }), path: 'spec.layers', words: ['empty'], fix: ['add at least one layer'] },
+  { title: 'missing layers', input: withEdit((s) => { delete s.layers; }), path: 'spec.layers', words: ['missing', '"layers"'] },
+  // --- ops and keys ----------------------------------------------------------------------
+  { title: 'unknown op (typo)', input: withEdit((s) => { s.layers[3].op = 'lineer'; }),
+    path: 'spec.layers[3].op', words: ['unknown op "lineer"', 'linear, dyad, relu'], fix: ['did you mean "linear"'] },
+  { title: 'unknown op (close to dyad)', input: withEdit((s) => { s.layers[1].op = 'dyda'; }),
+    path: 'spec.layers[1].op', words: ['"dyda"'], fix: ['"dyad"'] },
+  { title: 'missing op', input: withEdit((s) => { delete s.layers[2].op; }), path: 'spec.layers[2].op', words: ['missing', '"op"', 'valid ops'] },
+  { title: 'op not a string', input: withEdit((s) => { s.layers[2].op = 3; }), path: 'spec.layers[2].op', words: ['expected string', 'number 3'] },
+  { title: 'layer not an object', input: withEdit((s) => { s.layers[2] = 'relu'; }), path: 'spec.layers[2]', words: ['expected object', 'string "relu"'] },
+  { title: 'unknown layer key (typo)', input: withEdit((s) => { s.layers[3].out_feature = 768; delete s.layers[3].out_features; }),
+    path: 'spec.layers[3].out_feature', words: ['unknown key "out_feature"'], fix: ['did you mean "out_features"'] },
+  { title: 'unknown layer key with correct key present', input: withEdit((s) => { s.layers[3].biass = false; }),
+    path: 'spec.layers[3].biass', words: ['unknown key "biass"', 'linear layer'], fix: ['did you mean "bias"'] },
+  { title: 'dyad-only key on a linear layer', input: withEdit((s) => { s.layers[3].blocks = 4; }),
+    path: 'spec.layers[3].blocks', words: ['unknown key "blocks"'], fix: ['belongs to op "dyad"'] },
+  { title: 'dtype on an activation', input: withEdit((s) => { s.layers[2].dtype = 'f16'; }),
+    path: 'spec.layers[2].dtype', words: ['unknown key "dtype"', 'relu layer'] },
+  // --- names -----------------------------------------------------------------------------
+  { title: 'linear without name', input: withEdit((s) => { delete s.layers[3].name; }),
+    path: 'spec.layers[3].name', words: ['linear layer is missing', '"name"'], fix: ['unique "name"'] },
+  { title: 'dyad without name', input: withEdit((s) => { delete s.layers[1].name; }), path: 'spec.layers[1].name', words: ['dyad layer is missing', '"name"'] },
+  { title: 'layernorm without name', input: withEdit((s) => { delete s.layers[0].name; }), path: 'spec.layers[0].name', words: ['layernorm layer is missing', '"name"'] },
+  { title: 'rmsnorm without name', input: withEdit((s) => { s.layers[0] = { op: 'rmsnorm' }; }), path: 'spec.layers[0].name', words: ['rmsnorm layer is missing', '"name"'] },
+  { title: 'name is a number', input: withEdit((s) => { s.layers[3].name = 2; }), path: 'spec.layers[3].name', words: ['expected string', 'number 2'] },
+  { title: 'duplicate name', input: withEdit((s) => { s.layers[3].name = 'fc1'; }),
+    path: 'spec.layers[3].name', words: ['duplicate', '"fc1"', 'spec.layers[1].name'], fix: ['unique'] },
+  { title: 'duplicate of an activation name', input: withEdit((s) => { s.layers[2].name = 'ln'; }),
+    path: 'spec.layers[2].name', words: ['duplicate', '"ln"', 'spec.layers[0]'] },
+  { title: 'name with a dash', input: withEdit((s) => { s.layers[1].name = 'fc-1'; }),
+    path: 'spec.layers[1].name', words: ['"fc-1"', 'not valid'], fix: ['"fc_1"'] },
+  { title: 'name ending with a dot', input: withEdit((s) => { s.layers[1].name = 'fc1.'; }), path: 'spec.layers[1].name', words: ['"fc1."'] },
+  { title: 'name starting with a dot', input: withEdit((s) => { s.layers[1].name = '.fc1'; }), path: 'spec.layers[1].name', words: ['".fc1"'] },
+  { title: 'empty name', input: withEdit((s) => { s.layers[1].name = ''; }), path: 'spec.layers[1].name', words: ['""', 'not valid'] },
+  { title: 'reserved name input', input: withEdit((s) => { s.layers[0].name = 'input'; }), path: 'spec.layers[0].name', words: ['"input"', 'reserved'] },
+  // --- features and blocks -----------------------------------------------------------------
+  { title: 'out_features zero', input: withEdit((s) => { s.layers[3].out_features = 0; }),
+    path: 'spec.layers[3].out_features', words: ['out_features 0', 'at least 1'], fix: ['positive integer'] },
+  { title: 'out_features non-integer', input: withEdit((s) => { s.layers[1].out_features = 3072.5; }),
+    path: 'spec.layers[1].out_features', words: ['3072.5', 'not an integer'] },
+  { title: 'out_features above 2^20', input: withEdit((s) => { s.layers[3].out_features = 2 ** 21; }),
+    path: 'spec.layers[3].out_features', words: ['2097152', 'maximum'] },
+  { title: 'out_features is a string', input: withEdit((s) => { s.layers[3].out_features = '12'; }),
+    path: 'spec.layers[3].out_features', words: ['expected number, got string "12"'], fix: ['write 12 without quotes'] },
+  { title: 'out_features missing', input: withEdit((s) => { delete s.layers[3].out_features; }),
+    path: 'spec.layers[3].out_features', words: ['missing', '"out_features"'] },
+  { title: 'blocks not dividing in_features', input: withEdit((s) => { s.layers[1].blocks = 5; }),
+    path: 'spec.layers[1].blocks', words: ['5 does not divide in_features 768', 'common divisors of 768 and 3072: 1, 2, 3, 4, 6, 8,'],
+    fix: ['nearest: 4', '"auto"'] },
+  { title: 'blocks not dividing out_features', input: withEdit((s) => { s.layers[1].out_features = 3000; s.layers[3].out_features = 768; s.layers[1].blocks = 256; }),
+    path: 'spec.layers[1].blocks', words: ['256 does not divide out_features 3000', 'common divisors of 768 and 3000: 1, 2, 3, 4, 6, 8, 12, 24'] },
+  { title: 'blocks zero', input: withEdit((s) => { s.layers[1].blocks = 0; }), path: 'spec.layers[1].blocks', words: ['blocks 0', 'at least 1'] },
+  { title: 'blocks negative', input: withEdit((s) => { s.layers[1].blocks = -4; }), path: 'spec.layers[1].blocks', words: ['blocks -4'] },
+  { title: 'blocks non-integer', input: withEdit((s) => { s.layers[1].blocks = 2.5; }), path: 'spec.layers[1].blocks', words: ['blocks 2.5', 'not an integer'] },
+  { title: 'blocks a wrong string', input: withEdit((s) => { s.layers[1].blocks = 'many'; }),
+    path: 'spec.layers[1].blocks', words: ['expected integer or "auto"', 'string "many"'] },
+  { title: 'blocks a numeric string', input: withEdit((s) => { s.layers[1].blocks = '4'; }),
+    path: 'spec.layers[1].blocks', words: ['string "4"'], fix: ['write 4 without quotes'] },
+  { title: 'dyad without blocks', input: withEdit((s) => { delete s.layers[1].blocks; }),
+    path: 'spec.layers[1].blocks', words: ['missing', '"blocks"'], fix: ['"auto"'] },
+  { title: 'unknown variant', input: withEdit((s) => { s.layers[1].variant = 'xt'; }),
+    path: 'spec.layers[1].variant', words: ['unknown variant "xt"', 'it, ot, dt'], fix: ['use "'] },
+  { title: 'variant wrong type', input: withEdit((s) => { s.layers[1].variant = 1; }), path: 'spec.layers[1].variant', words: ['variant', 'number 1'] },
+  { title: 'bias is a string', input: withEdit((s) => { s.layers[3].bias = 'false'; }),
+    path: 'spec.layers[3].bias', words: ['expected boolean', 'string "false"'], fix: ['write false without quotes'] },
+  { title: 'layer dtype unknown', input: withEdit((s) => { s.layers[3].dtype = 'bf16'; }),
+    path: 'spec.layers[3].dtype', words: ['"bf16"'], fix: ['"f16"'] },
+  // --- eps ------------------------------------------------------------------------------
+  { title: 'eps zero', input: withEdit((s) => { s.layers[0].eps = 0; }), path: 'spec.layers[0].eps', words: ['eps 0', 'positive finite'], fix: ['1e-5'] },
+  { title: 'eps negative', input: withEdit((s) => { s.layers[0].eps = -1e-5; }), path: 'spec.layers[0].eps', words: ['eps -0.00001'] },
+  { title: 'eps infinite (TS input)', input: withEdit((s) => { s.layers[0].eps = Infinity; }),
+    path: 'spec.layers[0].eps', words: ['finite', 'Infinity'] },
+  { title: 'eps NaN (TS input)', input: withEdit((s) => { s.layers[0] = { op: 'rmsnorm', name: 'rms', eps: NaN }; }),
+    path: 'spec.layers[0].eps', words: ['finite', 'NaN'] },
+  // --- residual --------------------------------------------------------------------------
+  { title: 'residual from unknown layer', input: withEdit((s) => { s.layers[4].from = 'fc3'; }),
+    path: 'spec.layers[4].from', words: ['unknown layer "fc3"', 'input, ln, fc1'], fix: ['did you mean "fc1"'] },
+  { title: 'residual from a later layer', input: withEdit((s) => { s.layers.splice(2, 0, { op: 'residual', from: 'fc2' }); }),
+    path: 'spec.layers[2].from', words: ['"fc2"', 'later layer', 'spec.layers[4]'], fix: ['earlier layer'] },
+  { title: 'residual from itself', input: withEdit((s) => { s.layers[4] = { op: 'residual', name: 'res', from: 'res' }; }),
+    path: 'spec.layers[4].from', words: ['"res"', 'itself'] },
+  { title: 'residual feature mismatch', input: withEdit((s) => { s.layers[4].from = 'fc1'; }),
+    path: 'spec.layers[4].from', words: ['"fc1"', '3072 features', '768 features'] },
+  { title: 'residual from input with mismatched width', input: withEdit((s) => { s.layers[3].out_features = 512; }),
+    path: 'spec.layers[4].from', words: ['"input"', '768 features', '512 features', 'spec input'] },
+  { title: 'residual missing from', input: withEdit((s) => { delete s.layers[4].from; }),
+    path: 'spec.layers[4].from', words: ['missing', '"from"'], fix: ['"input"'] },
+];
+
+for (const c of BAD) {
+  test(`rejects: ${c.title}`, (t) => {
+    const err = t.throws(() => parseSpec(c.input), { instanceOf: DyadcError }) as DyadcError;
+    t.is(err.code, 'SPEC_INVALID');
+    t.is(err.path, c.path, err.message);
+    t.true(err.message.startsWith(`${c.path}: `), err.message);
+    for (const w of c.words) t.true(err.message.includes(w), `message lacks ${JSON.stringify(w)}: ${err.message}`);
+    t.truthy(err.fix, 'every error carries a fix');
+    for (const w of c.fix ?? []) t.true(err.fix!.includes(w), `fix lacks ${JSON.stringify(w)}: ${err.fix}`);
+  });
+}
+
+test('the malformed-spec table is large enough', (t) => {
+  t.true(BAD.length >= 30);
+});
+
+test('normalises defaults, features, names and dtype', (t) => {
+  const spec = parseSpec(base());
+  t.deepEqual(spec, {
+    name: 'ff',
+    input: { features: 768 },
+    output: { features: 768 },
+    dtype: 'f32',
+    layers: [
+      { op: 'layernorm', name: 'ln', in_features: 768, out_features: 768, eps: 1e-5, dtype: 'f32' },
+      { op: 'dyad', name: 'fc1', in_features: 768, out_features: 3072, blocks: 4, variant: 'it', bias: true, dtype: 'f32' },
+      { op: 'relu', name: 'relu_2', in_features: 3072, out_features: 3072 },
+      { op: 'linear', name: 'fc2', in_features: 3072, out_features: 768, bias: true, dtype: 'f32' },
+      { op: 'residual', name: 'residual_4', in_features: 768, out_features: 768, from: 'input' },
+    ],
+  });
+});
+
+test('spec dtype flows to layers; per-layer dtype overrides it', (t) => {
+  const spec = parseSpec(withEdit((s) => { s.dtype = 'f16'; s.layers[3].dtype = 'f32'; }));
+  t.is(spec.dtype, 'f16');
+  t.deepEqual(spec.layers.map((l) => ('dtype' in l ? l.dtype : '-')), ['f16', 'f16', '-', 'f32', '-']);
+});
+
+test('explicit values are kept: variant, bias, eps, blocks "auto", names of activations', (t) => {
+  const spec = parseSpec({
+    name: 'm', input: { features: 64 },
+    layers: [
+      { op: 'rmsnorm', name: 'norm', eps: 1e-6 },
+      { op: 'dyad', name: 'up', out_features: 256, blocks: 'auto', variant: 'dt', bias: false },
+      { op: 'silu', name: 'act' },
+      { op: 'linear', name: 'down', out_features: 64, bias: false },
+      { op: 'residual', name: 'skip', from: 'norm' },
+      { op: 'gelu_tanh' },
+    ],
+  });
+  t.deepEqual(spec.layers.map((l) => l.name), ['norm', 'up', 'act', 'down', 'skip', 'gelu_tanh_5']);
+  t.like(spec.layers[0], { eps: 1e-6 });
+  t.like(spec.layers[1], { blocks: 'auto', variant: 'dt', bias: false, in_features: 64, out_features: 256 });
+  t.like(spec.layers[3], { bias: false, in_features: 256, out_features: 64 });
+  t.like(spec.layers[4], { from: 'norm', in_features: 64, out_features: 64 });
+  t.is(spec.output.features, 64);
+});
+
+test('auto names avoid names the user already took', (t) => {
+  const spec = parseSpec({
+    name: 'm', input: { features: 8 },
+    layers: [{ op: 'linear', name: 'relu_1', out_features: 8 }, { op: 'relu' }],
+  });
+  t.deepEqual(spec.layers.map((l) => l.name), ['relu_1', 'relu_1_1']);
+});
+
+test('residual may refer to an auto-named layer and to dotted names', (t) => {
+  const spec = parseSpec({
+    name: 'm', input: { features: 8 },
+    layers: [
+      { op: 'linear', name: 'model.fc1', out_features: 16 }, { op: 'gelu' },
+      { op: 'linear', name: 'model.fc2', out_features: 16 }, { op: 'residual', from: 'gelu_1' },
+    ],
+  });
+  t.like(spec.layers[3], { name: 'residual_3', from: 'gelu_1', in_features: 16 });
+  t.is(spec.output.features, 16);
+});
+
+test('parseSpec does not modify its input', (t) => {
+  const input = base();
+  const copy = structuredClone(input);
+  parseSpec(input);
+  t.deepEqual(input, copy);
+});
+
+test('parseSpecText parses valid text (with a BOM)', (t) => {
+  const spec = parseSpecText('\uFEFF' + JSON.stringify(base()));
+  t.is(spec.layers.length, 5);
+});
+
+test('parseSpecText reports line and column of a JSON syntax error', (t) => {
+  const text = '{\n  "name": "ff",\n  "input": { "features": 768 },\n  "layers": [\n    { "op": "relu" },\n  ]\n}\n';
+  const err = t.throws(() => parseSpecText(text, 'ff.json'), { instanceOf: DyadcError }) as DyadcError;
+  t.is(err.code, 'SPEC_JSON');
+  t.true(err.message.startsWith('ff.json:5:21: '), err.message);
+  t.true(err.message.includes('trailing comma'), err.message);
+  t.truthy(err.fix);
+});
+
+const JSON_CASES: Array<[string, string, string]> = [
+  ['{"name": }', '<spec>:1:10', 'expected a value'],
+  ['{"name" "x"}', '<spec>:1:9', "expected ':'"],
+  ['{\n  "a": 1\n  "b": 2\n}', '<spec>:3:3', "expected ',' or '}'"],
+  ["{'name': 'x'}", '<spec>:1:2', 'double quotes'],
+  ['{\n  // comment\n}', '<spec>:2:3', 'comments'],
+  ['{"a": [1, 2', '<spec>:1:12', 'end of input'],
+  ['', '<spec>:1:1', 'end of input'],
+  ['{"a": tru}', '<spec>:1:7', "'tru'"],
+  ['{"a": 1}}', '<spec>:1:9', 'after the end'],
+  ['{"a": "x\ny"}', '<spec>:1:9', 'line break'],
+];
+
+for (const [text, where, reason] of JSON_CASES) {
+  test(`parseSpecText locates ${JSON.stringify(text)}`, (t) => {
+    const err = t.throws(() => parseSpecText(text), { instanceOf: DyadcError }) as DyadcError;
+    t.is(err.code, 'SPEC_JSON');
+    t.true(err.message.startsWith(`${where}: not valid JSON`), err.message);
+    t.true(err.message.includes(reason), err.message);
+  });
+}
+
+test('parseSpecText validates after parsing', (t) => {
+  const err = t.throws(() => parseSpecText('[]'), { instanceOf: DyadcError }) as DyadcError;
+  t.is(err.code, 'SPEC_INVALID');
+  t.is(err.path, 'spec');
+});
+
+test('loadSpecFile: a missing file is a clear error', (t) => {
+  const err = t.throws(() => loadSpecFile(join(EXAMPLES, 'no-such-spec.json')), { instanceOf: DyadcError }) as DyadcError;
+  t.is(err.code, 'USAGE');
+  t.true(err.message.includes('not found') && err.message.includes('no-such-spec.json'), err.message);
+});
+
+test('loadSpecFile: a syntax error names the file', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dyadc-spec-'));
+  const file = join(dir, 'broken.json');
+  writeFileSync(file, '{\n  "name": "x",\n  "layers": [,]\n}\n');
+  const err = t.throws(() => loadSpecFile(file), { instanceOf: DyadcError }) as DyadcError;
+  t.is(err.code, 'SPEC_JSON');
+  t.true(err.message.startsWith(`${file}:3:14: `), err.message);
+});
+
+test('loadSpecFile: an unreadable path (a directory) is a DyadcError', (t) => {
+  const err = t.throws(() => loadSpecFile(EXAMPLES), { instanceOf: DyadcError }) as DyadcError;
+  t.is(err.code, 'USAGE');
+});
+
+test('every examples/*.json parses', (t) => {
+  const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.json'));
+  t.true(files.length >= 5, `found ${files.join(', ')}`);
+  for (const f of files) {
+    const spec = loadSpecFile(join(EXAMPLES, f));
+    t.true(spec.layers.length > 0, f);
+    t.is(spec.output.features, spec.layers[spec.layers.length - 1]!.out_features, f);
+  }
+});
+
+test('example shapes: OPT-125m FF and MNIST MLP', (t) => {
+  const opt = loadSpecFile(join(EXAMPLES, 'opt125m-ff-dyad.json'));
+  t.like(opt.layers[1], { op: 'dyad', in_features: 768, out_features: 3072, blocks: 4, variant: 'it' });
+  t.like(opt.layers[3], { op: 'dyad', in_features: 3072, out_features: 768, blocks: 4, variant: 'it' });
+  const mnist = loadSpecFile(join(EXAMPLES, 'mnist-mlp.json'));
+  t.deepEqual(mnist.layers.map((l) => `${l.op}:${l.in_features}->${l.out_features}`),
+    ['linear:784->1024', 'relu:1024->1024', 'linear:1024->1024', 'relu:1024->1024', 'linear:1024->10']);
+  const mnistDyad = loadSpecFile(join(EXAMPLES, 'mnist-mlp-dyad.json'));
+  t.deepEqual(mnistDyad.layers.map((l) => l.op), ['dyad', 'relu', 'dyad', 'relu', 'linear']);
+});
