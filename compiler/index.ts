@@ -56,7 +56,7 @@ export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptio
   const graph = buildGraph(spec);
   opts.onStage?.('build', graph);
   const scheduled = runPasses(graph, forwardPasses(opts), opts.onStage);
-  const plan = buildPlan(scheduled, opts.limits);
+  const plan = buildPlan(scheduled, spec, opts.limits);
   return {
     spec, weightShapes: weightShapes(spec), graph, scheduled, plan,
     create: (o: CreateOptions) => Model.create(plan, o),

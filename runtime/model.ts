@@ -6,6 +6,8 @@
 import type { Plan, PlanKernel } from './plan.js';
 import { getDevice } from './device.js';
 import { DyadcError } from '../compiler/errors.js';
+import { readSafetensors } from './weights/safetensors.js';
+import { resolveLayerTensors, checkWeights } from './weights/names.js';
 
 /** Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file. */
 export type WeightsInput = Record<string, Float32Array> | Uint8Array;
@@ -14,6 +16,8 @@ export interface CreateOptions {
   weights: WeightsInput;
   /** Use this device instead of acquiring one. */
   device?: GPUDevice;
+  /** With safetensors bytes: the key prefix of this model's tensors (e.g. `model.decoder.layers.0.`). */
+  prefix?: string;
 }
 
 /** FNV-1a 64-bit (as two 32-bit halves) of a string → 16 hex chars; keys the pipeline cache. */
@@ -92,9 +96,9 @@ export class Model {
    * @throws DyadcError(WEIGHTS) for a missing, extra or wrongly-sized tensor (naming key and shapes);
    *         DyadcError(LIMIT) when the weights exceed the device's binding limit; DyadcError(GPU).
    */
-  static async create(plan: Plan, opts: CreateOptions, decodeSafetensors?: (b: Uint8Array) => Record<string, Float32Array>): Promise<Model> {
+  static async create(plan: Plan, opts: CreateOptions): Promise<Model> {
     if (!opts || !opts.weights) throw new DyadcError('USAGE', 'create() needs { weights }', { fix: 'pass weights by name or safetensors bytes' });
-    const weights = opts.weights instanceof Uint8Array ? decodeArena(opts.weights, decodeSafetensors) : opts.weights;
+    const weights = opts.weights instanceof Uint8Array ? resolveLayerTensors(readSafetensors(opts.weights), plan.spec, { prefix: opts.prefix }) : opts.weights;
     const arenaData = packArena(plan, weights);
     const device = await getDevice({ device: opts.device, features: plan.features });
     const bytes = plan.arenaLength * 4;
@@ -209,7 +213,7 @@ export class Model {
     for (let r0 = 0; r0 < batch; r0 += this.maxRowsPerDispatch) {
       const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
       this.ensureCapacity(rows);
-      this.device.queue.writeBuffer(this.ownInput!, 0, x, r0 * inF, rows * inF);
+      this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
       this.device.pushErrorScope('out-of-memory');
       this.device.pushErrorScope('validation');
       const enc = this.device.createCommandEncoder();
@@ -245,26 +249,13 @@ export class Model {
   }
 }
 
-function decodeArena(bytes: Uint8Array, decode?: (b: Uint8Array) => Record<string, Float32Array>): Record<string, Float32Array> {
-  if (!decode) throw new DyadcError('USAGE', 'safetensors bytes given but no decoder is linked', { fix: 'pass weights as Record<string, Float32Array>' });
-  return decode(bytes);
-}
-
 /**
  * Packs named weights into the arena layout of the plan.
  * @throws DyadcError(WEIGHTS) naming a missing, extra or wrongly-sized tensor with both shapes.
  */
-export function packArena(plan: Plan, weights: Record<string, Float32Array>): Float32Array {
+export function packArena(plan: Plan, weights: Record<string, Float32Array>): Float32Array<ArrayBuffer> {
+  checkWeights(weights, Object.fromEntries(plan.weights.map((w) => [w.name, w.shape])));
   const arena = new Float32Array(plan.arenaLength);
-  const known = new Set(plan.weights.map((w) => w.name));
-  for (const k of Object.keys(weights)) if (!known.has(k))
-    throw new DyadcError('WEIGHTS', `unexpected tensor ${k}`, { fix: `the model ${plan.name} takes: ${[...known].join(', ')}` });
-  for (const w of plan.weights) {
-    const t = weights[w.name];
-    const size = w.shape.reduce((a, b) => a * b, 1);
-    if (!t) throw new DyadcError('WEIGHTS', `missing tensor ${w.name} [${w.shape.join(', ')}]`, { fix: 'supply every tensor listed in weightShapes' });
-    if (t.length !== size) throw new DyadcError('WEIGHTS', `tensor ${w.name} has ${t.length} values but shape [${w.shape.join(', ')}] needs ${size}`);
-    arena.set(t, w.offset);
-  }
+  for (const w of plan.weights) arena.set(weights[w.name], w.offset);
   return arena;
 }

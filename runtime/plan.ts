@@ -3,6 +3,8 @@
  * The compiler produces it; the JIT path (`compile()`) and the AOT modules (`dyadc compile`) both
  * hand it to the same runtime code, so the two cannot drift.
  */
+import type { Spec } from '../compiler/spec/types.js';
+
 export const PLAN_FORMAT = 'dyadc-plan/1';
 
 export interface PlanWeight { name: string; shape: number[]; /** f32 elements from the arena start (multiple of 4) */ offset: number }
@@ -34,6 +36,8 @@ export interface PlanKernel {
 export interface Plan {
   format: typeof PLAN_FORMAT;
   name: string;
+  /** the normalised spec (weights are resolved against it) */
+  spec: Spec;
   dtype: 'f32';
   inFeatures: number;
   outFeatures: number;

@@ -3,6 +3,7 @@
  * (each tensor 16-byte aligned so kernels can read vec4s), renders one kernel per compute node.
  */
 import type { Graph } from '../ir/graph.js';
+import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
 import { renderBlockGemm, type Offsets } from './blockgemm.js';
@@ -31,7 +32,7 @@ export function layoutWeights(g: Graph): { offsets: Offsets; weights: Plan['weig
  * Builds the plan from a scheduled graph.
  * @throws DyadcError(LIMIT) when the weights arena exceeds maxStorageBufferBindingSize.
  */
-export function buildPlan(g: Graph, limits: Partial<Limits> = {}): Plan {
+export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): Plan {
   const lim = { ...DEFAULT_LIMITS, ...limits };
   const { offsets, weights, length } = layoutWeights(g);
   if (length * 4 > lim.maxStorageBufferBindingSize)
@@ -84,6 +85,6 @@ export function buildPlan(g: Graph, limits: Partial<Limits> = {}): Plan {
     k++;
   }
   const values = g.nodes.map((n) => ({ id: n.id, features: n.features }));
-  return { format: PLAN_FORMAT, name: g.name, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
+  return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, values, kernels, features: [] };
 }
