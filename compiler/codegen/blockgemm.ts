@@ -18,7 +18,7 @@ export type Offsets = Record<string, number>;
 
 export interface GemmBindings {
   /** binding index → buffer role, in the order the runtime binds them */
-  list: { binding: number; role: 'x' | 'weights' | 'y' | 'stats' | 'residual'; value?: string }[];
+  list: { binding: number; role: 'x' | 'weights' | 'y' | 'stats' | 'residual' | 'pre'; value?: string }[];
 }
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
@@ -68,6 +68,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     resNames.set(e.from, `residual_${resNames.size}`);
     list.push({ binding: list.length + 1, role: 'residual', value: e.from });
   }
+  if (n.savePre) list.push({ binding: list.length + 1, role: 'pre', value: n.savePre });
   const bindingDecls = list.map((b) => {
     switch (b.role) {
       case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>', comment: `[batch, ${IN}] %${b.value}` };
@@ -75,6 +76,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       case 'y': return { binding: b.binding, name: 'y', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] %${b.value}` };
       case 'stats': return { binding: b.binding, name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${b.value}` };
       case 'residual': return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: 'array<f32>', comment: `[batch, ${OUT}] %${b.value}` };
+      case 'pre': return { binding: b.binding, name: 'pre', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] pre-activation %${b.value} (training)` };
     }
   });
 
@@ -169,6 +171,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     for (let j = 0; j < TN; j++) {
       const lines = [`let o = out0 + ${j}u * out_stride;`, `var v = acc_${m}_${j};`];
       if (n.bias) lines.push(`v = v + weight_at(${offsets[n.bias]}u + o);`);
+      if (n.savePre) lines.push('pre[y_row + o] = v;');
       for (const e of n.epilogue) {
         if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
         else lines.push(`v = v + ${resNames.get(e.from)}[y_row + o];`);

@@ -85,6 +85,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
     k++;
   }
   const values = g.nodes.map((n) => ({ id: n.id, features: n.features }));
+  for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features });
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, values, kernels, features: [] };
 }

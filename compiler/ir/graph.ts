@@ -76,6 +76,11 @@ export interface BlockGemmNode extends NodeBase {
   epilogue: EpilogueOp[];
   variant?: Variant;
   schedule?: Schedule;
+  /**
+   * Training: also store the pre-activation value (after bias, before the first activation) as a
+   * value with this id, `[batch, features]`, for the activation's backward.
+   */
+  savePre?: ValueId;
 }
 
 /** Per-row statistics of `inputs[0]` for a fused norm prologue: value `[batch, 2]` = (mean, rstd) (rmsnorm: (0, rstd)). */
