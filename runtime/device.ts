@@ -32,7 +32,9 @@ export async function getGPU(): Promise<GPU> {
           { fix: 'npm install webgpu@0.6.2 (Node), or run in a browser with WebGPU', cause: e });
       }
       if ((globalThis as Record<string, unknown>).GPUBufferUsage === undefined) Object.assign(globalThis, mod.globals);
-      return mod.create([]);
+      // Node only: extra Dawn options, e.g. DYADC_DAWN_OPTIONS='enable-dawn-features=disable_robustness'
+      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DYADC_DAWN_OPTIONS;
+      return mod.create(env ? env.split(' ').filter(Boolean) : []);
     })();
   }
   return nodeGpu;

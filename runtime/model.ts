@@ -6,8 +6,9 @@
 import type { Plan, PlanKernel } from './plan.js';
 import { getDevice } from './device.js';
 import { DyadcError } from '../compiler/errors.js';
-import { readSafetensors } from './weights/safetensors.js';
+import { readSafetensors, f32ArrayToF16, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
+import { modelBackward, createTrainer, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
 /** Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file. */
 export type WeightsInput = Record<string, Float32Array> | Uint8Array;
@@ -72,6 +73,8 @@ export class Model {
   readonly plan: Plan;
   readonly device: GPUDevice;
   private arena: GPUBuffer;
+  /** f16 copies of the f16 layers' weights (absent when no layer is f16) */
+  private arena16?: GPUBuffer;
   private pipelines: GPUComputePipeline[];
   private uniforms: GPUBuffer[];
   private capacity = 0;
@@ -84,6 +87,7 @@ export class Model {
 
   private constructor(plan: Plan, device: GPUDevice, arena: GPUBuffer, pipelines: GPUComputePipeline[]) {
     this.plan = plan; this.device = device; this.arena = arena; this.pipelines = pipelines;
+    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: `${plan.name}.weights16` });
     this.uniforms = plan.kernels.map((k) => device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` }));
     const widest = Math.max(...plan.values.map((v) => v.features));
     const lim = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
@@ -107,13 +111,31 @@ export class Model {
     const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
     device.queue.writeBuffer(arena, 0, arenaData);
     const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
-    return new Model(plan, device, arena, pipelines);
+    const m = new Model(plan, device, arena, pipelines);
+    m.uploadHalf(arenaData);
+    return m;
   }
 
   /** Replaces all weights (same names and shapes as at creation). */
   setWeights(weights: Record<string, Float32Array>): void {
-    this.device.queue.writeBuffer(this.arena, 0, packArena(this.plan, weights));
+    const data = packArena(this.plan, weights);
+    this.device.queue.writeBuffer(this.arena, 0, data);
+    this.uploadHalf(data);
   }
+
+  /** Refreshes the f16 arena from f32 arena data (round to nearest even, once). */
+  private uploadHalf(arena: Float32Array): void {
+    if (!this.arena16) return;
+    const half = new Uint16Array(this.plan.arena16Length!);
+    for (const w of this.plan.weights) if (w.offset16 !== undefined) {
+      const n = w.shape.reduce((a, b) => a * b, 1);
+      half.set(f32ArrayToF16(arena.subarray(w.offset, w.offset + n)), w.offset16);
+    }
+    this.device.queue.writeBuffer(this.arena16, 0, half);
+  }
+
+  /** Element type of a value. */
+  private dtypeOf(id: string): 'f32' | 'f16' { return this.plan.values.find((v) => v.id === id)?.dtype ?? 'f32'; }
 
   /** Reads the weights back from the GPU, by name. */
   async getWeights(): Promise<Record<string, Float32Array>> {
@@ -149,7 +171,7 @@ export class Model {
     const groups = this.plan.kernels.map((k, i) => this.device.createBindGroup({
       label: k.name, layout: this.pipelines[i].getBindGroupLayout(0),
       entries: [{ binding: 0, resource: { buffer: this.uniforms[i] } },
-        ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer.kind === 'weights' ? this.arena : buf(b.buffer.id) } }))],
+        ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer.kind === 'weights' ? this.arena : b.buffer.kind === 'weights16' ? this.arena16! : buf(b.buffer.id) } }))],
     }));
     this.bindGroups.set(input, { capacity: this.capacity, groups });
     return groups;
@@ -193,7 +215,8 @@ export class Model {
   forwardGPU(x: GPUBuffer, batch: number): GPUBuffer {
     this.check(batch, 'forwardGPU');
     if (batch > this.maxRowsPerDispatch) throw new DyadcError('LIMIT', `forwardGPU: batch ${batch} exceeds ${this.maxRowsPerDispatch} rows (maxStorageBufferBindingSize ${this.device.limits.maxStorageBufferBindingSize})`, { fix: 'split the batch, or use forward(), which splits it' });
-    if (x.size < batch * this.plan.inFeatures * 4) throw new DyadcError('USAGE', `forwardGPU: x holds ${x.size} bytes, [${batch}, ${this.plan.inFeatures}] f32 needs ${batch * this.plan.inFeatures * 4}`);
+    const xt = this.dtypeOf(this.plan.input), eb = xt === 'f16' ? 2 : 4;
+    if (x.size < batch * this.plan.inFeatures * eb) throw new DyadcError('USAGE', `forwardGPU: x holds ${x.size} bytes, [${batch}, ${this.plan.inFeatures}] ${xt} needs ${batch * this.plan.inFeatures * eb}`);
     const enc = this.device.createCommandEncoder();
     this.encodeForward(enc, x, batch);
     this.device.queue.submit([enc.finish()]);
@@ -213,12 +236,19 @@ export class Model {
     for (let r0 = 0; r0 < batch; r0 += this.maxRowsPerDispatch) {
       const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
       this.ensureCapacity(rows);
-      this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
+      if (this.dtypeOf(this.plan.input) === 'f16') {
+        const half = new Uint16Array(align4(rows * inF)); // writeBuffer sizes are multiples of 4 bytes
+        half.set(f32ArrayToF16(x.subarray(r0 * inF, (r0 + rows) * inF)));
+        this.device.queue.writeBuffer(this.ownInput!, 0, half);
+      }
+      else this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
       this.device.pushErrorScope('out-of-memory');
       this.device.pushErrorScope('validation');
       const enc = this.device.createCommandEncoder();
       this.encodeForward(enc, this.ownInput!, rows);
-      const part = await this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
+      const part = this.dtypeOf(this.plan.output) === 'f16'
+        ? f16ArrayToF32(await this.readBits16(this.values.get(this.plan.output)!, rows * outF, enc))
+        : await this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
       const v = await this.device.popErrorScope(), o = await this.device.popErrorScope();
       if (v || o) throw new DyadcError('GPU', `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')}): ${(v ?? o)!.message}`);
       y.set(part, r0 * outF);
@@ -238,11 +268,23 @@ export class Model {
     return out;
   }
 
+  /** Training: dL/dx and dL/dw (by weight name) for input `x` and output gradient `dy`. See runtime/trainer.ts. */
+  backward(x: Float32Array, dy: Float32Array, batch: number, opts?: BackwardOptions): Promise<BackwardOutput> { return modelBackward(this, x, dy, batch, opts); }
+
+  /** Training: a GPU training loop (loss + optimizer) updating this model's weights in place. See runtime/trainer.ts. */
+  trainer(options: TrainerOptions): Promise<Trainer> { return createTrainer(this, options); }
+
+  /** Copies `count` 16-bit values from a buffer to the CPU (after the commands in `enc`). */
+  async readBits16(src: GPUBuffer, count: number, enc?: GPUCommandEncoder): Promise<Uint16Array> {
+    const f = await this.readBuffer(src, align4(count / 2) * 4, enc);
+    return new Uint16Array(f.buffer, 0, count);
+  }
+
   /** Frees every GPU buffer of the model (pipelines stay cached for the device). */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.arena.destroy(); this.ownInput?.destroy();
+    this.arena.destroy(); this.arena16?.destroy(); this.ownInput?.destroy();
     for (const b of this.values.values()) b.destroy();
     for (const u of this.uniforms) u.destroy();
     this.values.clear();

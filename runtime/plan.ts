@@ -7,10 +7,16 @@ import type { Spec } from '../compiler/spec/types.js';
 
 export const PLAN_FORMAT = 'dyadc-plan/1';
 
-export interface PlanWeight { name: string; shape: number[]; /** f32 elements from the arena start (multiple of 4) */ offset: number }
+export interface PlanWeight {
+  name: string; shape: number[];
+  /** f32 elements from the f32 arena's start (multiple of 4) */
+  offset: number;
+  /** f16 layers: elements from the f16 arena's start (multiple of 4) */
+  offset16?: number;
+}
 
 /** binding 0 is always the kernel's `params` uniform; the others are listed here. */
-export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: string } | { kind: 'weights' } }
+export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: string } | { kind: 'weights' } | { kind: 'weights16' } }
 
 export type PlanGrid =
   /** gemm: ceil(batch / rowsPerWorkgroup) × colWorkgroups workgroups */
@@ -46,9 +52,67 @@ export interface Plan {
   weights: PlanWeight[];
   /** f32 elements of the weights arena */
   arenaLength: number;
-  /** activation values `[batch, features]` (f32) */
-  values: { id: string; features: number }[];
+  /** f16 elements of the f16 weights arena (0 when no layer is f16) */
+  arena16Length?: number;
+  /** activation values `[batch, features]`, f32 or f16 */
+  values: { id: string; features: number; dtype?: 'f32' | 'f16' }[];
   kernels: PlanKernel[];
   /** GPU features the kernels need (e.g. shader-f16) */
   features: string[];
+  /** Training kernels (autodiff, losses, optimizers); absent when compiled with `training: false`. */
+  training?: PlanTraining;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training (optional section, produced by the compiler's autodiff pass + compiler/codegen/train-plan.ts)
+
+export const TRAIN_FORMAT = 'dyadc-train/1';
+
+/** Buffers a training kernel binds, besides activation/gradient values. */
+export type TrainBuffer =
+  | { kind: 'value'; id: string }
+  /** the weights arena (Model.weightsBuffer) */
+  | { kind: 'weights' }
+  /** the f16 weights arena (f16 layers; refreshed from the f32 master weights) */
+  | { kind: 'weights16' }
+  /** the gradients arena: same length and offsets as the weights arena (plan.weights) */
+  | { kind: 'grads' }
+  /** optimizer state arenas (same layout): first moment / momentum buffer, second moment */
+  | { kind: 'moment1' } | { kind: 'moment2' }
+  /** loss targets: i32 class labels `[batch]` (cross-entropy) or f32 targets `[batch, out]` (mse) */
+  | { kind: 'labels' }
+  /** per-row loss `[batch]` (f32); the runtime sums it in float64 */
+  | { kind: 'loss' }
+  /** optimizer hyper-parameters (uniform, 16 words; see templates/optimizer.wgsl.hbs) */
+  | { kind: 'hyper' };
+
+export interface TrainBinding { binding: number; buffer: TrainBuffer }
+
+export type TrainGrid = PlanGrid
+  /** a batch-independent number of workgroups (weight gradients: one invocation per dw tile) */
+  | { kind: 'fixed'; workgroups: number };
+
+export interface TrainKernel extends Omit<PlanKernel, 'bindings' | 'grid'> {
+  bindings: TrainBinding[];
+  grid: TrainGrid;
+  /** Only needed for the gradient of the model input (`model.backward`); the trainer skips it. */
+  inputGradOnly?: boolean;
+}
+
+export interface PlanTraining {
+  format: typeof TRAIN_FORMAT;
+  /** forward kernels for training: the inference kernels, with `savePre` where a backward needs the pre-activation */
+  forward: TrainKernel[];
+  /** backward kernels in execution order (data gradients, pointwise gradients, weight gradients) */
+  backward: TrainKernel[];
+  /** every value the training executor allocates `[batch, features]`: forward values, saved pre-activations, gradients */
+  values: { id: string; features: number }[];
+  /** value holding dL/d(output) (written by a loss kernel, or uploaded by `model.backward`) */
+  outputGrad: string;
+  /** value holding dL/d(input) (computed only by `model.backward`) */
+  inputGrad: string;
+  /** loss kernels: read the output logits + labels, write outputGrad and the per-row loss */
+  losses: { softmax_cross_entropy: TrainKernel; mse: TrainKernel };
+  /** optimizer kernels: one dispatch updates the whole weights arena from the grads arena */
+  optimizers: { adamw: TrainKernel; sgd: TrainKernel };
 }

@@ -8,7 +8,7 @@
  * backward of it), a group is (contiguous block g, residue c): outputs r = g·D + f + t·n, r ≡ c (mod n).
  */
 import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
-import type { Activation } from '../spec/types.js';
+import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
 
 export type ColumnMode = 'contiguous' | 'strided' | 'mixed';
@@ -18,8 +18,20 @@ export type Offsets = Record<string, number>;
 
 export interface GemmBindings {
   /** binding index → buffer role, in the order the runtime binds them */
-  list: { binding: number; role: 'x' | 'weights' | 'y' | 'stats' | 'residual' | 'pre'; value?: string }[];
+  list: { binding: number; role: 'x' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre'; value?: string }[];
 }
+
+/**
+ * Element types for half precision (issue "f16"): the dtype of each activation value, and the
+ * offsets of the tensors that have an f16 copy in the f16 weights arena. Absent = all f32.
+ * Accumulation and epilogue math stay f32; values are rounded once, on store.
+ */
+export interface KernelTypes {
+  valueDtype(id: string): DType;
+  offsets16: Offsets;
+}
+
+const F32_TYPES: KernelTypes = { valueDtype: () => 'f32', offsets16: {} };
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
 
@@ -47,7 +59,7 @@ export interface GemmKernel {
 }
 
 /** Renders one blockgemm node to WGSL with its binding list. */
-export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string): GemmKernel {
+export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES): GemmKernel {
   const s: Schedule = n.schedule!;
   const TM = s.tile.rows, TN = s.tile.cols, KV = s.tile.k;
   const IN = n.in_features, OUT = n.features;
@@ -55,13 +67,23 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const { mode, perGroup, chunks } = columnChunks(n, TN);
   const chunkWGs = ceil(chunks, s.workgroup.cols);
   const xVec = IN % 4 === 0;
+  const xT = types.valueDtype(n.inputs[0]), yT = n.dtype;
+  // which arena each tensor is read from (f16 copy if there is one)
+  const tensors = [...n.parts.map((p) => p.weight), n.bias, n.prologue?.weight, n.prologue?.bias].filter((t): t is string => !!t);
+  const is16 = (t: string) => types.offsets16[t] !== undefined;
+  const off = (t: string) => (is16(t) ? types.offsets16[t] : offsets[t]);
+  const wScalar = (t: string, idx: string) => `${is16(t) ? 'weight16_at' : 'weight_at'}(${off(t)}u + ${idx})`;
+  const wVec = (t: string, vecIdx: string) => (is16(t) ? `vec4<f32>(weights16[${vecIdx}])` : `weights[${vecIdx}]`);
+  const uses32 = tensors.some((t) => !is16(t)), uses16 = tensors.some(is16);
+  const f16 = uses16 || xT === 'f16' || yT === 'f16' || n.epilogue.some((e) => e.op === 'residual' && types.valueDtype(e.from) === 'f16');
+  const vecT = (t: DType) => (t === 'f16' ? 'vec4<f16>' : 'vec4<f32>');
+  const load = (t: DType, e: string) => (t === 'f16' ? `f32(${e})` : e);
 
   // bindings: 0 params (uniform), then x, weights, y, stats?, residual sources
-  const list: GemmBindings['list'] = [
-    { binding: 1, role: 'x', value: n.inputs[0] },
-    { binding: 2, role: 'weights' },
-    { binding: 3, role: 'y', value: n.id },
-  ];
+  const list: GemmBindings['list'] = [{ binding: 1, role: 'x', value: n.inputs[0] }];
+  if (uses32) list.push({ binding: list.length + 1, role: 'weights' });
+  if (uses16) list.push({ binding: list.length + 1, role: 'weights16' });
+  list.push({ binding: list.length + 1, role: 'y', value: n.id });
   if (n.prologue) list.push({ binding: list.length + 1, role: 'stats', value: n.prologue.stats });
   const resNames = new Map<string, string>();
   for (const e of n.epilogue) if (e.op === 'residual' && !resNames.has(e.from)) {
@@ -71,22 +93,27 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   if (n.savePre) list.push({ binding: list.length + 1, role: 'pre', value: n.savePre });
   const bindingDecls = list.map((b) => {
     switch (b.role) {
-      case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? 'array<vec4<f32>>' : 'array<f32>', comment: `[batch, ${IN}] %${b.value}` };
-      case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'all weights of the model (f32 arena)' };
-      case 'y': return { binding: b.binding, name: 'y', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] %${b.value}` };
+      case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? `array<${vecT(xT)}>` : `array<${xT}>`, comment: `[batch, ${IN}] ${xT} %${b.value}` };
+      case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'weights of the model (f32 arena)' };
+      case 'weights16': return { binding: b.binding, name: 'weights16', access: 'read', type: 'array<vec4<f16>>', comment: 'f16 copies of the f16 layers\' weights (f16 arena)' };
+      case 'y': return { binding: b.binding, name: 'y', access: 'read_write', type: `array<${yT}>`, comment: `[batch, ${OUT}] ${yT} %${b.value}` };
       case 'stats': return { binding: b.binding, name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${b.value}` };
-      case 'residual': return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: 'array<f32>', comment: `[batch, ${OUT}] %${b.value}` };
+      case 'residual': { const t = types.valueDtype(b.value!); return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: `array<${t}>`, comment: `[batch, ${OUT}] ${t} %${b.value}` }; }
       case 'pre': return { binding: b.binding, name: 'pre', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] pre-activation %${b.value} (training)` };
     }
   });
 
   // x accessor with the norm prologue folded into every load
   const pro = n.prologue;
-  const raw = (idx: string) => (xVec ? `x[(${idx}) >> 2u][(${idx}) & 3u]` : `x[${idx}]`);
+  const raw = (idx: string) => load(xT, xVec ? `x[(${idx}) >> 2u][(${idx}) & 3u]` : `x[${idx}]`);
   const norm = (v: string, m: string, f: string) => pro
-    ? `((${v}) - mean_${m}) * rstd_${m} * weight_at(${offsets[pro.weight]}u + ${f})${pro.bias ? ` + weight_at(${offsets[pro.bias]}u + ${f})` : ''}`
+    ? `((${v}) - mean_${m}) * rstd_${m} * ${wScalar(pro.weight, f)}${pro.bias ? ` + ${wScalar(pro.bias, f)}` : ''}`
     : v;
-  const xAccessor = `fn x_at(row: u32, feature: u32) -> f32 { return ${raw('row * IN_FEATURES + feature')}; }`;
+  const xAccessor = [
+    `fn x_at(row: u32, feature: u32) -> f32 { return ${raw('row * IN_FEATURES + feature')}; }`,
+    uses32 ? 'fn weight_at(i: u32) -> f32 { return weights[i >> 2u][i & 3u]; }' : '',
+    uses16 ? 'fn weight16_at(i: u32) -> f32 { return f32(weights16[i >> 2u][i & 3u]); }' : '',
+  ].filter(Boolean).join('\n');
 
   // column decode
   const decode: string[] = [
@@ -119,8 +146,8 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     for (let j = 0; j < TN; j++) {
       const row = `${r.row0} + ${j === 0 ? '0u' : `select(0u, ${j}u, ${j}u < valid_cols)`} * ${r.stride}`;
       const base = p.transposed
-        ? `${offsets[p.weight]}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
-        : `${offsets[p.weight]}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
+        ? `${off(p.weight)}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
+        : `${off(p.weight)}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
       decode.push(`let w${pi}_${j} = ${base};`);
     }
   });
@@ -143,21 +170,21 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       if (contiguousVec) body.push(`let feature = ${feat('k')};`);
       for (let m = 0; m < TM; m++) {
         if (contiguousVec) {
-          const v = `x[(row_${m} * IN_FEATURES + feature) >> 2u]`;
+          const v = xT === 'f16' ? `vec4<f32>(x[(row_${m} * IN_FEATURES + feature) >> 2u])` : `x[(row_${m} * IN_FEATURES + feature) >> 2u]`;
           body.push(pro
-            ? `let x_${m} = (${v} - vec4<f32>(mean_${m})) * rstd_${m} * weights[(${offsets[pro.weight]}u + feature) >> 2u]${pro.bias ? ` + weights[(${offsets[pro.bias]}u + feature) >> 2u]` : ''};`
+            ? `let x_${m} = (${v} - vec4<f32>(mean_${m})) * rstd_${m} * ${wVec(pro.weight, `(${off(pro.weight)}u + feature) >> 2u`)}${pro.bias ? ` + ${wVec(pro.bias, `(${off(pro.bias)}u + feature) >> 2u`)}` : ''};`
             : `let x_${m} = ${v};`);
         } else {
           const comps = [0, 1, 2, 3].map((q) => { const f = feat(q ? `(k + ${q}u)` : 'k'); return norm(`x_at(row_${m}, ${f})`, String(m), f); });
           body.push(`let x_${m} = vec4<f32>(${comps.join(', ')});`);
         }
       }
-      for (let j = 0; j < TN; j++) body.push(`let w_${j} = weights[(w${pi}_${j} + k) >> 2u];`);
+      for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${wVec(p.weight, `(w${pi}_${j} + k) >> 2u`)};`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = acc_${m}_${j} + dot(x_${m}, w_${j});`);
     } else {
       body.push(`let feature = ${feat('k')};`);
       for (let m = 0; m < TM; m++) body.push(`let x_${m} = ${norm(`x_at(row_${m}, feature)`, String(m), 'feature')};`);
-      for (let j = 0; j < TN; j++) body.push(`let w_${j} = weight_at(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
+      for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
     }
     return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, kStep: KV, body };
@@ -170,13 +197,13 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     epilogue.push(`  let y_row = (row0 + ${m}u) * OUT_FEATURES;`);
     for (let j = 0; j < TN; j++) {
       const lines = [`let o = out0 + ${j}u * out_stride;`, `var v = acc_${m}_${j};`];
-      if (n.bias) lines.push(`v = v + weight_at(${offsets[n.bias]}u + o);`);
+      if (n.bias) lines.push(`v = v + ${wScalar(n.bias, 'o')};`);
       if (n.savePre) lines.push('pre[y_row + o] = v;');
       for (const e of n.epilogue) {
         if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
-        else lines.push(`v = v + ${resNames.get(e.from)}[y_row + o];`);
+        else lines.push(`v = v + ${load(types.valueDtype(e.from), `${resNames.get(e.from)}[y_row + o]`)};`);
       }
-      lines.push('y[y_row + o] = v;');
+      lines.push(yT === 'f16' ? 'y[y_row + o] = f16(v);' : 'y[y_row + o] = v;');
       epilogue.push(`  if (${j}u < valid_cols) { ${lines.join(' ')} }`);
     }
     epilogue.push('}');
@@ -192,7 +219,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
   ];
   const wgsl = render('blockgemm', {
-    name: kernelName, header, f16: false, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
+    name: kernelName, header, f16, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
     tile: s.tile, workgroup: s.workgroup, workgroupSize: s.workgroup.rows * s.workgroup.cols,
     colChunks: chunks, chunksPerGroup: perGroup, chunkWorkgroups: chunkWGs, columnMode: mode,
     xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc,

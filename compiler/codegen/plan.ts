@@ -6,7 +6,8 @@ import type { Graph } from '../ir/graph.js';
 import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
-import { renderBlockGemm, type Offsets } from './blockgemm.js';
+import { renderBlockGemm, type Offsets, type KernelTypes } from './blockgemm.js';
+import type { DType } from '../spec/types.js';
 import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
@@ -15,17 +16,30 @@ import { DEFAULT_LIMITS } from '../passes/schedule.js';
 const ELEMENTWISE_WG = 256;
 const ROWS_WG = 64;
 
-/** Arena layout: tensors in graph-declaration order, offsets rounded up to 4 f32. */
-export function layoutWeights(g: Graph): { offsets: Offsets; weights: Plan['weights']; length: number } {
-  const offsets: Offsets = {};
+/**
+ * Arena layout: every tensor in the f32 arena (the master copy, which training updates), in
+ * graph-declaration order, offsets rounded up to 4 elements (16 bytes: kernels read vec4s).
+ * Tensors of f16 layers also get a copy in the f16 arena (`offset16`), which their kernels read.
+ */
+export function layoutWeights(g: Graph): { offsets: Offsets; offsets16: Offsets; weights: Plan['weights']; length: number; length16: number } {
+  const offsets: Offsets = {}, offsets16: Offsets = {};
   const weights: Plan['weights'] = [];
-  let at = 0;
-  for (const [name, shape] of Object.entries(g.weights)) {
-    offsets[name] = at;
-    weights.push({ name, shape, offset: at });
-    at += Math.ceil(shape.reduce((a, b) => a * b, 1) / 4) * 4;
+  const half = new Set<string>();
+  for (const n of g.nodes) if (n.dtype === 'f16') {
+    const names = n.kind === 'blockgemm' ? [...n.parts.map((p) => p.weight), n.bias, n.prologue?.weight, n.prologue?.bias]
+      : n.kind === 'linear' ? [n.weight, n.bias] : n.kind === 'dyad' ? [n.wl, n.wu, n.bias] : n.kind === 'norm' ? [n.weight, n.bias] : [];
+    for (const t of names) if (t) half.add(t);
   }
-  return { offsets, weights, length: Math.max(at, 4) };
+  let at = 0, at16 = 0;
+  for (const [name, shape] of Object.entries(g.weights)) {
+    const size = Math.ceil(shape.reduce((a, b) => a * b, 1) / 4) * 4;
+    offsets[name] = at;
+    const w: Plan['weights'][number] = { name, shape, offset: at };
+    if (half.has(name)) { offsets16[name] = w.offset16 = at16; at16 += size; }
+    weights.push(w);
+    at += size;
+  }
+  return { offsets, offsets16, weights, length: Math.max(at, 4), length16: at16 };
 }
 
 /**
@@ -34,13 +48,20 @@ export function layoutWeights(g: Graph): { offsets: Offsets; weights: Plan['weig
  */
 export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): Plan {
   const lim = { ...DEFAULT_LIMITS, ...limits };
-  const { offsets, weights, length } = layoutWeights(g);
+  const { offsets, offsets16, weights, length, length16 } = layoutWeights(g);
+  const dtypes = new Map<string, DType>(g.nodes.map((n) => [n.id, n.kind === 'rowstats' ? 'f32' : n.dtype]));
+  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
   if (length * 4 > lim.maxStorageBufferBindingSize)
     throw new DyadcError('LIMIT', `model ${g.name}: weights need ${length * 4} bytes but maxStorageBufferBindingSize is ${lim.maxStorageBufferBindingSize}`,
       { fix: 'use more DYAD blocks, f16 weights, or an adapter with a larger binding limit' });
   const features = new Map(g.nodes.map((n) => [n.id, n.features]));
   const kernels: PlanKernel[] = [];
   const value = (id: string): PlanBinding['buffer'] => ({ kind: 'value', id });
+  /** element types of an elementwise kernel's x, y and (residual) other operand; math is f32 */
+  const elementTypes = (x: string, y: string, other?: string) => {
+    const [xType, yType, otherType] = [x, y, other ?? x].map(types.valueDtype);
+    return { xType, yType, otherType, f16: [xType, yType, otherType].includes('f16') };
+  };
   let k = 0;
   for (const n of g.nodes) {
     const name = `k${k}_${n.id.replace(/[^A-Za-z0-9_]/g, '_')}`;
@@ -48,15 +69,15 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
     switch (n.kind) {
       case 'input': continue;
       case 'blockgemm': {
-        const r = renderBlockGemm(n, offsets, name);
+        const r = renderBlockGemm(n, offsets, name, types);
         kernels.push({ name, layers: n.layers, wgsl: r.wgsl, shapes, output: n.id, config: n.schedule,
           grid: { kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups },
-          bindings: r.bindings.map((b) => ({ binding: b.binding, buffer: b.role === 'weights' ? { kind: 'weights' } : value(b.value!) })) });
+          bindings: r.bindings.map((b) => ({ binding: b.binding, buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : value(b.value!) })) });
         break;
       }
       case 'rowstats': {
         const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
-          features: features.get(n.inputs[0]), workgroupSize: ROWS_WG });
+          features: features.get(n.inputs[0]), workgroupSize: ROWS_WG, xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
         kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: ROWS_WG },
           bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }] });
         break;
@@ -64,7 +85,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
       case 'act': case 'residual': {
         const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
           op: n.kind === 'act' ? n.act : 'add', act: n.kind === 'act' ? n.act : undefined, acts: n.kind === 'act' ? { [n.act]: true } : {},
-          residual: n.kind === 'residual', other: n.inputs[1], normalize: false });
+          residual: n.kind === 'residual', other: n.inputs[1], normalize: false, ...elementTypes(n.inputs[0], n.id, n.inputs[1]) });
         const bindings: PlanBinding[] = [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }];
         if (n.kind === 'residual') bindings.push({ binding: 3, buffer: value(n.inputs[1]) });
         kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG }, bindings });
@@ -74,7 +95,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
         if (n.inputs.length !== 2) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input reached codegen (run the fuse pass)`);
         const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
           op: `${n.norm} normalize`, acts: {}, residual: false, normalize: true, stats: n.inputs[1],
-          weightOffset: offsets[n.weight], hasBias: !!n.bias, biasOffset: n.bias ? offsets[n.bias] : 0 });
+          weightOffset: offsets[n.weight], hasBias: !!n.bias, biasOffset: n.bias ? offsets[n.bias] : 0, ...elementTypes(n.inputs[0], n.id) });
         kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG },
           bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }, { binding: 3, buffer: value(n.inputs[1]) }, { binding: 4, buffer: { kind: 'weights' } }] });
         break;
@@ -84,8 +105,11 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
     }
     k++;
   }
-  const values = g.nodes.map((n) => ({ id: n.id, features: n.features }));
-  for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features });
+  const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: types.valueDtype(n.id) }));
+  for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
+  if (length16 * 2 > lim.maxStorageBufferBindingSize)
+    throw new DyadcError('LIMIT', `model ${g.name}: f16 weights need ${length16 * 2} bytes but maxStorageBufferBindingSize is ${lim.maxStorageBufferBindingSize}`);
+  const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
-    input: g.nodes[0].id, output: g.output, weights, arenaLength: length, values, kernels, features: [] };
+    input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };
 }

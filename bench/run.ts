@@ -1,0 +1,243 @@
+/**
+ * dyadc benchmark: our dense and DYAD kernels against ONNX Runtime (WebGPU EP and CPU/MLAS) and
+ * TensorFlow.js WebGPU, side by side in ONE process on ONE adapter. Every claim is a ratio measured
+ * in the same run: medians of ≥ 5 timed runs after warm-up, wall-clock around the device's
+ * onSubmittedWorkDone (the same clock for every row). Every row's output is checked against the
+ * float64 interpreter on sampled rows before it is timed; rows that disagree are flagged, not timed.
+ *
+ *   npm run bench                 # full suite (< 30 min on lavapipe, 2 cores)
+ *   npm run bench -- --quick      # fc1/fc2 of OPT-125m at batch 1024 (< 3 min)
+ *   bench/device                  # the same suite on a machine with a real GPU adapter
+ *
+ * Writes bench/results/<date>-<adapter>.json, bench/results/latest.md (also printed) and latest.svg.
+ */
+import { Command } from 'commander';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import * as vega from 'vega';
+import * as vegaLite from 'vega-lite';
+import { compileSync } from '../compiler/index.js';
+import { dyadForward } from '../compiler/interp/interpreter.js';
+import { activate } from '../compiler/interp/math.js';
+import { Rng } from '../compiler/util/rng.js';
+import { getAdapter, getDevice, getGPU, describeAdapter } from '../runtime/device.js';
+import type { Model } from '../runtime/model.js';
+import { loadPeers, type PeerCase, type PeerRunner } from './peers/index.js';
+
+type Variant = 'it' | 'ot' | 'dt';
+interface Shape { model: string; layer: string; in_features: number; out_features: number }
+interface Row {
+  shape: string; in_features: number; out_features: number; batch: number;
+  impl: string; kind: 'dense' | 'dyad'; blocks: number; variant?: Variant;
+  median_ms?: number; runs_ms?: number[]; gflops_dense_equiv?: number; rel_error?: number; flagged?: string;
+}
+
+const program = new Command()
+  .option('--quick', 'fc1 and fc2 of OPT-125m at batch 1024 only (< 3 min)')
+  .option('--reps <n>', 'timed runs per row (median reported)', (v) => parseInt(v, 10), 5)
+  .option('--warmup <n>', 'untimed runs before timing', (v) => parseInt(v, 10), 1)
+  .option('--only <names>', 'comma-separated impl names to keep (dyadc, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
+  .option('--out <dir>', 'results directory', 'bench/results')
+  .option('--no-peers', 'time dyadc alone')
+  .parse();
+const opts = program.opts<{ quick?: boolean; reps: number; warmup: number; only?: string; out: string; peers: boolean }>();
+const only = opts.only?.split(',');
+const keep = (impl: string) => !only || only.some((o) => impl.startsWith(o));
+
+const OPT125 = [{ model: 'OPT-125m', layer: 'fc1', in_features: 768, out_features: 3072 }, { model: 'OPT-125m', layer: 'fc2', in_features: 3072, out_features: 768 }];
+const OPT350 = [{ model: 'OPT-350m', layer: 'fc1', in_features: 1024, out_features: 4096 }, { model: 'OPT-350m', layer: 'fc2', in_features: 4096, out_features: 1024 }];
+const PYTHIA = [{ model: 'Pythia-160m', layer: 'dense_h_to_4h', in_features: 768, out_features: 3072 }];
+
+/** The suite: [shape, batch, blocks list, variants, peers?] */
+function suite(): { shape: Shape; batch: number; blocks: number[]; variants: Variant[]; peers: boolean }[] {
+  if (opts.quick) return OPT125.map((shape) => ({ shape, batch: 1024, blocks: [4, 8], variants: ['it', 'ot', 'dt'], peers: true }));
+  const s: ReturnType<typeof suite> = [];
+  for (const shape of OPT125) for (const batch of [1, 64, 256, 1024]) s.push({ shape, batch, blocks: [2, 4, 8], variants: ['it', 'ot', 'dt'], peers: true });
+  for (const shape of OPT350) for (const batch of [64, 1024]) s.push({ shape, batch, blocks: [4, 8], variants: ['it'], peers: true });
+  for (const shape of PYTHIA) s.push({ shape, batch: 256, blocks: [4], variants: ['it'], peers: false });
+  for (const w of [512, 1024, 2048, 4096]) s.push({ shape: { model: 'width sweep', layer: `${w}x${w}`, in_features: w, out_features: w }, batch: 256, blocks: [4], variants: ['it'], peers: false });
+  return s;
+}
+
+const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+
+/** Rows of the batch checked against the float64 reference (first, middle, last). */
+const sampleRows = (batch: number) => [...new Set([0, Math.floor(batch / 2), batch - 1])];
+
+function reference(c: PeerCase, rows: number[]): Float64Array {
+  const inF = c.in_features, outF = c.out_features;
+  const xs = new Float32Array(rows.length * inF);
+  rows.forEach((r, i) => xs.set(c.x.subarray(r * inF, (r + 1) * inF), i * inF));
+  if (c.kind === 'dyad') return dyadForward(xs, rows.length, inF, outF, c.blocks!, c.variant ?? 'it', c.wl!, c.wu!, c.bias);
+  const y = new Float64Array(rows.length * outF);
+  for (let b = 0; b < rows.length; b++) for (let o = 0; o < outF; o++) {
+    let s = c.bias[o];
+    for (let k = 0; k < inF; k++) s += c.weight![o * inF + k] * xs[b * inF + k];
+    y[b * outF + o] = s;
+  }
+  return y;
+}
+
+function rowError(y: Float32Array, ref: Float64Array, rows: number[], outF: number): number {
+  let err = 0, mx = 0;
+  rows.forEach((r, i) => { for (let o = 0; o < outF; o++) { const a = y[r * outF + o], b = ref[i * outF + o]; err = Math.max(err, Number.isFinite(a) ? Math.abs(a - b) : Infinity); mx = Math.max(mx, Math.abs(b)); } });
+  return err / mx;
+}
+
+async function timeIt(run: () => Promise<void>): Promise<number[]> {
+  for (let i = 0; i < opts.warmup; i++) await run();
+  const t: number[] = [];
+  for (let i = 0; i < opts.reps; i++) { const t0 = performance.now(); await run(); t.push(performance.now() - t0); }
+  return t;
+}
+
+/** A dyadc runner with the same shape as the peers': one layer (+bias, fused), x already on the GPU. */
+function dyadcRunner(device: GPUDevice, act?: 'gelu'): PeerRunner {
+  return {
+    name: act ? `dyadc+${act}` : 'dyadc', description: 'dyadc fused block-GEMM kernel (+bias)', timed: 'one dispatch, x on GPU, y left on GPU, onSubmittedWorkDone',
+    kinds: ['dense', 'dyad'],
+    async prepare(c) {
+      const layer = c.kind === 'dense' ? { op: 'linear', name: 'fc', out_features: c.out_features, bias: true }
+        : { op: 'dyad', name: 'fc', out_features: c.out_features, blocks: c.blocks!, variant: c.variant ?? 'it', bias: true };
+      const layers: object[] = [layer];
+      if (act) layers.push({ op: act });
+      const compiled = compileSync({ name: 'bench', input: { features: c.in_features }, layers } as never);
+      const weights: Record<string, Float32Array> = c.kind === 'dense' ? { 'fc.weight': c.weight!, 'fc.bias': c.bias } : { 'fc.wl': c.wl!, 'fc.wu': c.wu!, 'fc.bias': c.bias };
+      const m: Model = await compiled.create({ weights, device });
+      const xb = device.createBuffer({ size: c.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+      device.queue.writeBuffer(xb, 0, c.x as Float32Array<ArrayBuffer>);
+      return {
+        async run() { m.forwardGPU(xb, c.batch); await device.queue.onSubmittedWorkDone(); },
+        async output() { const y = m.forwardGPU(xb, c.batch); return m.readBuffer(y, c.batch * c.out_features * 4); },
+        dispose() { m.destroy(); xb.destroy(); },
+      };
+    },
+  };
+}
+
+async function main() {
+  const t0 = performance.now();
+  const adapter = await getAdapter();
+  const info = describeAdapter(adapter.info);
+  const adapterName = [info.vendor, info.architecture, info.description || info.device].filter(Boolean).join(' ') || 'unknown-adapter';
+  const device = await getDevice();
+  const runners: PeerRunner[] = [dyadcRunner(device)];
+  const failures: { name: string; reason: string }[] = [];
+  if (opts.peers) {
+    const p = await loadPeers({ gpu: await getGPU() });
+    runners.push(...p.runners); failures.push(...p.failures);
+  }
+  const rng = new Rng(20261129);
+  const rows: Row[] = [];
+  for (const item of suite()) {
+    const { shape, batch } = item;
+    const inF = shape.in_features, outF = shape.out_features;
+    const x = rng.f32(batch * inF), bias = rng.f32(outF, -0.1, 0.1);
+    const k = 1 / Math.sqrt(inF);
+    const cases: PeerCase[] = [{ kind: 'dense', batch, in_features: inF, out_features: outF, x, weight: rng.f32(outF * inF, -k, k), bias }];
+    for (const n of item.blocks) {
+      const wl = rng.f32((outF * inF) / n, -k, k), wu = rng.f32((outF * inF) / n, -k, k);
+      for (const v of item.variants) cases.push({ kind: 'dyad', batch, in_features: inF, out_features: outF, blocks: n, variant: v, x, wl, wu, bias });
+    }
+    const gelu = shape.model === 'Pythia-160m' ? [dyadcRunner(device, 'gelu')] : [];
+    for (const c of cases) {
+      const refRows = sampleRows(batch);
+      const ref = reference(c, refRows);
+      for (const r of [...runners, ...gelu]) {
+        if (!r.kinds.includes(c.kind) || !keep(r.name)) continue;
+        if (r.name !== 'dyadc' && !r.name.startsWith('dyadc') && !item.peers) continue;
+        if (r.name.startsWith('tfjs') && c.kind === 'dyad' && c.blocks !== 4) continue; // TF.js DYAD-by-ops at n = 4 only
+        if (r.name.startsWith('ort') && c.kind === 'dyad' && !(c.blocks === 4 && c.variant === 'it')) continue;
+        const row: Row = { shape: `${shape.model} ${shape.layer}`, in_features: inF, out_features: outF, batch, impl: r.name, kind: c.kind, blocks: c.blocks ?? 1, variant: c.variant };
+        try {
+          const p = await r.prepare(c);
+          const y = await p.output();
+          row.rel_error = rowError(y, r.name === 'dyadc+gelu' ? ref.map((v) => activate('gelu', v)) : ref, refRows, outF);
+          if (!(row.rel_error <= 1e-4)) row.flagged = `disagrees with the interpreter (rel. error ${row.rel_error.toExponential(2)})`;
+          else {
+            row.runs_ms = await timeIt(() => p.run());
+            row.median_ms = median(row.runs_ms);
+            row.gflops_dense_equiv = (2 * batch * inF * outF) / (row.median_ms * 1e6);
+          }
+          p.dispose();
+        } catch (e) { row.flagged = `failed: ${(e as Error).message.split('\n')[0]}`; }
+        rows.push(row);
+        const label = `${row.impl} ${row.kind}${row.kind === 'dyad' ? ` n=${row.blocks} ${row.variant}` : ''}`;
+        process.stderr.write(`${row.shape} B=${batch} ${label}: ${row.median_ms ? `${row.median_ms.toFixed(2)} ms` : row.flagged}\n`);
+      }
+    }
+  }
+  const firstDispatch = measureFirstDispatch();
+  const wall = (performance.now() - t0) / 1000;
+  const result = {
+    date: new Date().toISOString(), adapter: info, adapterName, host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg: os.loadavg() },
+    method: `median of ${opts.reps} runs after ${opts.warmup} warm-up, wall-clock around onSubmittedWorkDone; correctness on rows ${'first/middle/last'} vs float64`,
+    quick: !!opts.quick, wall_s: wall, peers_unavailable: failures, first_dispatch: firstDispatch, rows,
+  };
+  mkdirSync(opts.out, { recursive: true });
+  const stamp = result.date.slice(0, 10);
+  const slug = adapterName.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  writeFileSync(`${opts.out}/${stamp}-${slug}.json`, JSON.stringify(result, null, 2));
+  const md = markdown(result, rows);
+  writeFileSync(`${opts.out}/latest.md`, md);
+  writeFileSync(`${opts.out}/latest.svg`, await plot(rows));
+  console.log(md);
+}
+
+/** Pipeline creation and first dispatch in a fresh process, with a cold and then a warm Mesa shader cache. */
+function measureFirstDispatch(): { cold?: object; warm?: object } {
+  const dir = `${os.tmpdir()}/dyadc-bench-mesa-${process.pid}`;
+  const env = { ...process.env, MESA_SHADER_CACHE_DIR: dir, MESA_SHADER_CACHE_DISABLE: 'false' };
+  const run = () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/first-dispatch.ts'], { env, encoding: 'utf8' });
+    try { return JSON.parse(r.stdout.trim().split('\n').pop() ?? ''); } catch { return { error: (r.stderr || r.stdout).slice(-300) }; }
+  };
+  const cold = run(), warm = run();
+  return { cold, warm };
+}
+
+function fmt(v: number | undefined, d = 2) { return v === undefined ? '—' : v.toFixed(d); }
+
+function markdown(r: { date: string; adapterName: string; method: string; host: object; wall_s: number; peers_unavailable: object[]; first_dispatch: { cold?: object; warm?: object } }, rows: Row[]): string {
+  const out: string[] = [];
+  out.push(`# dyadc benchmark — ${r.date.slice(0, 16).replace('T', ' ')} UTC`, '',
+    `Adapter: **${r.adapterName}**. Host: ${JSON.stringify(r.host)}. ${r.method}. Run took ${r.wall_s.toFixed(0)} s.`, '');
+  if (r.peers_unavailable.length) out.push(`Peers unavailable: ${JSON.stringify(r.peers_unavailable)}`, '');
+  out.push('| shape | batch | impl | layer | median ms | GFLOP/s (dense-equiv.) | rel. error | note |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const x of rows) out.push(`| ${x.shape} ${x.in_features}→${x.out_features} | ${x.batch} | ${x.impl} | ${x.kind === 'dense' ? 'dense' : `DYAD ${x.variant} n=${x.blocks}`} | ${fmt(x.median_ms)} | ${fmt(x.gflops_dense_equiv)} | ${x.rel_error === undefined ? '—' : x.rel_error.toExponential(1)} | ${x.flagged ?? ''} |`);
+  out.push('', '## Ratios (same run; > 1 means the first is faster)', '', '| shape | batch | ratio | value | target |', '| --- | --- | --- | --- | --- |');
+  const groups = new Map<string, Row[]>();
+  for (const x of rows) { const k = `${x.shape} ${x.in_features}→${x.out_features}|${x.batch}`; groups.set(k, [...(groups.get(k) ?? []), x]); }
+  for (const [k, g] of groups) {
+    const [shape, batch] = k.split('|');
+    const t = (impl: string, kind: string, n = 1, v?: string) => g.find((x) => x.impl === impl && x.kind === kind && x.blocks === n && (v === undefined || x.variant === v))?.median_ms;
+    const ratio = (name: string, a?: number, b?: number, target = '') => { if (a && b) out.push(`| ${shape} | ${batch} | ${name} | ${(b / a).toFixed(2)}× | ${target} |`); };
+    const dense = t('dyadc', 'dense');
+    ratio('dyadc dense vs ORT WebGPU dense', dense, t('ort-webgpu', 'dense'), '≥ 1.25×');
+    ratio('dyadc dense vs TF.js WebGPU fused', dense, t('tfjs-webgpu-fused', 'dense'), '≥ 1.6×');
+    ratio('dyadc dense vs TF.js WebGPU matMul', dense, t('tfjs-webgpu-matmul', 'dense'));
+    ratio('dyadc dense vs ORT CPU (MLAS) dense', dense, t('ort-cpu', 'dense'));
+    for (const n of [2, 4, 8]) ratio(`dyadc DYAD it n=${n} vs dyadc dense`, t('dyadc', 'dyad', n, 'it'), dense, n === 4 ? '≥ 1.6×' : n === 8 ? '≥ 3.2×' : '');
+    for (const v of ['ot', 'dt']) { const a = t('dyadc', 'dyad', 4, v), b = t('dyadc', 'dyad', 4, 'it'); if (a && b) out.push(`| ${shape} | ${batch} | dyadc ${v} n=4 time / it n=4 time | ${(a / b).toFixed(2)} | ≤ 1.10 |`); }
+    ratio('dyadc DYAD it n=4 vs DYAD by TF.js ops', t('dyadc', 'dyad', 4, 'it'), t('tfjs-webgpu-ops', 'dyad', 4, 'it'), '≥ 1.8×');
+    ratio('dyadc DYAD it n=4 vs DYAD by ORT ops (WebGPU)', t('dyadc', 'dyad', 4, 'it'), t('ort-webgpu', 'dyad', 4, 'it'));
+  }
+  out.push('', '## First dispatch (fresh process)', '', '```json', JSON.stringify(r.first_dispatch, null, 2), '```');
+  return out.join('\n') + '\n';
+}
+
+async function plot(rows: Row[]): Promise<string> {
+  const data = rows.filter((r) => r.gflops_dense_equiv).map((r) => ({ case: `${r.shape} B=${r.batch}`, impl: `${r.impl} ${r.kind === 'dense' ? 'dense' : `${r.variant} n=${r.blocks}`}`, gflops: r.gflops_dense_equiv }));
+  const spec: vegaLite.TopLevelSpec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json', data: { values: data }, width: 140, height: 260,
+    mark: 'bar', encoding: {
+      column: { field: 'case', type: 'nominal', title: null }, x: { field: 'impl', type: 'nominal', title: null, axis: { labelAngle: -60 } },
+      y: { field: 'gflops', type: 'quantitative', title: 'GFLOP/s (dense-equivalent)' }, color: { field: 'impl', type: 'nominal', legend: null },
+    },
+  };
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
+  return view.toSVG();
+}
+
+main().then(() => process.exit(0), (e) => { console.error(`bench: ${(e as Error).message}`); process.exit(1); });
