@@ -13,10 +13,19 @@ import { buildGraph } from './ir/build.js';
 import type { Graph } from './ir/graph.js';
 import { forwardPasses, runPasses, type PipelineOptions } from './passes/index.js';
 import { buildPlan } from './codegen/plan.js';
+import { buildTraining } from './codegen/train-plan.js';
+import type { TrainGraph } from './passes/autodiff.js';
 import type { Plan } from '../runtime/plan.js';
 import { Model, type CreateOptions } from '../runtime/model.js';
 
 export interface CompileOptions extends PipelineOptions {
+  /**
+   * For specs with f16 layers: also embed an all-f32 plan, used (with a warning) when the device
+   * lacks `shader-f16`. Without it, such a device is a clear error naming the adapter.
+   */
+  fallbackF32?: boolean;
+  /** Generate the training kernels (autodiff, losses, optimizers) into `plan.training`. Default true. */
+  training?: boolean;
   /** Called after each pass with its name and the IR (for `inspect`). */
   onStage?: (name: string, g: Graph) => void;
 }
@@ -31,6 +40,8 @@ export interface Compiled {
   scheduled: Graph;
   /** The execution plan (kernels with WGSL, bindings, grids) that AOT modules embed too. */
   plan: Plan;
+  /** The backward graph (after `autodiff` + backward scheduling), unless compiled with `training: false`. */
+  backward?: TrainGraph;
   /** Uploads weights, compiles pipelines: see runtime Model.create. */
   create(opts: CreateOptions): Promise<Model>;
 }
@@ -57,8 +68,16 @@ export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptio
   opts.onStage?.('build', graph);
   const scheduled = runPasses(graph, forwardPasses(opts), opts.onStage);
   const plan = buildPlan(scheduled, spec, opts.limits);
+  // training kernels are f32 only: a spec with f16 layers compiles for inference
+  const f16 = spec.dtype === 'f16' || spec.layers.some((l) => 'dtype' in l && l.dtype === 'f16');
+  const training = opts.training === false || f16 ? undefined : buildTraining(scheduled, spec, opts);
+  if (training) plan.training = training.training;
+  if (f16 && opts.fallbackF32) {
+    const f32: Spec = { ...spec, dtype: 'f32', layers: spec.layers.map((l) => ('dtype' in l ? { ...l, dtype: 'f32' as const } : l)) };
+    plan.fallback = compileSync(f32, { ...opts, fallbackF32: false, onStage: undefined }).plan;
+  }
   return {
-    spec, weightShapes: weightShapes(spec), graph, scheduled, plan,
+    spec, weightShapes: weightShapes(spec), graph, scheduled, plan, backward: training?.graph,
     create: (o: CreateOptions) => Model.create(plan, o),
   };
 }

@@ -63,7 +63,8 @@ export async function getDevice(opts: DeviceOptions = {}): Promise<GPUDevice> {
     throw new DyadcError('GPU', `adapter ${[i?.vendor, i?.architecture, i?.description].filter(Boolean).join(' ') || '(unnamed)'} lacks the feature ${f}`,
       { fix: f === 'shader-f16' ? 'use dtype f32 (or --fallback-f32)' : 'use another adapter' });
   }
-  if (adapter.features.has('timestamp-query')) required.add('timestamp-query');
+  // optional features any dyadc model may use, requested when the adapter has them so one device serves every model
+  for (const f of ['timestamp-query', 'shader-f16'] as const) if (adapter.features.has(f)) required.add(f);
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) requiredLimits[k] = (adapter.limits as unknown as Record<string, number>)[k];
   return adapter.requestDevice({ requiredFeatures: [...required] as GPUFeatureName[], requiredLimits });

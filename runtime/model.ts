@@ -103,8 +103,13 @@ export class Model {
   static async create(plan: Plan, opts: CreateOptions): Promise<Model> {
     if (!opts || !opts.weights) throw new DyadcError('USAGE', 'create() needs { weights }', { fix: 'pass weights by name or safetensors bytes' });
     const weights = opts.weights instanceof Uint8Array ? resolveLayerTensors(readSafetensors(opts.weights), plan.spec, { prefix: opts.prefix }) : opts.weights;
+    let device: GPUDevice;
+    try { device = await getDevice({ device: opts.device, features: plan.features }); } catch (e) {
+      if (!(plan.fallback && e instanceof DyadcError && plan.features.includes('shader-f16'))) throw e;
+      console.warn(`dyadc: ${e.message}; running ${plan.name} in f32 (compiled with fallbackF32)`);
+      return Model.create(plan.fallback, opts);
+    }
     const arenaData = packArena(plan, weights);
-    const device = await getDevice({ device: opts.device, features: plan.features });
     const bytes = plan.arenaLength * 4;
     if (bytes > device.limits.maxStorageBufferBindingSize)
       throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${device.limits.maxStorageBufferBindingSize}`);

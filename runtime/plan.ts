@@ -59,6 +59,8 @@ export interface Plan {
   kernels: PlanKernel[];
   /** GPU features the kernels need (e.g. shader-f16) */
   features: string[];
+  /** An all-f32 plan of the same model, used when the device lacks shader-f16 (compiled with fallbackF32). */
+  fallback?: Plan;
   /** Training kernels (autodiff, losses, optimizers); absent when compiled with `training: false`. */
   training?: PlanTraining;
 }
