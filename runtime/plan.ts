@@ -108,7 +108,7 @@ export interface PlanTraining {
   /** backward kernels in execution order (data gradients, pointwise gradients, weight gradients) */
   backward: TrainKernel[];
   /** every value the training executor allocates `[batch, features]`: forward values, saved pre-activations, gradients */
-  values: { id: string; features: number }[];
+  values: Plan['values'];
   /** value holding dL/d(output) (written by a loss kernel, or uploaded by `model.backward`) */
   outputGrad: string;
   /** value holding dL/d(input) (computed only by `model.backward`) */

@@ -1,0 +1,10 @@
+/**
+ * dyadc/runtime: the thin WebGPU runtime that runs compiled plans (JIT or AOT), standalone of the
+ * compiler (no handlebars, no ts-morph): device acquisition, the Model (forward, forwardGPU,
+ * backward, trainer), and safetensors I/O.
+ */
+export { Model, hashText, getPipeline, packArena, type CreateOptions, type WeightsInput } from './model.js';
+export { getGPU, getAdapter, getDevice, describeAdapter, type DeviceOptions } from './device.js';
+export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './plan.js';
+export { readSafetensors, writeSafetensors } from './weights/safetensors.js';
+export { resolveLayerTensors, checkWeights } from './weights/names.js';
