@@ -1,0 +1,453 @@
+/**
+ * The `dyadc` command line (bin/dyadc.js runs this through tsx).
+ *
+ *   dyadc doctor                                   WebGPU adapter, limits, features (or why there is none)
+ *   dyadc inspect <spec> [--print-after <pass|all>] [--kernel <name>]
+ *   dyadc compile <spec> -o <dir> [--target neutral|node|browser] [--no-training] [--fallback-f32] [--tuned <cache.json> [--batch N]]
+ *   dyadc init <spec> -o <weights.safetensors> [--seed N] [--prefix p]
+ *   dyadc convert <spec> --dense <dense.safetensors> [-o <dyad.safetensors>] [--prefix p] [--blocks 2,4,8]
+ *   dyadc tune <spec> --batch B ...                 the autotuner (compiler/cli/tune-command.ts)
+ *
+ * Errors: a DyadcError prints one line `dyadc: <message>` on stderr and exits 1; a usage error
+ * (commander's, or a bad option value) exits 2; anything else prints one line and a hint to rerun
+ * with --debug, which prints stacks. Each command imports what it needs when it runs, so start-up
+ * stays small (`dyadc compile` of an example takes well under 2 s, most of it tsx and ts-morph).
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { DyadcError } from '../errors.js';
+import { registerTune } from './tune-command.js';
+
+const out = (s = '') => process.stdout.write(s + '\n');
+const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
+/** Thrown by actions for bad option values found after parsing: reported like commander's usage errors (exit 2). */
+class UsageError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Option parsers (commander usage errors, exit 2)
+// ---------------------------------------------------------------------------------------------
+
+function parseSeed(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer, e.g. --seed 0');
+  return n;
+}
+
+function parsePositive(v: string): number {
+  if (!/^[1-9]\d*$/.test(v.trim())) throw new InvalidArgumentError('expected a positive integer');
+  return Number(v);
+}
+
+function parseBlockList(v: string): number[] {
+  const parts = v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!parts.length || parts.some((s) => !/^[1-9]\d*$/.test(s))) throw new InvalidArgumentError('expected positive integers separated by commas, e.g. --blocks 2,4,8');
+  return [...new Set(parts.map(Number))].sort((a, b) => a - b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// doctor
+// ---------------------------------------------------------------------------------------------
+
+/** Every limit in the WebGPU spec, in its order (adapters may report more; those are listed too). */
+const WEBGPU_LIMITS = [
+  'maxTextureDimension1D', 'maxTextureDimension2D', 'maxTextureDimension3D', 'maxTextureArrayLayers', 'maxBindGroups',
+  'maxBindGroupsPlusVertexBuffers', 'maxBindingsPerBindGroup', 'maxDynamicUniformBuffersPerPipelineLayout',
+  'maxDynamicStorageBuffersPerPipelineLayout', 'maxSampledTexturesPerShaderStage', 'maxSamplersPerShaderStage',
+  'maxStorageBuffersPerShaderStage', 'maxStorageTexturesPerShaderStage', 'maxUniformBuffersPerShaderStage',
+  'maxUniformBufferBindingSize', 'maxStorageBufferBindingSize', 'minUniformBufferOffsetAlignment',
+  'minStorageBufferOffsetAlignment', 'maxVertexBuffers', 'maxBufferSize', 'maxVertexAttributes', 'maxVertexBufferArrayStride',
+  'maxInterStageShaderVariables', 'maxColorAttachments', 'maxColorAttachmentBytesPerSample', 'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+];
+
+interface DoctorReport {
+  dyadc: string;
+  node: string;
+  platform: string;
+  source: string;
+  adapter: { vendor: string; architecture: string; device: string; description: string; isFallbackAdapter: boolean | null };
+  plannedLimits: Record<string, { adapter: number; default: number }>;
+  otherLimits: Record<string, number>;
+  features: string[];
+  device: { ok: boolean; error?: string };
+}
+
+/**
+ * `dyadc doctor`: reports the WebGPU adapter (identity, the limits the compiler plans against next to
+ * WebGPU's defaults, the other limits, features) and whether a device with the adapter's maximum
+ * limits can be created. Without an adapter: says why and what to run (scripts/setup).
+ * @returns the process exit code (0 with an adapter, 1 without).
+ */
+async function doctor(opts: { json?: boolean }): Promise<number> {
+  const { getAdapter, getDevice, describeAdapter } = await import('../../runtime/device.js');
+  const { DEFAULT_LIMITS } = await import('../passes/schedule.js');
+  const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
+  let source = nav?.gpu ? 'navigator.gpu' : 'the `webgpu` package (Dawn)';
+  if (!nav?.gpu) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('../../node_modules/webgpu/package.json', import.meta.url), 'utf8')) as { version: string };
+      source = `webgpu@${pkg.version} (Dawn)`;
+    } catch { /* reported by getAdapter below */ }
+  }
+  let adapter: GPUAdapter;
+  try {
+    adapter = await getAdapter();
+  } catch (e) {
+    if (!(e instanceof DyadcError) || e.code !== 'NO_ADAPTER') throw e;
+    process.stderr.write(`dyadc: ${oneLine(e.message)}\n`);
+    process.stderr.write(`dyadc: WebGPU source tried: ${source}; node ${process.version} ${process.platform} ${process.arch}\n`);
+    process.stderr.write('dyadc: run `bash scripts/setup` (or `npm run setup`): on Debian it installs Mesa\'s software Vulkan driver (lavapipe); elsewhere it prints the command to run\n');
+    return 1;
+  }
+  const limits = adapter.limits as unknown as Record<string, number>;
+  const names = [...WEBGPU_LIMITS];
+  for (const k in limits) if (!names.includes(k) && typeof limits[k] === 'number') names.push(k);
+  const planned = Object.keys(DEFAULT_LIMITS);
+  const info = describeAdapter(adapter.info);
+  const report: DoctorReport = {
+    dyadc: packageVersion(), node: process.version, platform: `${process.platform} ${process.arch}`, source,
+    adapter: { ...info, isFallbackAdapter: (adapter.info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? null },
+    plannedLimits: Object.fromEntries(planned.map((k) => [k, { adapter: limits[k], default: DEFAULT_LIMITS[k as keyof typeof DEFAULT_LIMITS] }])),
+    otherLimits: Object.fromEntries(names.filter((k) => !planned.includes(k) && limits[k] !== undefined).map((k) => [k, limits[k]])),
+    features: [...adapter.features].map(String).sort(),
+    device: { ok: false },
+  };
+  try {
+    const device = await getDevice();
+    report.device = { ok: true };
+    device.destroy();
+  } catch (e) {
+    report.device = { ok: false, error: oneLine((e as Error).message) };
+  }
+  if (opts.json) { out(JSON.stringify(report, null, 2)); return report.device.ok ? 0 : 1; }
+  const pad = (s: string, n: number) => s.padEnd(n);
+  out(`dyadc ${report.dyadc} doctor: node ${report.node} (${report.platform}), WebGPU from ${report.source}`);
+  out('');
+  out('adapter');
+  for (const k of ['vendor', 'architecture', 'device', 'description'] as const) out(`  ${pad(k, 14)}${report.adapter[k] || '(not reported)'}`);
+  if (report.adapter.isFallbackAdapter !== null) out(`  ${pad('fallback', 14)}${report.adapter.isFallbackAdapter ? 'yes (a software/fallback adapter)' : 'no'}`);
+  out('');
+  out('limits the compiler plans against (compiler/passes/schedule.ts Limits)   adapter   WebGPU default');
+  for (const [k, v] of Object.entries(report.plannedLimits)) out(`  ${pad(k, 40)}${String(v.adapter).padStart(14)}   ${String(v.default).padStart(14)}`);
+  out('');
+  out('other limits');
+  for (const [k, v] of Object.entries(report.otherLimits)) out(`  ${pad(k, 40)}${String(v).padStart(14)}`);
+  out('');
+  out(`features (${report.features.length})`);
+  out(report.features.length ? `  ${report.features.join(', ')}` : '  (none)');
+  out('');
+  out(report.device.ok ? 'device: ok (requestDevice with the adapter\'s maximum limits)' : `device: FAILED: ${report.device.error}`);
+  return report.device.ok ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * `dyadc inspect <spec>`: the IR after all passes and a kernel summary; `--print-after <pass>` the IR
+ * after one pass (build, lower, fuse, schedule, and autodiff: the backward graph); `--print-after all`
+ * the normalised spec, the IR after every pass, every kernel's WGSL (forward, then training) and the
+ * generated TS module; `--kernel <name|layer>` one kernel's WGSL.
+ * @throws DyadcError(SPEC_* | LIMIT) from the compiler; UsageError for an unknown pass or kernel.
+ */
+async function inspect(file: string, opts: { printAfter?: string; kernel?: string }): Promise<number> {
+  const { loadSpecFile } = await import('../spec/parse.js');
+  const { compileSync } = await import('../index.js');
+  const { print } = await import('../ir/graph.js');
+  const spec = loadSpecFile(file);
+  const stages: [string, () => string][] = [];
+  const c = compileSync(spec, { onStage: (name, g) => stages.push([name, () => print(g)]) });
+  if (c.backward) {
+    const { printTrain } = await import('../passes/autodiff.js');
+    const tg = c.backward;
+    stages.push(['autodiff', () => printTrain(tg)]);
+  }
+  const section = (title: string) => out(`// ===== ${title} =====`);
+  const names = stages.map(([n]) => n);
+  const tr = c.plan.training;
+  const trainKernels = tr ? [...tr.forward, ...tr.backward, ...Object.values(tr.losses), ...Object.values(tr.optimizers)] : [];
+  type K = { name: string; layers: string[]; shapes: string; wgsl: string };
+  const kernelTitle = (k: K, training: boolean) => `${training ? 'training ' : ''}kernel ${k.name} (${k.layers.join('+')}, ${k.shapes}) WGSL`;
+  const pa = opts.printAfter;
+  if (pa !== undefined && pa !== 'all' && !names.includes(pa)) {
+    throw new UsageError(`--print-after: unknown pass "${pa}" (passes: ${names.join(', ')}, or all)`);
+  }
+  let kernel: { k: K; training: boolean } | undefined;
+  if (opts.kernel !== undefined) {
+    const q = opts.kernel;
+    const hit = c.plan.kernels.find((k) => k.name === q) ?? c.plan.kernels.find((k) => k.layers.includes(q));
+    const thit = hit ? undefined : trainKernels.find((k) => k.name === q);
+    if (hit) kernel = { k: hit, training: false };
+    else if (thit) kernel = { k: thit, training: true };
+    else throw new UsageError(`--kernel: no kernel or layer "${q}" (kernels: ${c.plan.kernels.map((k) => `${k.name} [${k.layers.join('+')}]`).join(', ')}${trainKernels.length ? `; training kernels: ${trainKernels.map((k) => k.name).join(', ')}` : ''})`);
+  }
+  if (pa === 'all') {
+    section(`spec ${spec.name} (normalised)`);
+    out(JSON.stringify(spec, null, 2));
+    for (const [name, text] of stages) { out(); section(`IR after ${name}`); out(text()); }
+    for (const k of c.plan.kernels) { out(); section(kernelTitle(k, false)); out(k.wgsl.trimEnd()); }
+    for (const k of trainKernels) { out(); section(kernelTitle(k, true)); out(k.wgsl.trimEnd()); }
+    const { emitModuleSources } = await import('../codegen/module.js');
+    const { specHash, dyadcVersion } = await import('../aot.js');
+    const src = emitModuleSources({ plan: c.plan, weightShapes: c.weightShapes, specHash: specHash(c.spec), version: dyadcVersion() });
+    out(); section(`module ${c.plan.name}.ts`); out(src.ts.trimEnd());
+  } else if (pa !== undefined) {
+    section(`IR after ${pa}`);
+    out(stages.find(([n]) => n === pa)![1]());
+  } else if (!kernel) {
+    section('IR after schedule');
+    out(print(c.scheduled));
+    out();
+    section(`kernels (${c.plan.kernels.length}${trainKernels.length ? ` + ${trainKernels.length} training` : ''}); see one with --kernel <name>`);
+    for (const k of c.plan.kernels) {
+      const g = k.grid.kind === 'tiles' ? `ceil(batch/${k.grid.rowsPerWorkgroup})×${k.grid.colWorkgroups} workgroups` : `ceil(batch·${k.grid.perRow}/${k.grid.perWorkgroup}) workgroups`;
+      out(`  ${k.name}: ${k.layers.join('+')} ${k.shapes}, ${g}`);
+    }
+    if (trainKernels.length) out(`  training: ${trainKernels.map((k) => k.name).join(', ')}`);
+  }
+  if (kernel && pa !== 'all') {
+    if (pa !== undefined) out();
+    section(kernelTitle(kernel.k, kernel.training));
+    out(kernel.k.wgsl.trimEnd());
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// compile
+// ---------------------------------------------------------------------------------------------
+
+/** `dyadc compile <spec> -o <dir>`: AOT module, bundle, declarations, kernels, manifest (compiler/aot.ts). */
+async function compileCmd(file: string, opts: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser' }): Promise<number> {
+  if (opts.batch !== undefined && opts.tuned === undefined) throw new UsageError('compile: --batch selects tuned schedules: use it with --tuned <cache.json>');
+  const t0 = performance.now();
+  const { loadSpecFile } = await import('../spec/parse.js');
+  const { compileToDirectory } = await import('../aot.js');
+  const r = await compileToDirectory(loadSpecFile(file), { outDir: opts.out, target: opts.target, tuned: opts.tuned, batch: opts.batch, training: opts.training, fallbackF32: opts.fallbackF32 });
+  const secs = ((performance.now() - t0) / 1000).toFixed(2);
+  const phases = Object.entries(r.timings).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(2)}`).join(', ');
+  const train = r.manifest.trainingKernels ? ` + ${r.manifest.trainingKernels.length} training` : '';
+  out(`dyadc: compiled ${r.name} (${r.manifest.kernels.length}${train} kernels, target ${opts.target}) into ${r.outDir} in ${secs} s (${phases})`);
+  for (const f of r.files) out(`  ${f}`);
+  const t = r.manifest.tuned;
+  if (t) {
+    out(`tuned from ${r.manifest.tunedFrom ?? '(no matching entries)'}: schedules for ${Object.keys(t.overrides).join(', ') || 'no layer'}`);
+    for (const d of t.decisions) out(`  ${d.layer}: blocks ${d.blocks} (${d.source}: ${d.reason})`);
+  }
+  for (const n of r.notes) out(`note: ${n}`);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// init / convert
+// ---------------------------------------------------------------------------------------------
+
+const fmtInt = (n: number) => n.toLocaleString('en-US');
+const fmtBytes = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
+
+/** `dyadc init <spec> -o file`: fresh weights (compiler/project.ts initWeights) written as safetensors (F32). */
+async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string }): Promise<number> {
+  const { loadSpecFile } = await import('../spec/parse.js');
+  const { initWeights } = await import('../project.js');
+  const { weightShapes } = await import('../spec/weights.js');
+  const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
+  const spec = loadSpecFile(file);
+  const shapes = weightShapes(spec);
+  const w = initWeights(spec, opts.seed);
+  const prefix = opts.prefix ?? '';
+  const tensors = Object.fromEntries(Object.entries(w).map(([k, data]) => [prefix + k, { data, shape: shapes[k] }]));
+  await writeSafetensorsFile(opts.out, tensors, { format: 'pt', 'dyadc.spec': spec.name, 'dyadc.seed': String(opts.seed) });
+  const params = Object.values(w).reduce((s, a) => s + a.length, 0);
+  out(`dyadc: wrote ${Object.keys(tensors).length} tensors of ${spec.name} (${fmtInt(params)} parameters, ${fmtBytes(params * 4)} f32, seed ${opts.seed}${prefix ? `, prefix ${JSON.stringify(prefix)}` : ''}) to ${opts.out}`);
+  return 0;
+}
+
+/**
+ * `dyadc convert <spec> --dense file`: projects every dyad layer's dense `<prefix><name>.weight`
+ * [out, in] onto DYAD (compiler/project.ts projectDense, least squares) and writes wl/wu/bias under
+ * the same prefix and name; the spec's linear/norm tensors are copied through (F32). Prints each
+ * layer's relative Frobenius error ‖W − D‖_F / ‖W‖_F; with --blocks, a table of that error per
+ * block count (and writes only when -o is given).
+ * @throws DyadcError(WEIGHTS) for a missing or wrongly shaped dense tensor; DyadcError(SAFETENSORS).
+ */
+async function convertCmd(file: string, opts: { dense: string; out?: string; prefix?: string; blocks?: number[] }): Promise<number> {
+  if (!opts.out && !opts.blocks) throw new UsageError('convert: give -o <dyad.safetensors> to write, or --blocks <list> to print the error table (or both)');
+  const { loadSpecFile } = await import('../spec/parse.js');
+  const { projectDense } = await import('../project.js');
+  const { weightShapes } = await import('../spec/weights.js');
+  const { readSafetensorsFile, writeSafetensorsFile } = await import('../../runtime/weights/node.js');
+  const { closeMatches } = await import('../../runtime/weights/names.js');
+  const spec = loadSpecFile(file);
+  const src = await readSafetensorsFile(opts.dense);
+  const prefix = opts.prefix ?? '';
+  const q = (s: string) => JSON.stringify(s);
+  const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
+  const need = (key: string, shapes: number[][], what: string): Float32Array => {
+    if (!src.has(key)) {
+      const close = closeMatches(key, src.names);
+      const suffixed = src.names.filter((n) => n.endsWith(key.slice(prefix.length)) && n !== key).slice(0, 2);
+      const hint = suffixed.length ? `the file has ${suffixed.map(q).join(', ')}: check --prefix` : close.length ? `close matches: ${close.map(q).join(', ')}` : `the file holds ${src.names.length} tensors, e.g. ${src.names.slice(0, 4).map(q).join(', ')}`;
+      throw new DyadcError('WEIGHTS', `${opts.dense}: missing ${what} ${q(key)}`, { fix: hint });
+    }
+    const got = src.info(key).shape;
+    if (!shapes.some((s) => s.length === got.length && s.every((d, i) => d === got[i]))) {
+      throw new DyadcError('WEIGHTS', `${opts.dense}: ${q(key)} has shape ${fmtShape(got)}, expected ${shapes.map(fmtShape).join(' or ')}`);
+    }
+    return src.get(key);
+  };
+  const dyads = spec.layers.filter((l) => l.op === 'dyad');
+  if (!dyads.length) throw new DyadcError('USAGE', `spec ${spec.name} has no dyad layer: nothing to convert`, { fix: 'pass the DYAD version of the spec (layers with "op": "dyad")' });
+  const tensors: Record<string, { data: Float32Array; shape: number[] }> = {};
+  const table: { layer: string; inF: number; outF: number; errors: (number | null)[] }[] = [];
+  for (const l of dyads) {
+    const W = need(`${prefix}${l.name}.weight`, [[l.out_features, l.in_features]], `dense weight of dyad layer ${l.name}`);
+    if (opts.blocks) {
+      table.push({ layer: l.name, inF: l.in_features, outF: l.out_features, errors: opts.blocks.map((n) =>
+        l.in_features % n || l.out_features % n ? null : projectDense(W, l.out_features, l.in_features, n, l.variant).relError) });
+    }
+    if (!opts.out) continue;
+    if (l.blocks === 'auto') throw new DyadcError('USAGE', `layer ${l.name}: blocks is "auto"; converting needs an integer block count`, { fix: 'set "blocks" in the spec (use --blocks 2,4,8 to compare the errors first)' });
+    const n = l.blocks, dOut = l.out_features / n, dIn = l.in_features / n;
+    const p = projectDense(W, l.out_features, l.in_features, n, l.variant);
+    tensors[`${prefix}${l.name}.wl`] = { data: p.wl, shape: [n, dOut, dIn] };
+    tensors[`${prefix}${l.name}.wu`] = { data: p.wu, shape: [n, dOut, dIn] };
+    let biasNote = '';
+    if (l.bias) {
+      const bkey = `${prefix}${l.name}.bias`;
+      if (src.has(bkey)) tensors[bkey] = { data: need(bkey, [[l.out_features], [l.out_features, 1]], 'bias').slice(), shape: [l.out_features] };
+      else { tensors[bkey] = { data: new Float32Array(l.out_features), shape: [l.out_features] }; biasNote = ' (no dense bias: wrote zeros)'; }
+    }
+    out(`${l.name}: dense [${l.out_features}, ${l.in_features}] → dyad blocks=${n} variant=${l.variant}: relative Frobenius error ${p.relError.toFixed(6)}, ${((2 / n) * 100).toFixed(1)}% of the dense parameters${biasNote}`);
+  }
+  if (opts.out) {
+    const shapes = weightShapes(spec);
+    const dyadNames = new Set(dyads.map((l) => l.name));
+    let copied = 0;
+    for (const [key, shape] of Object.entries(shapes)) {
+      const layer = key.slice(0, key.lastIndexOf('.'));
+      if (dyadNames.has(layer)) continue;
+      const isLinearBias = key.endsWith('.bias') && spec.layers.find((l) => l.name === layer)?.op === 'linear';
+      const data = need(prefix + key, isLinearBias ? [shape, [shape[0], 1]] : [shape], 'tensor');
+      tensors[prefix + key] = { data: data.slice(), shape };
+      copied++;
+    }
+    await writeSafetensorsFile(opts.out, tensors, { format: 'pt', 'dyadc.spec': spec.name });
+    out(`dyadc: wrote ${Object.keys(tensors).length} tensors (${dyads.length} dyad layer${dyads.length > 1 ? 's' : ''} projected, ${copied} linear/norm tensors copied) to ${opts.out}`);
+  }
+  if (opts.blocks) {
+    if (opts.out) out();
+    out('relative Frobenius error ‖W − D‖_F / ‖W‖_F of the best DYAD approximation per block count (variant from the spec; - = does not divide)');
+    const cols = opts.blocks.map((n) => `n=${n}`);
+    const w0 = Math.max(6, ...table.map((r) => r.layer.length));
+    out(`${'layer'.padEnd(w0)}  ${'in'.padStart(6)}  ${'out'.padStart(6)}  ${cols.map((c) => c.padStart(9)).join('  ')}`);
+    for (const r of table) out(`${r.layer.padEnd(w0)}  ${String(r.inF).padStart(6)}  ${String(r.outF).padStart(6)}  ${r.errors.map((e) => (e === null ? '-' : e.toFixed(6)).padStart(9)).join('  ')}`);
+    out(`${'params'.padEnd(w0)}  ${''.padStart(6)}  ${''.padStart(6)}  ${opts.blocks.map((n) => `${((2 / n) * 100).toFixed(1)}%`.padStart(9)).join('  ')}`);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Program
+// ---------------------------------------------------------------------------------------------
+
+/** Builds the commander program; each action stores its exit code in `result.code`. */
+function program(result: { code: number }): Command {
+  const p = new Command('dyadc')
+    .description('Compile Linear/DYAD layer specs to fused WGSL kernels and a thin WebGPU runtime')
+    .version(packageVersion(), '-V, --version')
+    .option('--debug', 'print stack traces on errors')
+    .showHelpAfterError('(run `dyadc --help` for usage)')
+    .exitOverride();
+  const run = <A extends unknown[]>(f: (...a: A) => Promise<number>) => async (...a: A) => { result.code = await f(...a); };
+
+  p.command('doctor')
+    .description('show the WebGPU adapter, its limits and features (or why there is none and what to run)')
+    .option('--json', 'print the report as JSON')
+    .action(run((o: { json?: boolean }) => doctor(o)));
+
+  p.command('inspect')
+    .description('print the IR (after any pass), kernels\' WGSL and the generated module')
+    .argument('<spec>', 'spec JSON file')
+    .option('--print-after <pass>', 'print the IR after this pass (build, lower, fuse, schedule, autodiff) or everything with "all"')
+    .option('--kernel <name>', 'print the WGSL of this kernel (kernel name or layer name)')
+    .action(run((spec: string, o: { printAfter?: string; kernel?: string }) => inspect(spec, o)));
+
+  p.command('compile')
+    .description('compile a spec ahead of time: <name>.ts, .js (ESM bundle), .d.ts, kernels/*.wgsl, manifest')
+    .argument('<spec>', 'spec JSON file')
+    .requiredOption('-o, --out <dir>', 'output directory')
+    .addOption(new Option('--target <platform>', 'bundle platform (neutral runs in Node and browsers)').choices(['neutral', 'node', 'browser']).default('neutral'))
+    .option('--tuned <cache.json>', 'use the best schedules measured by `dyadc tune` (its cache file)')
+    .option('--batch <n>', 'with --tuned: the batch the model will run at (picks the tuned batch bucket; default: the largest measured)', parsePositive)
+    .option('--no-training', 'leave out the training kernels (autodiff, losses, optimizers): a smaller, inference-only module')
+    .option('--fallback-f32', 'f16 specs: also embed an all-f32 plan, used on devices without shader-f16')
+    .action(run((spec: string, o: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser' }) => compileCmd(spec, o)));
+
+  p.command('init')
+    .description('write freshly initialised weights (the authors\' init) as safetensors')
+    .argument('<spec>', 'spec JSON file')
+    .requiredOption('-o, --out <file>', 'output .safetensors file')
+    .option('--seed <n>', 'random seed', parseSeed, 0)
+    .option('--prefix <p>', 'prefix for every tensor name, e.g. model.decoder.layers.0.')
+    .action(run((spec: string, o: { out: string; seed: number; prefix?: string }) => initCmd(spec, o)));
+
+  p.command('convert')
+    .description('project dense Linear weights onto the spec\'s DYAD layers (least squares) and report the error')
+    .argument('<spec>', 'spec JSON file (the DYAD version)')
+    .requiredOption('--dense <file>', 'dense checkpoint (.safetensors) with <prefix><layer>.weight [out, in]')
+    .option('-o, --out <file>', 'output .safetensors file with <prefix><layer>.wl/.wu/.bias')
+    .option('--prefix <p>', 'tensor-name prefix in both files, e.g. model.decoder.layers.0.')
+    .option('--blocks <list>', 'print the error for these block counts, e.g. 2,4,8', parseBlockList)
+    .action(run((spec: string, o: { dense: string; out?: string; prefix?: string; blocks?: number[] }) => convertCmd(spec, o)));
+
+  registerTune(p); // `dyadc tune` (compiler/cli/tune-command.ts; loads the tuner only when it runs)
+  return p;
+}
+
+function printDebug(e: unknown): void {
+  let cur: unknown = e;
+  for (let depth = 0; cur !== undefined && depth < 5; depth++) {
+    process.stderr.write((depth ? 'caused by: ' : '') + ((cur as Error)?.stack ?? String(cur)) + '\n');
+    cur = (cur as { cause?: unknown })?.cause;
+  }
+}
+
+/**
+ * Runs the CLI on `argv` (process.argv form) and exits the process with its code: 0 ok, 1 error,
+ * 2 usage error. Exits explicitly because a WebGPU device can keep Node's event loop alive.
+ */
+export async function main(argv: string[] = process.argv): Promise<never> {
+  const result = { code: 0 };
+  // `dyadc inspect ... | head`: a closed pipe ends the program quietly
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(result.code); else throw e; });
+  const p = program(result);
+  const debug = () => Boolean(p.opts().debug) || argv.includes('--debug');
+  try {
+    await p.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      result.code = e.exitCode === 0 ? 0 : 2;
+    } else if (e instanceof UsageError) {
+      process.stderr.write(`dyadc: ${oneLine(e.message)}\n`);
+      if (debug()) printDebug(e);
+      result.code = 2;
+    } else if (e instanceof DyadcError) {
+      if (debug()) printDebug(e);
+      else process.stderr.write(`dyadc: ${oneLine(e.message)}\n`);
+      result.code = 1;
+    } else {
+      if (debug()) printDebug(e);
+      else process.stderr.write(`dyadc: internal error: ${oneLine((e as Error)?.message ?? String(e))} (rerun with --debug for the stack trace)\n`);
+      result.code = 1;
+    }
+  }
+  await new Promise<void>((r) => process.stdout.write('', () => r()));
+  process.exit(result.code);
+}
