@@ -1,0 +1,210 @@
+/**
+ * Backward graph → the plan's `training` section (runtime/plan.ts): forward kernels that save what the
+ * backward needs, backward kernels in order, loss and optimizer kernels.
+ *
+ * Kernels and who renders them:
+ *   data_grad        renderBlockGemm (the forward template family, transposed parts, swapped maps)
+ *   weight_grad      weight-grad.wgsl.hbs   (compiler/codegen/weightgrad.ts)
+ *   pointwise_grad   pointwise-grad.wgsl.hbs  (activation/epilogue derivative; also `add`)
+ *   norm_grad, norm_param_grad   norm-grad.wgsl.hbs
+ *   losses           loss.wgsl.hbs (softmax cross-entropy, mse)
+ *   optimizers       optimizer.wgsl.hbs (adamw, sgd)
+ *
+ * The generic kernels (pointwise, loss, optimizer) carry no layer names in their WGSL, so identical
+ * ones (e.g. the relu backward of two 1024-wide layers, or the optimizer of any model) share one
+ * pipeline and one shader JIT; the plan kernel's `name`/`layers` still say which layer it serves.
+ */
+import type { Graph, BlockGemmNode } from '../ir/graph.js';
+import type { Spec } from '../spec/types.js';
+import type { PlanTraining, TrainKernel, TrainBinding, PlanKernel } from '../../runtime/plan.js';
+import { TRAIN_FORMAT } from '../../runtime/plan.js';
+import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type NormGradStep, type NormParamGradStep } from '../passes/autodiff.js';
+import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
+import { renderBlockGemm, type Offsets } from './blockgemm.js';
+import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
+import { buildPlan, layoutWeights } from './plan.js';
+import { render } from './templates.js';
+import { DyadcError } from '../errors.js';
+
+const ELEMENTWISE_WG = 256;
+const ROWS_WG = 64;
+const OPT_WG = 256;
+
+/** Schedules the backward gemms (default schedule unless overridden by step id or layer) and the weight-gradient tiles. */
+export function scheduleBackward(tg: TrainGraph, opts: ScheduleOptions = {}): TrainGraph {
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const o = opts.overrides ?? {};
+  for (const s of tg.steps) {
+    if (s.kind === 'data_grad') {
+      const n = s.node;
+      const sch = o[n.id] ?? n.schedule ?? defaultSchedule(n);
+      checkSchedule(sch, n, limits);
+      n.schedule = sch;
+    } else if (s.kind === 'weight_grad') {
+      s.tile = weightGradTile(s);
+      if (s.tile.workgroup > limits.maxComputeInvocationsPerWorkgroup)
+        throw new DyadcError('LIMIT', `layer ${s.layers.join('+')}: weight-gradient workgroup ${s.tile.workgroup} exceeds maxComputeInvocationsPerWorkgroup ${limits.maxComputeInvocationsPerWorkgroup}`);
+    }
+  }
+  return tg;
+}
+
+const kname = (prefix: string, k: number, id: string) => `${prefix}${k}_${id.replace(/[^A-Za-z0-9_]/g, '_')}`;
+
+function decl(binding: number, name: string, access: 'read' | 'read_write', comment: string, type = 'array<f32>') {
+  return { binding, name, access, type, comment };
+}
+
+/** Elementwise backward through an epilogue / activation (or a plain add of two gradients). */
+export function renderPointwiseGrad(s: PointwiseGradStep, name: string): RenderedTrainKernel {
+  const bindings: TrainBinding[] = [];
+  const decls: ReturnType<typeof decl>[] = [];
+  const bind = (id: string, nm: string, access: 'read' | 'read_write', comment: string) => {
+    const b = bindings.length + 1;
+    bindings.push({ binding: b, buffer: { kind: 'value', id } });
+    decls.push(decl(b, nm, access, comment));
+  };
+  const F = s.features;
+  const acts: Record<string, boolean> = {};
+  bind(s.dy, 'dy', 'read', `[batch, ${F}] dL/dy`);
+  if (s.base) bind(s.base, 'base', 'read', s.reluFromOutput ? `[batch, ${F}] y = relu(pre)` : `[batch, ${F}] z0 (pre-activation / input)`);
+  const resIdx = new Map<string, number>();
+  s.ops.forEach((e, k) => { if (e.op === 'residual' && !s.reluFromOutput && !resIdx.has(e.from)) { resIdx.set(e.from, resIdx.size); bind(e.from, `res_${resIdx.get(e.from)}`, 'read', `[batch, ${F}] residual source`); } });
+  if (s.acc) bind(s.acc, 'acc', 'read', `[batch, ${F}] gradient accumulated so far`);
+  bind(s.id, 'out', 'read_write', `[batch, ${F}] dL/dz0`);
+  for (const t of s.taps) bind(t.id, `tap_${t.after}`, 'read_write', `[batch, ${F}] dL/dz after op ${t.after}`);
+
+  const body: string[] = [];
+  const opDesc = s.ops.map((e) => (e.op === 'act' ? e.act : 'residual')).join(', ');
+  if (s.reluFromOutput) {
+    acts.relu_grad = true;
+    body.push('// relu\'(pre) = [pre > 0] = [y > 0]: read from the output, nothing saved');
+    body.push('let g = select(0.0, dy[i], base[i] > 0.0);');
+  } else {
+    // replay z_{k+1} = op_k(z_k) from z0, then back through the ops
+    if (s.ops.length) body.push('let z0 = base[i];');
+    s.ops.forEach((e, k) => {
+      if (e.op === 'act') { acts[e.act] = true; body.push(`let z${k + 1} = act_${e.act}(z${k});`); }
+      else body.push(`let z${k + 1} = z${k} + res_${resIdx.get(e.from)}[i];`);
+    });
+    body.push('var g = dy[i];');
+    for (let k = s.ops.length - 1; k >= 0; k--) {
+      const e = s.ops[k];
+      const tap = s.taps.find((t) => t.after === k);
+      if (tap) body.push(`tap_${k}[i] = g;`);
+      if (e.op === 'act') { acts[`${e.act}_grad`] = true; body.push(`g = g * act_grad_${e.act}(z${k});`); }
+    }
+  }
+  body.push(s.acc ? 'out[i] = g + acc[i];' : 'out[i] = g;');
+  const header = [s.ops.length ? `pointwise backward through [${opDesc}]${s.reluFromOutput ? ' (relu\' from the output)' : ''}${s.acc ? ' + accumulated gradient' : ''}`
+    : 'gradient accumulation: out = dy + acc'];
+  const wgsl = render('pointwise-grad', { name: `pointwise_grad_${F}`, header, bindings: decls, features: F, workgroupSize: ELEMENTWISE_WG, acts, body });
+  return { wgsl, bindings, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG } };
+}
+
+export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Offsets, name: string): RenderedTrainKernel {
+  const rows = s.kind === 'norm_grad';
+  const F = s.features;
+  const bindings: TrainBinding[] = [
+    { binding: 1, buffer: { kind: 'value', id: s.dy } }, { binding: 2, buffer: { kind: 'value', id: s.x } }, { binding: 3, buffer: { kind: 'value', id: s.stats } },
+  ];
+  const decls = [decl(1, 'dy', 'read', `[batch, ${F}] dL/d(normalised x) %${s.dy}`), decl(2, 'x', 'read', `[batch, ${F}] %${s.x}`), decl(3, 'stats', 'read', `[batch, 2] (mean, rstd) %${s.stats}`)];
+  if (rows) {
+    bindings.push({ binding: 4, buffer: { kind: 'weights' } }, { binding: 5, buffer: { kind: 'value', id: s.id } });
+    decls.push(decl(4, 'weights', 'read', 'weights arena', 'array<vec4<f32>>'), decl(5, 'out', 'read_write', `[batch, ${F}] dL/dx %${s.id}`));
+    if (s.acc) { bindings.push({ binding: 6, buffer: { kind: 'value', id: s.acc } }); decls.push(decl(6, 'acc', 'read', `[batch, ${F}] gradient accumulated so far %${s.acc}`)); }
+  } else {
+    bindings.push({ binding: 4, buffer: { kind: 'grads' } });
+    decls.push(decl(4, 'grads', 'read_write', 'gradients arena (weights layout)'));
+  }
+  const header = [`layer(s): ${s.layers.join(' + ')}  ->  ${rows ? `%${s.id}` : `grads of ${s.weight}${s.kind === 'norm_param_grad' && s.bias ? `, ${s.bias}` : ''}`}`,
+    `${s.norm} backward over ${F} features`];
+  const wgsl = render('norm-grad', { name, header, bindings: decls, features: F, workgroupSize: ROWS_WG, rows, layernorm: s.norm === 'layernorm',
+    weightOffset: offsets[s.weight], acc: rows && !!s.acc, hasBias: s.kind === 'norm_param_grad' && !!s.bias,
+    biasOffset: s.kind === 'norm_param_grad' && s.bias ? offsets[s.bias] : 0 });
+  return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: ROWS_WG } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
+}
+
+function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>): TrainKernel {
+  const layers = s.layers;
+  switch (s.kind) {
+    case 'data_grad': {
+      const n: BlockGemmNode = s.node;
+      const r = renderBlockGemm(n, offsets, name);
+      return { name, layers, wgsl: r.wgsl, output: n.id, config: n.schedule, shapes: `[batch,${n.in_features}] -> [batch,${n.features}]`,
+        grid: { kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups },
+        bindings: r.bindings.map((b) => ({ binding: b.binding,
+          buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : { kind: 'value', id: b.value! } })) };
+    }
+    case 'weight_grad': {
+      const r = renderWeightGrad(s, offsets, name);
+      return { name, layers, wgsl: r.wgsl, output: 'grads', config: s.tile, shapes: `g [batch,${s.features}], x [batch,${s.in_features}] -> grads`, grid: r.grid, bindings: r.bindings };
+    }
+    case 'pointwise_grad': {
+      const r = renderPointwiseGrad(s, name);
+      return { name, layers, wgsl: r.wgsl, output: s.id, shapes: `[batch,${s.features}]`, grid: r.grid, bindings: r.bindings };
+    }
+    case 'norm_grad': case 'norm_param_grad': {
+      const r = renderNormGrad(s, offsets, name);
+      return { name, layers, wgsl: r.wgsl, output: s.kind === 'norm_grad' ? s.id : 'grads', shapes: `[batch,${features.get(s.x) ?? s.features}]`, grid: r.grid, bindings: r.bindings };
+    }
+  }
+}
+
+/** The loss kernels for a model output of `features` columns. */
+export function renderLosses(features: number, output: string, outputGrad: string): PlanTraining['losses'] {
+  const mk = (ce: boolean): TrainKernel => {
+    const name = ce ? `softmax_cross_entropy_${features}` : `mse_${features}`;
+    return {
+      name, layers: ['loss'], output: outputGrad, shapes: `[batch,${features}]`,
+      wgsl: render('loss', { name, ce, features, workgroupSize: ROWS_WG }),
+      grid: { kind: 'elements', perRow: 1, perWorkgroup: ROWS_WG },
+      bindings: [{ binding: 1, buffer: { kind: 'value', id: output } }, { binding: 2, buffer: { kind: 'labels' } },
+        { binding: 3, buffer: { kind: 'value', id: outputGrad } }, { binding: 4, buffer: { kind: 'loss' } }],
+    };
+  };
+  return { softmax_cross_entropy: mk(true), mse: mk(false) };
+}
+
+/** The optimizer kernels over an arena of `arenaLength` f32 (a multiple of 4). */
+export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'] {
+  const mk = (adamw: boolean): TrainKernel => {
+    const name = adamw ? 'adamw' : 'sgd';
+    const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'grads' } }, { binding: 3, buffer: { kind: 'moment1' } }];
+    if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2' } });
+    bindings.push({ binding: 5, buffer: { kind: 'hyper' } });
+    return { name, layers: ['optimizer'], output: 'weights', shapes: `arena [${arenaLength}]`, wgsl: render('optimizer', { name, adamw, workgroupSize: OPT_WG }),
+      grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
+  };
+  return { adamw: mk(true), sgd: mk(false) };
+}
+
+export interface TrainingBuild { graph: TrainGraph; training: PlanTraining }
+
+/**
+ * Builds the training section for a scheduled forward graph: autodiff (with the input gradient; the
+ * kernels only it needs are flagged `inputGradOnly`), backward schedules, kernels, losses, optimizers.
+ * @throws DyadcError(IR_INVALID | LIMIT)
+ */
+export function buildTraining(scheduled: Graph, spec: Spec, opts: ScheduleOptions & { limits?: Partial<Limits> } = {}): TrainingBuild {
+  const tg = scheduleBackward(autodiff(scheduled, { inputGrad: true }), opts);
+  const reduced = new Set(autodiff(scheduled, { inputGrad: false }).steps.map((s) => s.id));
+  const { offsets } = layoutWeights(tg.forward);
+  const fwdPlan = buildPlan(tg.forward, spec, opts.limits);
+  const forward: TrainKernel[] = fwdPlan.kernels.map((k: PlanKernel) => ({ ...k, bindings: k.bindings.map((b) => ({ binding: b.binding, buffer: b.buffer })) }));
+  const features = new Map<string, number>(fwdPlan.values.map((v) => [v.id, v.features]));
+  const backward = tg.steps.map((s, k) => {
+    const kernel = stepKernel(s, offsets, kname('b', k, s.id), features);
+    if (!reduced.has(s.id)) kernel.inputGradOnly = true;
+    return kernel;
+  });
+  const outF = features.get(tg.forward.output)!;
+  const training: PlanTraining = {
+    format: TRAIN_FORMAT, forward, backward,
+    values: [...fwdPlan.values, ...tg.values],
+    outputGrad: tg.outputGrad, inputGrad: tg.inputGrad!,
+    losses: renderLosses(outF, tg.forward.output, tg.outputGrad),
+    optimizers: renderOptimizers(fwdPlan.arenaLength),
+  };
+  return { graph: tg, training };
+}

@@ -1,0 +1,320 @@
+/**
+ * `autodiff`: a fused forward graph → its backward ("training") graph. Reverse mode over the fused
+ * nodes; every backward step is one kernel, and no step materialises a permutation (DYAD.md "Backward").
+ *
+ * For a blockgemm `y = epilogue(sum_P part_P(prologue(x)) + bias)` with `dy = dL/dy`:
+ *
+ *   pointwise_grad  gp = dL/dpre = dy · Π act'(z_k)   (one elementwise kernel; absent when the epilogue
+ *                   has no activation, then gp = dy). It replays the epilogue from the saved
+ *                   pre-activation (`savePre` on the forward gemm) — except for an epilogue that is
+ *                   exactly [relu], where relu'(pre) = [y > 0] is read from the output and nothing is saved.
+ *                   Residual sources of the epilogue receive dL/dz at their position (aliases, no copies).
+ *   data_grad       dx = sum_P part_Pᵀ(gp): the same blockgemm family with `transposed` parts and swapped
+ *                   maps (inMap := outMap, outMap := inMap). An existing contribution to dx (a residual
+ *                   branch) is added by the gemm's residual epilogue, so there is no separate add.
+ *                   With a norm prologue it yields d(normalised x), then `norm_grad` gives dx.
+ *   weight_grad     dw_P[i,o,a] = sum_b gp[b, outP(i,o)] · xn[b, inP(i,a)] for every part in ONE kernel
+ *                   (xn = prologue(x), recomputed on load), dbias[r] = sum_b gp[b, r] fused into the tiles
+ *                   of the first part (its output map covers every r once). Written into the grads arena.
+ *   norm_grad       per row: dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dxn·w (rmsnorm: no mean term)
+ *   norm_param_grad per feature: dweight = sum_b dxn·x̂, dbias = sum_b dxn
+ *
+ * A value read by several nodes accumulates the contributions (the producer of the second one adds
+ * the first through its `acc` input; a final `add` only when two aliases meet). Gradients of values
+ * that do not depend on a weight are not computed unless the input gradient is requested.
+ */
+import type { Graph, Node, BlockGemmNode, ValueId, EpilogueOp, GemmPart, Prologue, NormKind } from '../ir/graph.js';
+import { cloneGraph, nodeById, verify } from '../ir/graph.js';
+import type { Activation } from '../spec/types.js';
+import { DyadcError } from '../errors.js';
+
+interface StepBase { id: ValueId; layers: string[] }
+
+/** Elementwise: out = dy · Π act'(z) replaying `ops` from `base` (+ acc); writes `taps` for residual sources. */
+export interface PointwiseGradStep extends StepBase {
+  kind: 'pointwise_grad';
+  features: number;
+  dy: ValueId;
+  /** z0: the saved pre-activation, the act node's input, or (reluFromOutput) the forward output y */
+  base?: ValueId;
+  /** ops = [relu] and base is y = relu(pre): relu'(pre) = [y > 0] */
+  reluFromOutput?: boolean;
+  ops: EpilogueOp[];
+  /** gradient at z_k (after op k) written to a value, for residual sources that need their own copy */
+  taps: { after: number; id: ValueId }[];
+  acc?: ValueId;
+}
+
+/** dx (or d normalised x) = the forward gemm with transposed parts and swapped maps. */
+export interface DataGradStep extends StepBase { kind: 'data_grad'; node: BlockGemmNode }
+
+export interface WeightGradTile { o: number; a: number; workgroup: number }
+
+/** dw of every part of one gemm (+ dbias), into the grads arena. */
+export interface WeightGradStep extends StepBase {
+  kind: 'weight_grad';
+  gemm: ValueId;
+  g: ValueId;
+  x: ValueId;
+  in_features: number;
+  features: number;
+  parts: GemmPart[];
+  bias?: string;
+  prologue?: Prologue;
+  tile?: WeightGradTile;
+}
+
+export interface NormGradStep extends StepBase {
+  kind: 'norm_grad';
+  norm: NormKind;
+  features: number;
+  x: ValueId; stats: ValueId; dy: ValueId;
+  weight: string;
+  acc?: ValueId;
+}
+
+export interface NormParamGradStep extends StepBase {
+  kind: 'norm_param_grad';
+  norm: NormKind;
+  features: number;
+  x: ValueId; stats: ValueId; dy: ValueId;
+  weight: string; bias?: string;
+}
+
+export type GradStep = PointwiseGradStep | DataGradStep | WeightGradStep | NormGradStep | NormParamGradStep;
+
+export interface TrainGraph {
+  name: string;
+  /** The forward graph, with `savePre` set on the gemms whose backward needs the pre-activation. */
+  forward: Graph;
+  steps: GradStep[];
+  /** gradient values `[batch, features]` (ids of step outputs other than weight grads) */
+  values: { id: ValueId; features: number }[];
+  /** dL/d(output): provided by a loss kernel or by the caller */
+  outputGrad: ValueId;
+  /** dL/d(input), when requested */
+  inputGrad?: ValueId;
+  /** weight name → id of the step writing its gradient */
+  weightGrads: Record<string, ValueId>;
+}
+
+export interface AutodiffOptions {
+  /** Also compute dL/d(input) (model.backward); training does not need it. Default true. */
+  inputGrad?: boolean;
+}
+
+/** Step ids (also value ids): `<node>.grad` = dL/d(node), `<gemm>.dpre`, `<gemm>.dx`, `<gemm>.dw`. */
+export const gradId = (id: ValueId) => `${id}.grad`;
+export const preId = (id: ValueId) => `${id}.pre`;
+
+function paramsOf(n: Node): boolean {
+  return n.kind === 'blockgemm' || n.kind === 'linear' || n.kind === 'dyad' || n.kind === 'norm';
+}
+
+const isRelu = (ops: EpilogueOp[]) => ops.length === 1 && ops[0].op === 'act' && ops[0].act === 'relu';
+
+/**
+ * Builds the backward graph of a fused (optionally scheduled) forward graph.
+ * @throws DyadcError(IR_INVALID) for unlowered nodes (linear/dyad: run `lower` first) or an unused value.
+ */
+export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
+  const wantInput = opts.inputGrad ?? true;
+  const fwd = cloneGraph(g0);
+  const steps: GradStep[] = [];
+  const values: { id: ValueId; features: number }[] = [];
+  const weightGrads: Record<string, ValueId> = {};
+  const feat = new Map(fwd.nodes.map((n) => [n.id, n.features] as const));
+
+  // which values need a gradient: they depend on a weight (or on the input, when its gradient is wanted)
+  const needs = new Map<ValueId, boolean>();
+  for (const n of fwd.nodes) {
+    if (n.kind === 'linear' || n.kind === 'dyad') throw new DyadcError('IR_INVALID', `%${n.id}: autodiff needs a lowered graph (run lower + fuse first)`);
+    if (n.kind === 'input') needs.set(n.id, wantInput);
+    else if (n.kind === 'rowstats') needs.set(n.id, false); // norm backward differentiates through the stats
+    else needs.set(n.id, paramsOf(n) || n.inputs.some((i) => needs.get(i)));
+  }
+
+  // gradient contributions per value
+  const contrib = new Map<ValueId, ValueId[]>();
+  const addValue = (id: ValueId, features: number) => { values.push({ id, features }); return id; };
+  const push = (v: ValueId, c: ValueId) => { if (needs.get(v)) contrib.set(v, [...(contrib.get(v) ?? []), c]); };
+  /** dL/dv as one value (an `add` step when several aliases meet). */
+  const gradOf = (v: ValueId): ValueId | undefined => {
+    const cs = contrib.get(v);
+    if (!cs || cs.length === 0) return undefined;
+    let acc = cs[0];
+    for (let k = 1; k < cs.length; k++) {
+      const id = `${v}.grad${k === cs.length - 1 ? '' : k}`;
+      steps.push({ kind: 'pointwise_grad', id, layers: [], features: feat.get(v)!, dy: cs[k], ops: [], taps: [], acc });
+      addValue(id, feat.get(v)!);
+      acc = id;
+    }
+    contrib.set(v, [acc]);
+    return acc;
+  };
+  /** Adds a contribution produced by a step that can add an existing one (`acc`). */
+  const contribute = (v: ValueId, make: (acc?: ValueId) => ValueId) => {
+    if (!needs.get(v)) return;
+    const acc = gradOf(v);
+    contrib.set(v, [make(acc)]);
+  };
+
+  const outputGrad = gradId(fwd.output);
+  needs.set(fwd.output, true);
+  contrib.set(fwd.output, [outputGrad]);
+  values.push({ id: outputGrad, features: feat.get(fwd.output)! });
+
+  for (let idx = fwd.nodes.length - 1; idx >= 0; idx--) {
+    const n = fwd.nodes[idx];
+    if (n.kind === 'input' || n.kind === 'rowstats') continue;
+    const dy = gradOf(n.id);
+    if (!dy) {
+      if (!needs.get(n.id)) continue;
+      throw new DyadcError('IR_INVALID', `%${n.id} (${n.kind}) does not reach the output %${fwd.output}; its weights would get no gradient`);
+    }
+    switch (n.kind) {
+      case 'residual':
+        push(n.inputs[0], dy); push(n.inputs[1], dy);
+        break;
+      case 'act':
+        contribute(n.inputs[0], (acc) => {
+          const id = `${n.id}.dx`;
+          steps.push({ kind: 'pointwise_grad', id, layers: n.layers, features: n.features, dy, base: n.inputs[0], ops: [{ op: 'act', act: n.act }], taps: [], acc });
+          return addValue(id, n.features);
+        });
+        break;
+      case 'norm': {
+        const [x, stats] = n.inputs;
+        if (!stats) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input (run the fuse pass)`);
+        steps.push({ kind: 'norm_param_grad', id: `${n.id}.dw`, layers: n.layers, norm: n.norm, features: n.features, x, stats, dy, weight: n.weight, bias: n.bias });
+        weightGrads[n.weight] = `${n.id}.dw`; if (n.bias) weightGrads[n.bias] = `${n.id}.dw`;
+        contribute(x, (acc) => {
+          const id = `${n.id}.dx`;
+          steps.push({ kind: 'norm_grad', id, layers: n.layers, norm: n.norm, features: n.features, x, stats, dy, weight: n.weight, acc });
+          return addValue(id, n.features);
+        });
+        break;
+      }
+      case 'blockgemm': gemmBackward(n, dy); break;
+      default: throw new DyadcError('IR_INVALID', `%${(n as Node).id}: autodiff does not handle ${(n as Node).kind}`);
+    }
+  }
+
+  function gemmBackward(n: BlockGemmNode, dy: ValueId): void {
+    // 1. through the epilogue
+    const ops = n.epilogue;
+    const actAt = ops.map((e, k) => (e.op === 'act' ? k : -1)).filter((k) => k >= 0);
+    let gp = dy;
+    if (actAt.length) {
+      gp = `${n.id}.dpre`;
+      const relu = isRelu(ops);
+      if (!relu) n.savePre = preId(n.id);
+      const taps: { after: number; id: ValueId }[] = [];
+      ops.forEach((e, k) => {
+        if (e.op !== 'residual') return;
+        // dL/dz_k: dy when no activation follows k, gp when none precedes it, else a tap
+        if (!actAt.some((j) => j > k)) push(e.from, dy);
+        else if (!actAt.some((j) => j < k)) push(e.from, gp);
+        else { const id = `${n.id}.d${k}`; taps.push({ after: k, id }); addValue(id, n.features); push(e.from, id); }
+      });
+      steps.push({ kind: 'pointwise_grad', id: gp, layers: n.layers, features: n.features, dy, base: relu ? n.id : preId(n.id), reluFromOutput: relu, ops, taps });
+      addValue(gp, n.features);
+    } else {
+      for (const e of ops) if (e.op === 'residual') push(e.from, dy);
+    }
+    // 2. weight (and bias) gradients
+    const x = n.inputs[0];
+    const wid = `${n.id}.dw`;
+    steps.push({ kind: 'weight_grad', id: wid, layers: n.layers, gemm: n.id, g: gp, x, in_features: n.in_features, features: n.features,
+      parts: n.parts.map((p) => ({ ...p })), bias: n.bias, prologue: n.prologue ? { ...n.prologue } : undefined });
+    for (const p of n.parts) weightGrads[p.weight] = wid;
+    if (n.bias) weightGrads[n.bias] = wid;
+    // 3. data gradient (with a norm prologue: d(normalised x), which the norm weights need anyway, then the norm backward)
+    const pro = n.prologue;
+    const wantDx = needs.get(x);
+    if (!wantDx && !pro) return;
+    const dataGrad = (id: ValueId, acc?: ValueId): ValueId => {
+      const node: BlockGemmNode = {
+        kind: 'blockgemm', id, inputs: acc ? [gp, acc] : [gp], features: n.in_features, in_features: n.features, dtype: n.dtype,
+        layers: n.layers, variant: n.variant, epilogue: acc ? [{ op: 'residual', from: acc }] : [],
+        parts: n.parts.map((p) => ({ ...p, transposed: !p.transposed, inMap: p.outMap, outMap: p.inMap })),
+      };
+      steps.push({ kind: 'data_grad', id, layers: n.layers, node });
+      return addValue(id, n.in_features);
+    };
+    if (!pro) { contribute(x, (acc) => dataGrad(`${n.id}.dx`, acc)); return; }
+    const dxn = dataGrad(`${n.id}.dxn`);
+    steps.push({ kind: 'norm_param_grad', id: `${n.id}.dnorm`, layers: n.layers, norm: pro.norm, features: n.in_features, x, stats: pro.stats,
+      dy: dxn, weight: pro.weight, bias: pro.bias });
+    weightGrads[pro.weight] = `${n.id}.dnorm`; if (pro.bias) weightGrads[pro.bias] = `${n.id}.dnorm`;
+    if (wantDx) contribute(x, (acc) => {
+      const id = `${n.id}.dx`;
+      steps.push({ kind: 'norm_grad', id, layers: n.layers, norm: pro.norm, features: n.in_features, x, stats: pro.stats, dy: dxn, weight: pro.weight, acc });
+      return addValue(id, n.in_features);
+    });
+  }
+
+  const inputGrad = wantInput ? gradOf(fwd.nodes[0].id) : undefined;
+  for (const w of Object.keys(fwd.weights)) if (!weightGrads[w]) throw new DyadcError('IR_INVALID', `weight ${w} gets no gradient`);
+  verify(fwd);
+  const tg: TrainGraph = { name: fwd.name, forward: fwd, steps, values, outputGrad, inputGrad, weightGrads };
+  verifyTrain(tg);
+  return tg;
+}
+
+/** Checks that every step reads values defined earlier (forward values, or outputs of earlier steps). @throws DyadcError(IR_INVALID) */
+export function verifyTrain(tg: TrainGraph): void {
+  const defined = new Set<ValueId>([...tg.forward.nodes.map((n) => n.id), tg.outputGrad]);
+  for (const n of tg.forward.nodes) if (n.kind === 'blockgemm' && n.savePre) defined.add(n.savePre);
+  const need = (s: GradStep, v: ValueId | undefined) => {
+    if (v !== undefined && !defined.has(v)) throw new DyadcError('IR_INVALID', `backward step %${s.id} (${s.kind}) reads %${v} before it is defined`);
+  };
+  for (const s of tg.steps) {
+    switch (s.kind) {
+      case 'pointwise_grad': need(s, s.dy); need(s, s.base); need(s, s.acc); for (const e of s.ops) if (e.op === 'residual') need(s, e.from); break;
+      case 'data_grad': s.node.inputs.forEach((i) => need(s, i)); break;
+      case 'weight_grad': need(s, s.g); need(s, s.x); need(s, s.prologue?.stats); break;
+      case 'norm_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); need(s, s.acc); break;
+      case 'norm_param_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); break;
+    }
+    if (s.kind !== 'weight_grad' && s.kind !== 'norm_param_grad') defined.add(s.id);
+    if (s.kind === 'pointwise_grad') for (const t of s.taps) defined.add(t.id);
+  }
+  if (tg.inputGrad && !defined.has(tg.inputGrad)) throw new DyadcError('IR_INVALID', `input gradient %${tg.inputGrad} is never computed`);
+}
+
+/** One readable line per backward step (for `dyadc inspect --print-after=autodiff`). */
+export function printTrain(tg: TrainGraph): string {
+  const lines = [`backward ${tg.name}: d%${tg.forward.output} = %${tg.outputGrad}${tg.inputGrad ? ` -> d%${tg.forward.nodes[0].id} = %${tg.inputGrad}` : ''}`];
+  const saved = tg.forward.nodes.filter((n): n is BlockGemmNode => n.kind === 'blockgemm' && !!n.savePre).map((n) => `%${n.savePre}`);
+  if (saved.length) lines.push(`  saved by the forward: ${saved.join(', ')}`);
+  for (const s of tg.steps) {
+    let rhs: string;
+    switch (s.kind) {
+      case 'pointwise_grad': {
+        const ops = s.ops.map((e) => (e.op === 'act' ? `${e.act}'` : `+%${e.from}`)).join(', ');
+        rhs = s.ops.length ? `pointwise_grad(%${s.dy}) through [${ops}] from %${s.base}${s.reluFromOutput ? ' (relu\' = [y > 0])' : ''}` : `add(%${s.dy})`;
+        if (s.taps.length) rhs += ` taps=[${s.taps.map((t) => `%${t.id}@${t.after}`).join(', ')}]`;
+        break;
+      }
+      case 'data_grad': {
+        const n = s.node;
+        rhs = `blockgemm(%${n.inputs[0]}) parts=[${n.parts.map((p) => `${p.label}${p.transposed ? 'ᵀ' : ''} ${p.weight} ${p.inMap}→${p.outMap}`).join(', ')}]`;
+        if (n.schedule) rhs += ` schedule={${n.schedule.kind} tile ${n.schedule.tile.rows}x${n.schedule.tile.cols}x${n.schedule.tile.k} workgroup ${n.schedule.workgroup.rows}x${n.schedule.workgroup.cols}}`;
+        break;
+      }
+      case 'weight_grad':
+        rhs = `weight_grad(g=%${s.g}, x=%${s.x}${s.prologue ? ` via ${s.prologue.norm}` : ''}) -> grads[${[...s.parts.map((p) => p.weight), ...(s.bias ? [s.bias] : [])].join(', ')}]`
+          + (s.tile ? ` tile ${s.tile.o}x${s.tile.a} workgroup ${s.tile.workgroup}` : '');
+        break;
+      case 'norm_grad': rhs = `${s.norm}_grad(dy=%${s.dy}, x=%${s.x}, stats=%${s.stats}, ${s.weight})`; break;
+      case 'norm_param_grad': rhs = `${s.norm}_param_grad(dy=%${s.dy}, x=%${s.x}) -> grads[${[s.weight, ...(s.bias ? [s.bias] : [])].join(', ')}]`; break;
+    }
+    const acc = 'acc' in s && s.acc ? ` + %${s.acc}` : s.kind === 'data_grad' && s.node.epilogue.length ? ` + %${s.node.inputs[1]}` : '';
+    lines.push(`  %${s.id} = ${rhs}${acc}`);
+  }
+  return lines.join('\n');
+}
+
+export type { Activation };
+export { nodeById };

@@ -1,0 +1,115 @@
+/**
+ * The declared search space of the tuner (Triton's `configs=[...]`, but as a product of axes that
+ * is pruned and walked, because every point costs a shader compile: 1–10 s on lavapipe).
+ *
+ *   per layer:     block counts   the requested ones (default 1, 2, 4, 8, 16) that divide in and out;
+ *                                 1 is the dense Linear baseline
+ *                  variants       the spec's (default), or the requested ones (`it`, `ot`, `dt`)
+ *   per group      kind           register (the only kind codegen emits today)
+ *   (layer, n, v): tile.rows      4, 8, 2         rows (tokens) per invocation
+ *                  tile.cols      4, 8, 2         output columns per invocation
+ *                  tile.k         4, 1            K vector width (4 only where every block width allows)
+ *                  workgroup      4×16, 8×8, 2×32, 1×64, 4×32, 8×16, 16×16  (rows × column chunks)
+ *
+ * Pruning (each pruned point keeps its reason, for the report):
+ *   - device limits: `checkSchedule` with the adapter's limits (invocations, workgroup size, memory, k);
+ *   - wasted columns: more than 25% of a tile's columns fall outside the output (tile.cols wider
+ *     than a column group: small blocks);
+ *   - wasted rows: a workgroup spans more than twice the batch.
+ *
+ * Walk: the default schedule first (the compiler's choice: the baseline every group has), then
+ * greedily the unmeasured legal point nearest to the group's best so far (distance: |Δlog2 rows| +
+ * |Δlog2 cols| + 2·[k differs] + 1.5·[workgroup differs]: tile shapes first, then workgroup shapes;
+ * ties: the larger tile, then the axis order above), up to `maxSchedules` per group (default 6).
+ */
+import type { BlockGemmNode, Schedule } from '../ir/graph.js';
+import { type Limits, checkSchedule, defaultSchedule } from '../passes/schedule.js';
+import { columnChunks } from '../codegen/blockgemm.js';
+
+export const SPACE = {
+  tileRows: [4, 8, 2],
+  tileCols: [4, 8, 2],
+  tileK: [4, 1],
+  workgroups: [[4, 16], [8, 8], [2, 32], [1, 64], [4, 32], [8, 16], [16, 16]] as [number, number][],
+} as const;
+
+export const DEFAULT_MAX_SCHEDULES = 6;
+export const DEFAULT_BLOCKS = [1, 2, 4, 8, 16];
+
+/** `tile 4x4x4 wg 4x16` */
+export function scheduleLabel(s: Schedule): string {
+  return `${s.kind === 'register' ? '' : `${s.kind} `}tile ${s.tile.rows}x${s.tile.cols}x${s.tile.k} wg ${s.workgroup.rows}x${s.workgroup.cols}`;
+}
+
+export const sameSchedule = (a: Schedule, b: Schedule) => a.kind === b.kind && a.tile.rows === b.tile.rows && a.tile.cols === b.tile.cols
+  && a.tile.k === b.tile.k && a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols;
+
+/** Distance between two schedules (see the file header). */
+export function scheduleDistance(a: Schedule, b: Schedule): number {
+  return Math.abs(Math.log2(a.tile.rows) - Math.log2(b.tile.rows)) + Math.abs(Math.log2(a.tile.cols) - Math.log2(b.tile.cols))
+    + (a.tile.k === b.tile.k ? 0 : 2) + (a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols ? 0 : 1.5)
+    + (a.kind === b.kind ? 0 : 4);
+}
+
+export interface GroupSpace {
+  /** the compiler's default schedule for this node (first to measure; legal by construction or replaced by the nearest legal) */
+  first: Schedule;
+  /** every legal point, in axis order */
+  legal: Schedule[];
+  pruned: { schedule: Schedule; reason: string }[];
+}
+
+/**
+ * The legal points of the declared space for one blockgemm node (a one-layer spec's), at `batch`.
+ * @returns never an empty `legal` unless no point at all fits the limits.
+ */
+export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number): GroupSpace {
+  const legal: Schedule[] = [];
+  const pruned: GroupSpace['pruned'] = [];
+  const def = defaultSchedule(node);
+  for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups) {
+    const s: Schedule = { kind: 'register', tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } };
+    const reason = pruneReason(s, node, limits, batch);
+    if (reason && !(sameSchedule(s, def) && reason.startsWith('wasted'))) pruned.push({ schedule: s, reason });
+    else legal.push(s);
+  }
+  let first = def;
+  if (!legal.some((s) => sameSchedule(s, def))) {
+    first = [...legal].sort((a, b) => scheduleDistance(a, def) - scheduleDistance(b, def))[0] ?? def;
+  }
+  return { first, legal, pruned };
+}
+
+function pruneReason(s: Schedule, node: BlockGemmNode, limits: Limits, batch: number): string | null {
+  try { checkSchedule(s, node, limits); } catch (e) { return `limit: ${(e as Error).message.replace(/^layer [^:]*: /, '').replace(/ \(fix:.*$/, '')}`; }
+  const { chunks } = columnChunks(node, s.tile.cols);
+  const covered = chunks * s.tile.cols;
+  const waste = 1 - node.features / covered;
+  if (waste > 0.25) return `wasted columns: ${(waste * 100).toFixed(0)}% of tile columns fall outside the output`;
+  const rowsPerWg = s.tile.rows * s.workgroup.rows;
+  if (rowsPerWg > 2 * batch) return `wasted rows: a workgroup spans ${rowsPerWg} rows for a batch of ${batch}`;
+  return null;
+}
+
+/**
+ * The next schedule to measure in a group: the first point when nothing was tried, else the
+ * untried legal point nearest to `anchor` (the best so far). @returns undefined when exhausted.
+ */
+export function nextSchedule(space: GroupSpace, tried: Schedule[], anchor: Schedule | undefined): Schedule | undefined {
+  if (!tried.some((t) => sameSchedule(t, space.first))) return space.first;
+  const a = anchor ?? space.first;
+  let best: Schedule | undefined, bestD = Infinity;
+  for (const s of space.legal) {
+    if (tried.some((t) => sameSchedule(t, s))) continue;
+    const d = scheduleDistance(s, a) - 0.01 * Math.log2(s.tile.rows * s.tile.cols);
+    if (d < bestD) { best = s; bestD = d; }
+  }
+  return best;
+}
+
+/** Divisors of both `a` and `b`, ascending. */
+export function commonDivisors(a: number, b: number): number[] {
+  const out: number[] = [];
+  for (let d = 1; d <= Math.min(a, b); d++) if (a % d === 0 && b % d === 0) out.push(d);
+  return out;
+}

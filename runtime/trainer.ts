@@ -1,0 +1,436 @@
+/**
+ * Training on the GPU: `model.backward(x, dy, batch)` and `model.trainer({ loss, optimizer })`.
+ *
+ * Runs the plan's `training` section (compiler/codegen/train-plan.ts) on the model's device: the
+ * forward kernels (saving what the backward needs), a loss kernel (fused with its gradient), the
+ * backward kernels (data, pointwise and weight gradients — weight gradients land in ONE grads arena
+ * laid out like the weights arena), and one optimizer kernel that updates every tensor in place in
+ * the model's weights arena (Model.weightsBuffer), so `model.forward` sees the trained weights at once.
+ * All state (moments, momentum) stays on the GPU; buffers are allocated once per batch capacity and
+ * reused between steps.
+ */
+import type { Model } from './model.js';
+import { getPipeline } from './model.js';
+import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
+import { DyadcError } from '../compiler/errors.js';
+import { writeSafetensors } from './weights/safetensors.js';
+
+export type LossKind = 'softmax_cross_entropy' | 'mse';
+
+export type OptimizerOptions =
+  /** torch.optim.AdamW: betas (0.9, 0.999), eps 1e-8, weight_decay 0.01 by default */
+  | { type: 'adamw'; lr: number; betas?: [number, number]; eps?: number; weight_decay?: number }
+  /** torch.optim.SGD (dampening 0, no nesterov): momentum 0, weight_decay 0 by default */
+  | { type: 'sgd'; lr: number; momentum?: number; weight_decay?: number };
+
+export interface TrainerOptions { loss: LossKind; optimizer: OptimizerOptions }
+
+/** Result of `model.backward`. */
+export interface BackwardOutput {
+  /** dL/dx `[batch, in_features]` */
+  dx: Float32Array;
+  /** dL/dw by weight name (same names and layouts as the weights) */
+  grads: Record<string, Float32Array>;
+}
+
+/**
+ * Per-kernel time of one training step (each kernel submitted alone, timed to onSubmittedWorkDone):
+ * `ms` wall time; `cpuMs` (Node only) CPU time of the whole process meanwhile — on a CPU adapter
+ * (lavapipe) the kernel's own work summed over threads, far less sensitive to other load than `ms`.
+ */
+export interface KernelTime { name: string; layers: string[]; ms: number; cpuMs?: number }
+
+const cpuUsage = (globalThis as { process?: { cpuUsage?: (prev?: { user: number; system: number }) => { user: number; system: number } } }).process?.cpuUsage;
+
+const align4 = (n: number) => Math.ceil(n / 4) * 4;
+const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+function trainingOf(model: Model): PlanTraining {
+  const t = model.plan.training;
+  if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`, or f16 layers: training needs f32)`,
+    { fix: 'compile with dtype f32 and without `training: false` (the default includes them)' });
+  return t;
+}
+
+/** Runs a list of training kernels; owns every buffer except the weights arena (the model's). */
+class Executor {
+  private capacity = 0;
+  private values = new Map<string, GPUBuffer>();
+  private labels?: GPUBuffer;
+  private lossBuf?: GPUBuffer;
+  private groups = new Map<TrainKernel, GPUBindGroup>();
+  private uniforms = new Map<TrainKernel, GPUBuffer>();
+  readonly grads: GPUBuffer;
+  moment1?: GPUBuffer;
+  moment2?: GPUBuffer;
+  readonly hyper: GPUBuffer;
+
+  private constructor(readonly model: Model, readonly t: PlanTraining, private pipelines: Map<TrainKernel, GPUComputePipeline>) {
+    const d = model.device;
+    this.grads = d.createBuffer({ size: model.plan.arenaLength * 4, usage: STORAGE(), label: `${model.plan.name}.grads` });
+    this.hyper = d.createBuffer({ size: 64, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${model.plan.name}.hyper` });
+  }
+
+  /** Compiles (or fetches cached) pipelines for `kernels`. */
+  static async create(model: Model, kernels: TrainKernel[]): Promise<Executor> {
+    const t = trainingOf(model);
+    const ps = await Promise.all(kernels.map((k) => getPipeline(model.device, k)));
+    return new Executor(model, t, new Map(kernels.map((k, i) => [k, ps[i]])));
+  }
+
+  async add(kernels: TrainKernel[]): Promise<void> {
+    const todo = kernels.filter((k) => !this.pipelines.has(k));
+    const ps = await Promise.all(todo.map((k) => getPipeline(this.model.device, k)));
+    todo.forEach((k, i) => this.pipelines.set(k, ps[i]));
+  }
+
+  ensureCapacity(batch: number): void {
+    if (batch <= this.capacity) return;
+    const d = this.model.device;
+    let cap = 1;
+    while (cap < batch) cap *= 2;
+    const widest = Math.max(...this.t.values.map((v) => v.features));
+    const lim = Math.min(d.limits.maxStorageBufferBindingSize, d.limits.maxBufferSize);
+    if (batch * widest * 4 > lim) throw new DyadcError('LIMIT', `training batch ${batch} needs ${batch * widest * 4} bytes per value, over the binding limit ${lim}`, { fix: 'use a smaller batch' });
+    cap = Math.max(batch, Math.min(cap, Math.floor(lim / (widest * 4))));
+    for (const b of this.values.values()) b.destroy();
+    this.values.clear();
+    for (const v of this.t.values) if (!this.values.has(v.id))
+      this.values.set(v.id, d.createBuffer({ size: align4(cap * v.features) * 4, usage: STORAGE(), label: `%${v.id}` }));
+    this.labels?.destroy(); this.lossBuf?.destroy();
+    this.labels = d.createBuffer({ size: align4(cap * this.model.plan.outFeatures) * 4, usage: STORAGE(), label: 'labels' });
+    this.lossBuf = d.createBuffer({ size: align4(cap) * 4, usage: STORAGE(), label: 'loss' });
+    this.groups.clear();
+    this.capacity = cap;
+  }
+
+  value(id: string): GPUBuffer {
+    const b = this.values.get(id);
+    if (!b) throw new DyadcError('USAGE', `no training value %${id}`);
+    return b;
+  }
+  get labelsBuffer(): GPUBuffer { return this.labels!; }
+  get lossBuffer(): GPUBuffer { return this.lossBuf!; }
+
+  private buffer(b: TrainBuffer, k: TrainKernel): GPUBuffer {
+    switch (b.kind) {
+      case 'value': return this.value(b.id);
+      case 'weights': return this.model.weightsBuffer;
+      case 'weights16': {
+        const w16 = (this.model as unknown as { weights16Buffer?: GPUBuffer }).weights16Buffer;
+        if (!w16) throw new DyadcError('USAGE', `kernel ${k.name} reads f16 weights: training needs f32 layers`, { fix: 'compile the spec with dtype f32 to train it' });
+        return w16;
+      }
+      case 'grads': return this.grads;
+      case 'labels': return this.labels!;
+      case 'loss': return this.lossBuf!;
+      case 'hyper': return this.hyper;
+      case 'moment1': case 'moment2': {
+        const m = b.kind === 'moment1' ? this.moment1 : this.moment2;
+        if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${b.kind} that was not allocated`);
+        return m;
+      }
+    }
+  }
+
+  /** Allocates the optimizer state arenas (zeroed). */
+  allocMoments(two: boolean): void {
+    const d = this.model.device, size = this.model.plan.arenaLength * 4;
+    this.moment1 ??= d.createBuffer({ size, usage: STORAGE(), label: `${this.model.plan.name}.moment1` });
+    if (two) this.moment2 ??= d.createBuffer({ size, usage: STORAGE(), label: `${this.model.plan.name}.moment2` });
+  }
+
+  grid(k: TrainKernel, batch: number): { x: number; y: number; total: number } {
+    const g = k.grid;
+    const total = g.kind === 'fixed' ? g.workgroups : g.kind === 'tiles' ? Math.ceil(batch / g.rowsPerWorkgroup) * g.colWorkgroups : Math.ceil((batch * g.perRow) / g.perWorkgroup);
+    const max = this.model.device.limits.maxComputeWorkgroupsPerDimension;
+    const x = Math.min(total, max), y = Math.ceil(total / x);
+    if (y > max) throw new DyadcError('LIMIT', `kernel ${k.name} (layer ${k.layers.join('+')}): ${total} workgroups exceed maxComputeWorkgroupsPerDimension² at batch ${batch}`, { fix: 'use a smaller batch' });
+    return { x, y, total };
+  }
+
+  /** Records `kernels` for `batch` rows into one compute pass (uniforms are written now, before the submit). */
+  encode(enc: GPUCommandEncoder, kernels: TrainKernel[], batch: number, label: string): void {
+    const d = this.model.device;
+    const pass = enc.beginComputePass({ label });
+    for (const k of kernels) {
+      const pipeline = this.pipelines.get(k);
+      if (!pipeline) throw new DyadcError('USAGE', `kernel ${k.name} has no pipeline`);
+      let u = this.uniforms.get(k);
+      if (!u) this.uniforms.set(k, (u = d.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` })));
+      let bg = this.groups.get(k);
+      if (!bg) {
+        bg = d.createBindGroup({ label: k.name, layout: pipeline.getBindGroupLayout(0), entries: [
+          { binding: 0, resource: { buffer: u } },
+          ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: this.buffer(b.buffer, k) } }))] });
+        this.groups.set(k, bg);
+      }
+      const g = this.grid(k, batch);
+      d.queue.writeBuffer(u, 0, new Uint32Array([batch, g.x, g.total, 0]));
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bg);
+      pass.dispatchWorkgroups(g.x, g.y);
+    }
+    pass.end();
+  }
+
+  /** Runs `fn` inside validation + out-of-memory error scopes; rethrows a GPU error naming `what`. */
+  async scoped<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const d = this.model.device;
+    d.pushErrorScope('out-of-memory');
+    d.pushErrorScope('validation');
+    let out: T;
+    try { out = await fn(); } finally {
+      const v = await d.popErrorScope(), o = await d.popErrorScope();
+      if (v || o) throw new DyadcError('GPU', `${what} of ${this.model.plan.name}: ${(v ?? o)!.message}`);
+    }
+    return out;
+  }
+
+  /** Reads `bytes` of a buffer (after the commands in `enc`). */
+  read(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
+    return this.model.readBuffer(src, bytes, enc);
+  }
+
+  /**
+   * Fills every value buffer and the grads arena (its tensors; padding stays 0) with NaN, so a test
+   * catches any element a kernel should have written and did not.
+   */
+  poison(): void {
+    const q = this.model.device.queue;
+    for (const b of this.values.values()) q.writeBuffer(b, 0, new Float32Array(b.size / 4).fill(NaN));
+    const g = new Float32Array(this.model.plan.arenaLength);
+    for (const w of this.model.plan.weights) g.fill(NaN, w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
+    q.writeBuffer(this.grads, 0, g);
+  }
+
+  /** Splits an arena copy into named tensors. */
+  split(all: Float32Array): Record<string, Float32Array> {
+    const out: Record<string, Float32Array> = {};
+    for (const w of this.model.plan.weights) out[w.name] = all.slice(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
+    return out;
+  }
+
+  destroy(): void {
+    for (const b of this.values.values()) b.destroy();
+    for (const u of this.uniforms.values()) u.destroy();
+    this.labels?.destroy(); this.lossBuf?.destroy(); this.grads.destroy(); this.hyper.destroy();
+    this.moment1?.destroy(); this.moment2?.destroy();
+  }
+}
+
+function checkX(model: Model, x: Float32Array, batch: number, what: string): void {
+  if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${batch}`);
+  const inF = model.plan.inFeatures;
+  if (!(x instanceof Float32Array) || x.length !== batch * inF)
+    throw new DyadcError('USAGE', `${what}: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values, got ${x?.length}`);
+}
+
+const backwardExecutors = new WeakMap<Model, Promise<Executor>>();
+
+/**
+ * dL/dx and dL/dw for `x` (`[batch, in]`) and an output gradient `dy` (`[batch, out]`), on the GPU.
+ * @throws DyadcError(USAGE) for wrongly sized inputs or a model compiled without training; DyadcError(GPU | LIMIT).
+ */
+export interface BackwardOptions {
+  /** Fill every intermediate and gradient buffer with NaN first (tests: catches elements never written). */
+  poison?: boolean;
+}
+
+export async function modelBackward(model: Model, x: Float32Array, dy: Float32Array, batch: number, opts: BackwardOptions = {}): Promise<BackwardOutput> {
+  checkX(model, x, batch, 'backward');
+  const outF = model.plan.outFeatures;
+  if (!(dy instanceof Float32Array) || dy.length !== batch * outF)
+    throw new DyadcError('USAGE', `backward: dy must be a Float32Array of batch × out_features = ${batch} × ${outF} = ${batch * outF} values, got ${dy?.length}`);
+  const t = trainingOf(model);
+  let ep = backwardExecutors.get(model);
+  if (!ep) { ep = Executor.create(model, [...t.forward, ...t.backward]); backwardExecutors.set(model, ep); }
+  const ex = await ep;
+  ex.ensureCapacity(batch);
+  const d = model.device;
+  return ex.scoped('backward', async () => {
+    if (opts.poison) ex.poison();
+    d.queue.writeBuffer(ex.value(model.plan.input), 0, x as Float32Array<ArrayBuffer>);
+    d.queue.writeBuffer(ex.value(t.outputGrad), 0, dy as Float32Array<ArrayBuffer>);
+    const enc = d.createCommandEncoder();
+    ex.encode(enc, t.forward, batch, `${model.plan.name}.forward`);
+    ex.encode(enc, t.backward, batch, `${model.plan.name}.backward`);
+    d.queue.submit([enc.finish()]);
+    const dx = await ex.read(ex.value(t.inputGrad), batch * model.plan.inFeatures * 4);
+    const grads = ex.split(await ex.read(ex.grads, model.plan.arenaLength * 4));
+    return { dx, grads };
+  });
+}
+
+/**
+ * A training loop on the GPU for one model: `step` = forward, loss, backward, optimizer update, in
+ * one submit; returns the mean loss of the batch.
+ */
+export class Trainer {
+  /** optimizer steps taken */
+  steps = 0;
+  private readonly kernels: TrainKernel[];
+  private readonly loss: TrainKernel;
+  private readonly opt: TrainKernel;
+
+  private lr: number;
+
+  private constructor(readonly model: Model, private ex: Executor, readonly options: TrainerOptions) {
+    this.lr = options.optimizer.lr;
+    const t = ex.t;
+    this.loss = t.losses[options.loss];
+    this.opt = t.optimizers[options.optimizer.type];
+    this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), this.opt];
+  }
+
+  /**
+   * @throws DyadcError(USAGE) for an unknown loss/optimizer or bad hyper-parameters; DyadcError(GPU).
+   */
+  static async create(model: Model, options: TrainerOptions): Promise<Trainer> {
+    const t = trainingOf(model);
+    if (!options || !(options.loss in t.losses)) throw new DyadcError('USAGE', `trainer: loss must be one of ${Object.keys(t.losses).join(', ')}, got ${JSON.stringify(options?.loss)}`);
+    const o = options.optimizer;
+    if (!o || !(o.type in t.optimizers)) throw new DyadcError('USAGE', `trainer: optimizer.type must be one of ${Object.keys(t.optimizers).join(', ')}, got ${JSON.stringify(o?.type)}`);
+    if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new DyadcError('USAGE', `trainer: optimizer.lr must be a positive number, got ${o.lr}`);
+    if (o.type === 'adamw') {
+      const [b1, b2] = o.betas ?? [0.9, 0.999];
+      if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new DyadcError('USAGE', `trainer: adamw betas must lie in [0, 1), got [${b1}, ${b2}]`);
+    }
+    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.optimizers[o.type]]);
+    ex.allocMoments(o.type === 'adamw');
+    return new Trainer(model, ex, options);
+  }
+
+  /** The learning rate of the next step. */
+  get learningRate(): number { return this.lr; }
+
+  /** Sets the learning rate from the next step on (for schedules). @throws DyadcError(USAGE) unless lr > 0 */
+  setLearningRate(lr: number): void {
+    if (!(lr > 0) || !Number.isFinite(lr)) throw new DyadcError('USAGE', `setLearningRate: lr must be a positive number, got ${lr}`);
+    this.lr = lr;
+  }
+
+  private writeHyper(): void {
+    const o = { ...this.options.optimizer, lr: this.lr };
+    const t = this.steps + 1;
+    const buf = new ArrayBuffer(64), f = new Float32Array(buf), u = new Uint32Array(buf);
+    if (o.type === 'adamw') {
+      const [b1, b2] = o.betas ?? [0.9, 0.999];
+      f.set([o.lr, b1, b2, o.eps ?? 1e-8, o.weight_decay ?? 0.01, o.lr / (1 - b1 ** t), 1 / Math.sqrt(1 - b2 ** t), 0]);
+    } else {
+      f.set([o.lr, 0, 0, 0, o.weight_decay ?? 0, 0, 0, o.momentum ?? 0]);
+    }
+    u[8] = t === 1 ? 1 : 0;
+    u[9] = this.model.plan.arenaLength / 4;
+    this.model.device.queue.writeBuffer(this.ex.hyper, 0, buf);
+  }
+
+  /** Fills the trainer's intermediate/gradient buffers with NaN (tests; the next step must overwrite all of them). */
+  poison(batch: number): void { this.ex.ensureCapacity(batch); this.ex.poison(); }
+
+  private upload(x: Float32Array, labels: Int32Array | Float32Array, batch: number): void {
+    checkX(this.model, x, batch, 'step');
+    const outF = this.model.plan.outFeatures;
+    if (this.options.loss === 'softmax_cross_entropy') {
+      if (!(labels instanceof Int32Array) || labels.length !== batch)
+        throw new DyadcError('USAGE', `step: softmax_cross_entropy needs an Int32Array of ${batch} class labels, got ${labels?.constructor?.name} of ${labels?.length}`);
+      for (let i = 0; i < batch; i++) if (!(labels[i] >= 0 && labels[i] < outF))
+        throw new DyadcError('USAGE', `step: label ${labels[i]} at row ${i} is outside [0, ${outF})`);
+    } else if (!(labels instanceof Float32Array) || labels.length !== batch * outF) {
+      throw new DyadcError('USAGE', `step: mse needs a Float32Array of batch × out_features = ${batch * outF} targets, got ${labels?.constructor?.name} of ${labels?.length}`);
+    }
+    this.ex.ensureCapacity(batch);
+    const q = this.model.device.queue;
+    q.writeBuffer(this.ex.value(this.model.plan.input), 0, x as Float32Array<ArrayBuffer>);
+    q.writeBuffer(this.ex.labelsBuffer, 0, labels as Float32Array<ArrayBuffer>);
+    this.writeHyper();
+  }
+
+  /**
+   * One training step on `x` (`[batch, in]`) with `labels` (Int32Array `[batch]` class indices for
+   * softmax_cross_entropy; Float32Array `[batch, out]` targets for mse). Returns the batch's mean loss
+   * (computed before the update).
+   * @throws DyadcError(USAGE) for wrongly sized inputs or labels out of range; DyadcError(GPU | LIMIT).
+   */
+  async step(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<number> {
+    this.upload(x, labels, batch);
+    const d = this.model.device;
+    const losses = await this.ex.scoped('training step', async () => {
+      const enc = d.createCommandEncoder();
+      this.ex.encode(enc, this.kernels, batch, `${this.model.plan.name}.train`);
+      return this.ex.read(this.ex.lossBuffer, batch * 4, enc);
+    });
+    this.steps++;
+    let s = 0;
+    for (let i = 0; i < batch; i++) s += losses[i];
+    return s / batch;
+  }
+
+  /**
+   * Like `step`, but submits each kernel alone and waits for it: per-kernel wall times (ms) of one
+   * real training step (the update is applied). For tuning; slower than `step`.
+   */
+  async profile(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<{ loss: number; kernels: KernelTime[] }> {
+    this.upload(x, labels, batch);
+    const d = this.model.device;
+    const times: KernelTime[] = [];
+    const losses = await this.ex.scoped('training step (profiled)', async () => {
+      for (const k of this.kernels) {
+        const enc = d.createCommandEncoder();
+        this.ex.encode(enc, [k], batch, k.name);
+        const c0 = cpuUsage?.(), t0 = performance.now();
+        d.queue.submit([enc.finish()]);
+        await d.queue.onSubmittedWorkDone();
+        const ms = performance.now() - t0, c1 = c0 && cpuUsage?.(c0);
+        times.push({ name: k.name, layers: k.layers, ms, ...(c1 ? { cpuMs: (c1.user + c1.system) / 1000 } : {}) });
+      }
+      return this.ex.read(this.ex.lossBuffer, batch * 4);
+    });
+    this.steps++;
+    let s = 0;
+    for (let i = 0; i < batch; i++) s += losses[i];
+    return { loss: s / batch, kernels: times };
+  }
+
+  /** Applies one optimizer update with the given gradients (by weight name) instead of computed ones. */
+  async applyGradients(grads: Record<string, Float32Array>): Promise<void> {
+    const plan = this.model.plan;
+    const arena = new Float32Array(plan.arenaLength);
+    for (const w of plan.weights) {
+      const g = grads[w.name], n = w.shape.reduce((a, b) => a * b, 1);
+      if (!(g instanceof Float32Array) || g.length !== n) throw new DyadcError('WEIGHTS', `applyGradients: ${w.name} needs a Float32Array of ${n} values, got ${g?.length}`);
+      arena.set(g, w.offset);
+    }
+    this.ex.ensureCapacity(1);
+    const d = this.model.device;
+    d.queue.writeBuffer(this.ex.grads, 0, arena);
+    this.writeHyper();
+    await this.ex.scoped('optimizer step', async () => {
+      const enc = d.createCommandEncoder();
+      this.ex.encode(enc, [this.opt], 1, 'optimizer');
+      d.queue.submit([enc.finish()]);
+      await d.queue.onSubmittedWorkDone();
+    });
+    this.steps++;
+  }
+
+  /** The gradients of the last step, by weight name. */
+  async gradients(): Promise<Record<string, Float32Array>> {
+    return this.ex.split(await this.ex.read(this.ex.grads, this.model.plan.arenaLength * 4));
+  }
+
+  /** The current weights, by name (read back from the GPU). */
+  weights(): Promise<Record<string, Float32Array>> { return this.model.getWeights(); }
+
+  /** The current weights as safetensors bytes (F32, PyTorch names), loadable by `create({ weights })`. */
+  async saveSafetensors(metadata?: Record<string, string>): Promise<Uint8Array> {
+    const w = await this.weights();
+    return writeSafetensors(Object.fromEntries(this.model.plan.weights.map((p) => [p.name, { data: w[p.name], shape: p.shape }])),
+      { format: 'pt', ...metadata });
+  }
+
+  /** Frees the trainer's buffers (the model stays usable). */
+  destroy(): void { this.ex.destroy(); }
+}
+
+export function createTrainer(model: Model, options: TrainerOptions): Promise<Trainer> { return Trainer.create(model, options); }
