@@ -64,7 +64,7 @@ function fusePrologueOnce(g: Graph): boolean {
 }
 
 /** A norm that could not become a prologue runs as rowstats + an elementwise normalize reading the stats. */
-function splitStandaloneNorms(g: Graph): void {
+function splitStandaloneNormsInPlace(g: Graph): void {
   for (const norm of [...g.nodes]) {
     if (norm.kind !== 'norm' || norm.inputs.length > 1) continue;
     const statsId = `${norm.id}.stats`;
@@ -78,6 +78,15 @@ export function fuse(g0: Graph): Graph {
   const g = cloneGraph(g0);
   while (fusePrologueOnce(g)) { /* repeat */ }
   while (fuseEpilogueOnce(g)) { /* repeat */ }
-  splitStandaloneNorms(g);
+  return g;
+}
+
+/**
+ * `split-norms`: every layernorm/rmsnorm still standing (not folded into a prologue, or all of them
+ * when fusion is off) gets a `rowstats` node and reads its (mean, rstd) — the kernels normalise in one pass.
+ */
+export function splitNorms(g0: Graph): Graph {
+  const g = cloneGraph(g0);
+  splitStandaloneNormsInPlace(g);
   return g;
 }

@@ -5,7 +5,7 @@
 import type { Graph } from '../ir/graph.js';
 import { verify } from '../ir/graph.js';
 import { lower } from './lower.js';
-import { fuse } from './fuse.js';
+import { fuse, splitNorms } from './fuse.js';
 import { schedule, type ScheduleOptions } from './schedule.js';
 
 export interface Pass { name: string; run(g: Graph): Graph }
@@ -15,10 +15,11 @@ export interface PipelineOptions extends ScheduleOptions {
   noFuse?: boolean;
 }
 
-/** The forward pipeline: lower → fuse → schedule. */
+/** The forward pipeline: lower → fuse → split-norms → schedule. */
 export function forwardPasses(opts: PipelineOptions = {}): Pass[] {
   const passes: Pass[] = [{ name: 'lower', run: lower }];
   if (!opts.noFuse) passes.push({ name: 'fuse', run: fuse });
+  passes.push({ name: 'split-norms', run: splitNorms });
   passes.push({ name: 'schedule', run: (g) => schedule(g, opts) });
   return passes;
 }
