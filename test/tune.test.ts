@@ -250,11 +250,22 @@ test('atomic write: a writer killed mid-write (SIGKILL) leaves the old file inta
   child.stderr.on('data', (d) => { stderr += d; });
   const base = path.split('/').pop()!;
   const tempRe = new RegExp(`^${base.replace(/\./g, '\\.')}\\.\\d+$`);
+  // kill once the temp file holds data: the writer is mid-write (or fsyncing), before its rename
+  let sizeAtKill = -1;
   const killed = await new Promise<boolean>((resolve) => {
+    let poll: NodeJS.Timeout | undefined;
+    const done = (v: boolean) => { w.close(); clearInterval(poll); resolve(v); };
+    const check = (name: string) => {
+      let size = 0;
+      try { size = statSync(join(tmp, name)).size; } catch { return; }
+      if (size > 0 && child.exitCode === null) { child.kill('SIGKILL'); sizeAtKill = size; done(true); }
+    };
     const w = watch(tmp, (_ev, name) => {
-      if (name && tempRe.test(String(name))) { child.kill('SIGKILL'); w.close(); resolve(true); }
+      if (!name || !tempRe.test(String(name)) || poll) return;
+      poll = setInterval(() => check(String(name)), 1);
+      check(String(name));
     });
-    child.on('exit', () => { w.close(); resolve(false); });
+    child.on('exit', () => done(false));
   });
   await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.on('exit', r)));
   t.true(killed, `the child finished before it could be killed (stdout ${stdout}, stderr ${stderr.slice(0, 500)})`);
@@ -265,7 +276,7 @@ test('atomic write: a writer killed mid-write (SIGKILL) leaves the old file inta
   t.is(r.problems.length, 0);
   t.is(r.entries.size, 1);
   const leftovers = readdirSync(tmp).filter((f) => tempRe.test(f));
-  t.log(`temp file left by the killed writer: ${leftovers.map((f) => `${f} (${statSync(join(tmp, f)).size} bytes)`).join(', ') || 'none'}`);
+  t.log(`killed with ${sizeAtKill} bytes in the temp file; left behind: ${leftovers.map((f) => `${f} (${statSync(join(tmp, f)).size} bytes)`).join(', ') || 'none'}; old file ${before.length} bytes intact`);
   const again = await TuneCache.load(path, { repair: true });
   t.is(again.size, 1, 'a leftover temp file does not disturb loading');
 });

@@ -2,7 +2,7 @@
  * dyadc's autotuner (`dyadc tune`): block counts × variants × schedules per layer, measured on the
  * device, verified, cached per device and kernel version, reported.
  *
- *   import { tune, loadTunedOverrides } from 'dyadc/compiler/tune';
+ *   import { tune, loadTunedOverrides } from './compiler/tune/index.js';
  *   const r = await tune({ spec, batch: 256, blocks: [1, 2, 4, 8] });       // measures, fills the cache
  *   const t = loadTunedOverrides(cachePath, spec);                           // resolved spec + overrides
  *   compileSync(t.spec, { overrides: t.overrides });

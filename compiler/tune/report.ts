@@ -32,6 +32,11 @@ export function reportMarkdown(r: TuneResult): string {
   L.push(`- budget: ${m.budgetS} s, used ${m.elapsedS.toFixed(0)} s${m.budgetExhausted ? ' — **budget reached: exploration stopped early, best so far kept**' : ''}; ${r.measured} candidate${r.measured === 1 ? '' : 's'} measured in this run${r.measured === 0 ? ' (everything from the cache)' : ''}`);
   L.push(`- dyadc ${m.dyadc}, templates ${m.templates}; batch bucket ${m.batchBucket}; seed ${m.seed}; up to ${m.maxSchedules} schedules per block count; tolerance ${m.tolerance}`);
   L.push(`- cache: ${m.cache ?? '(memory only)'}; started ${m.startedAt}; node ${m.node}`);
+  const cached = r.layers.flatMap((l) => l.groups.filter((g) => g.source === 'cached'));
+  if (cached.length) {
+    const whens = [...new Set(cached.map((g) => `${g.measuredAt} (load average ${g.loadavg.map((v) => v.toFixed(2)).join(' / ')})`))];
+    L.push(`- ${cached.length} group${cached.length === 1 ? '' : 's'} from the cache, measured ${whens.slice(0, 4).join(', ')}${whens.length > 4 ? ', ...' : ''}`);
+  }
   L.push('');
   L.push('## Best schedule per block count', '');
   L.push('GFLOP/s is dense-equivalent (2·batch·in·out / time); speed-up is the dense (n = 1) median over this median; ideal is the cost model n/2 (DYAD.md). The min columns (fastest single run) are shown because on a loaded machine noise only adds time; the choice uses medians.', '');
@@ -43,7 +48,8 @@ export function reportMarkdown(r: TuneResult): string {
     const b = g.best;
     L.push(`| ${esc(l.layer)} | ${l.in}→${l.out} | ${l.epilogue} | ${g.blocks} | ${g.variant} | ${b ? b.config : '–'} | ${ms(b?.medianMs)}${b?.confirmed ? '' : b ? '*' : ''} | ${f(b?.gflops)} | ${b?.speedup ? `${f(b.speedup)}×` : '–'} | ${g.blocks === 1 ? '1' : f(g.blocks / 2, 1)}× | ${ms(b?.minMs)} | ${b?.minMs && denseMin(l) ? `${f(denseMin(l)! / b.minMs)}×` : '–'} | ${f(g.relError, 4)} | ${g.source} | ${cnt('ok')} / ${cnt('rejected')} / ${cnt('failed')} |`);
   }
-  L.push('', '\\* exploration median (not re-timed in the interleaved confirmation)', '');
+  L.push('');
+  if (bests(r).some((b) => !b.confirmed)) L.push('\\* exploration median (not re-timed in the interleaved confirmation)', '');
   L.push('## Choice', '');
   L.push(`Rule: fastest block count n ≥ 2 with projection error ≤ ${m.rule.maxError ?? '∞'} and speed-up ≥ ${m.rule.minSpeedup ?? 0}, else the heuristic (compiler/passes/choose-blocks.ts).`, '');
   for (const l of r.layers) {
@@ -58,6 +64,12 @@ export function reportMarkdown(r: TuneResult): string {
   }
   if (r.notes.length) { L.push('', '## Notes', ''); for (const n of r.notes) L.push(`- ${esc(n)}`); }
   return L.join('\n') + '\n';
+}
+
+/** The 1-minute load average(s) the plotted numbers were measured under. */
+function loads(r: TuneResult): string {
+  const v = [...new Set(r.layers.flatMap((l) => l.groups.filter((g) => g.best).map((g) => g.loadavg[0]?.toFixed(1))).filter(Boolean))];
+  return v.length ? v.join(', ') : r.meta.loadavgStart[0].toFixed(1);
 }
 
 /** The vega-lite spec of report.svg: time and speed-up vs block count, one line per layer (and variant). */
@@ -81,7 +93,7 @@ export function reportChartSpec(r: TuneResult): Record<string, unknown> {
   const m = r.meta;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `dyadc tune: ${m.spec}, batch ${m.batch}`, subtitle: `${m.adapterLabel.slice(0, 90)}; ${m.timer} timer; load avg ${m.loadavgStart[0].toFixed(1)} on ${m.cpus} CPUs` },
+    title: { text: `dyadc tune: ${m.spec}, batch ${m.batch}`, subtitle: `${m.adapterLabel.slice(0, 90)}; ${m.timer} timer; load avg ${loads(r)} on ${m.cpus} CPUs` },
     config: { font: 'sans-serif' },
     hconcat: [
       {

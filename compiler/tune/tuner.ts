@@ -159,6 +159,9 @@ export interface GroupResult {
   relError: number | null;
   pruned: number;
   legal: number;
+  /** when its numbers were measured, and the machine's load average (1/5/15 min) then: for cached groups, an earlier run's */
+  measuredAt: string;
+  loadavg: number[];
 }
 
 export interface LayerResult {
@@ -612,6 +615,8 @@ export async function tune(opts: TuneOptions): Promise<TuneResult> {
         groups: gs.map((g) => ({
           layer: l.name, blocks: g.blocks, variant: g.variant, key: g.keyStr, source: g.measuredNow ? (g.source === 'resumed' ? 'resumed' : 'measured') : g.best ? g.source : 'not measured',
           best: g.best ?? null, complete: g.done, relError: g.relError?.value ?? null, pruned: g.space?.pruned.length ?? 0, legal: g.space?.legal.length ?? 0,
+          measuredAt: g.measuredNow || g.confirmedNow || !g.cachedEntry ? startedAt : g.cachedEntry.measuredAt,
+          loadavg: g.measuredNow || g.confirmedNow || !g.cachedEntry ? loadavgStart : g.cachedEntry.loadavg,
         })),
         denseMs: dense, choice, specSchedule: specGroup?.best?.schedule ?? null,
       });
