@@ -8,7 +8,7 @@ import { getDevice } from './device.js';
 import { DyadcError } from '../compiler/errors.js';
 import { readSafetensors, f32ArrayToF16, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
-import { modelBackward, createTrainer, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
+import { modelBackward, createTrainer, releaseBackward, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
 /** Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file. */
 export type WeightsInput = Record<string, Float32Array> | Uint8Array;
@@ -289,6 +289,7 @@ export class Model {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    releaseBackward(this);
     this.arena.destroy(); this.arena16?.destroy(); this.ownInput?.destroy();
     for (const b of this.values.values()) b.destroy();
     for (const u of this.uniforms) u.destroy();

@@ -228,6 +228,14 @@ function checkX(model: Model, x: Float32Array, batch: number, what: string): voi
 
 const backwardExecutors = new WeakMap<Model, Promise<Executor>>();
 
+/** Frees the buffers `model.backward` allocated for this model (called by Model.destroy). */
+export function releaseBackward(model: Model): void {
+  const ex = backwardExecutors.get(model);
+  if (!ex) return;
+  backwardExecutors.delete(model);
+  ex.then((e) => e.destroy(), () => undefined);
+}
+
 /**
  * dL/dx and dL/dw for `x` (`[batch, in]`) and an output gradient `dy` (`[batch, out]`), on the GPU.
  * @throws DyadcError(USAGE) for wrongly sized inputs or a model compiled without training; DyadcError(GPU | LIMIT).
