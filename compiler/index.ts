@@ -10,6 +10,7 @@ import type { Spec, SpecInput } from './spec/types.js';
 import { parseSpec, parseSpecText } from './spec/parse.js';
 import { weightShapes } from './spec/weights.js';
 import { buildGraph } from './ir/build.js';
+import { chooseBlocks } from './passes/choose-blocks.js';
 import type { Graph } from './ir/graph.js';
 import { forwardPasses, runPasses, type PipelineOptions } from './passes/index.js';
 import { buildPlan } from './codegen/plan.js';
@@ -63,7 +64,9 @@ export async function compile(spec: string | SpecInput | Spec, opts: CompileOpti
 
 /** Synchronous form of `compile` (codegen needs no GPU). */
 export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptions = {}): Compiled {
-  const spec = toSpec(spec0);
+  // choose-blocks: `blocks: "auto"` → a block count (tuned results come in through `dyadc compile --tuned`,
+  // which resolves them before this point; here the documented heuristic applies)
+  const spec = chooseBlocks(toSpec(spec0)).spec;
   const graph = buildGraph(spec);
   opts.onStage?.('build', graph);
   const scheduled = runPasses(graph, forwardPasses(opts), opts.onStage);
