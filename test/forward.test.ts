@@ -243,7 +243,7 @@ const sched = (rows: number, cols: number, k: number, wr: number, wc: number, ki
  */
 const SCHEDULE_LAYERS: { key: string; spec: SpecInput; gemm: string; mode: ColumnMode; schedules: Schedule[] }[] = [
   { key: 'dyad n4 it 32→48 bias gelu', spec: one('s_it', 32, [dyad(48, 4, 'it', true), act('gelu')]), gemm: 'fc1', mode: 'contiguous',
-    schedules: [sched(8, 8, 4, 1, 32), sched(2, 7, 4, 16, 4), sched(1, 1, 1, 1, 1), sched(4, 4, 4, 4, 16, 'shared')] },
+    schedules: [sched(8, 8, 4, 1, 32), sched(2, 7, 4, 16, 4), sched(1, 1, 1, 1, 1), sched(4, 4, 1, 4, 16, 'shared')] },
   { key: 'dyad n4 ot 40→20 bias (mixed, 4 ∤ dOut 5)', spec: one('s_ot', 40, [dyad(20, 4, 'ot', true)]), gemm: 'fc1', mode: 'mixed',
     schedules: [sched(3, 5, 1, 8, 8), sched(8, 1, 1, 32, 8), sched(1, 8, 1, 4, 16), sched(5, 3, 1, 1, 64)] },
   { key: 'dyad n3 dt 12→36 relu (mixed, 3 | dOut 12)', spec: one('s_dt', 12, [dyad(36, 3, 'dt', false), act('relu')]), gemm: 'fc1', mode: 'mixed',

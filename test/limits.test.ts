@@ -56,10 +56,13 @@ function withLimits(real: GPUDevice, lower: Record<string, number>): GPUDevice {
 // ---------------------------------------------------------------------------------------------
 
 test('workgroup storage: a shared schedule over maxComputeWorkgroupStorageSize is refused, naming limit and layer', (t) => {
-  const s = sched(4, 4, 4, 4, 16, 'shared');
-  t.notThrows(() => compileSync(spec1(32, 48), { overrides: { fc1: s } }), 'fits the default 16 KiB');
-  limitError(t, () => compileSync(spec1(32, 48), { overrides: { fc1: s }, limits: { maxComputeWorkgroupStorageSize: 1024 } }),
-    /maxComputeWorkgroupStorageSize/, /fc1/, /1024/);
+  const s = sched(4, 4, 1, 4, 16, 'shared');   // x tile: 4·4 rows × 16 k × 4 B = 1024 B
+  const ok = compileSync(spec1(32, 48), { overrides: { fc1: s } });
+  t.regex(ok.plan.kernels[0].wgsl, /var<workgroup> x_tile/, 'the shared schedule stages x in workgroup memory');
+  t.regex(ok.plan.kernels[0].wgsl, /workgroupBarrier\(\)/);
+  limitError(t, () => compileSync(spec1(32, 48), { overrides: { fc1: s }, limits: { maxComputeWorkgroupStorageSize: 512 } }),
+    /maxComputeWorkgroupStorageSize/, /fc1/, /512/);
+  limitError(t, () => compileSync(spec1(32, 48), { overrides: { fc1: sched(4, 4, 4, 4, 16, 'shared') } }), /tile\.k must be 1/, /fc1/);
 });
 
 test('invocations per workgroup: a 16×32 workgroup exceeds the default 256', (t) => {

@@ -10,6 +10,7 @@
 import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
+import { SHARED_K_CHUNK } from '../passes/schedule.js';
 
 export type ColumnMode = 'contiguous' | 'strided' | 'mixed';
 
@@ -65,7 +66,9 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const IN = n.in_features, OUT = n.features;
   const nb = n.parts[0].blocks, D = n.parts[0].outMap.blockSize;
   const { mode, perGroup, chunks } = columnChunks(n, TN);
-  const chunkWGs = ceil(chunks, s.workgroup.cols);
+  const shared = s.kind === 'shared';
+  const wgPerGroup = ceil(perGroup, s.workgroup.cols);
+  const chunkWGs = shared ? (chunks / perGroup) * wgPerGroup : ceil(chunks, s.workgroup.cols);
   const xVec = IN % 4 === 0;
   const xT = types.valueDtype(n.inputs[0]), yT = n.dtype;
   // which arena each tensor is read from (f16 copy if there is one)
@@ -132,7 +135,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     decode.push(`let c = group % ${nb}u;  // strided block (output residue mod ${nb})`);
     decode.push(`let f = (c + ${nb}u - (g * ${D}u) % ${nb}u) % ${nb}u;`);
     decode.push(`let first = f + t0 * ${nb}u;  // first column's offset inside block g`);
-    decode.push(`if (first >= ${D}u) { return; }`);
+    decode.push(shared ? `in_range = in_range && first < ${D}u;` : `if (first >= ${D}u) { return; }`);
     decode.push(`let valid_cols = min(TILE_COLS, (${D}u - first + ${nb - 1}u) / ${nb}u);`);
     decode.push(`let out0 = g * ${D}u + first;  let out_stride = ${nb}u;`);
     for (const p of n.parts) partRows.push(p.outMap.kind === 'contiguous'
@@ -165,6 +168,15 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     const kStride = p.transposed ? p.dIn : 1;
     const feat = (k: string) => p.inMap.wgsl(`blk_${pi}`, k);
     const body: string[] = [];
+    if (shared) {
+      const f = feat('kk');
+      const sharedLoad = [...(pro ? ['let mean_r = stats[2u * r];  let rstd_r = stats[2u * r + 1u];'] : []),
+        `let feature = ${f};`, `v = ${norm('x_at(r, feature)', 'r', 'feature')};`];
+      for (let m = 0; m < TM; m++) body.push(`let x_${m} = x_tile[((lid / WG_COLS) * TILE_ROWS + ${m}u) * K_CHUNK + kq];`);
+      for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
+      for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
+      return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}], x staged in workgroup memory`, kExtent: K, kStep: 1, body, sharedLoad };
+    }
     if (KV === 4) {
       const contiguousVec = xVec && p.inMap.kind === 'contiguous';
       if (contiguousVec) body.push(`let feature = ${feat('k')};`);
@@ -187,13 +199,13 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
     }
-    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, kStep: KV, body };
+    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [] };
   });
 
   const epilogue: string[] = [];
   const acts: Partial<Record<Activation, boolean>> = {};
   for (let m = 0; m < TM; m++) {
-    epilogue.push(`if (row0 + ${m}u < params.batch) {`);
+    epilogue.push(`if (${shared ? 'in_range && ' : ''}row0 + ${m}u < params.batch) {`);
     epilogue.push(`  let y_row = (row0 + ${m}u) * OUT_FEATURES;`);
     for (let j = 0; j < TN; j++) {
       const lines = [`let o = out0 + ${j}u * out_stride;`, `var v = acc_${m}_${j};`];
@@ -222,6 +234,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     name: kernelName, header, f16, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
     tile: s.tile, workgroup: s.workgroup, workgroupSize: s.workgroup.rows * s.workgroup.cols,
     colChunks: chunks, chunksPerGroup: perGroup, chunkWorkgroups: chunkWGs, columnMode: mode,
+    shared, workgroupsPerGroup: wgPerGroup, kChunk: SHARED_K_CHUNK, sharedFloats: SHARED_K_CHUNK * TM * s.workgroup.rows,
     xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc,
   });
   return { name: kernelName, wgsl, bindings: list, workgroupSize: s.workgroup.rows * s.workgroup.cols, rowsPerWorkgroup: TM * s.workgroup.rows, colWorkgroups: chunkWGs };

@@ -5,7 +5,7 @@
  *   per layer:     block counts   the requested ones (default 1, 2, 4, 8, 16) that divide in and out;
  *                                 1 is the dense Linear baseline
  *                  variants       the spec's (default), or the requested ones (`it`, `ot`, `dt`)
- *   per group      kind           register (the only kind codegen emits today)
+ *   per group      kind           register, shared (x staged in workgroup memory; tile.k = 1 only)
  *   (layer, n, v): tile.rows      4, 8, 2         rows (tokens) per invocation
  *                  tile.cols      4, 8, 2         output columns per invocation
  *                  tile.k         4, 1            K vector width (4 only where every block width allows)
@@ -27,6 +27,7 @@ import { type Limits, checkSchedule, defaultSchedule } from '../passes/schedule.
 import { columnChunks } from '../codegen/blockgemm.js';
 
 export const SPACE = {
+  kinds: ['register', 'shared'] as Schedule['kind'][],
   tileRows: [4, 8, 2],
   tileCols: [4, 8, 2],
   tileK: [4, 1],
@@ -67,8 +68,8 @@ export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number): 
   const legal: Schedule[] = [];
   const pruned: GroupSpace['pruned'] = [];
   const def = defaultSchedule(node);
-  for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups) {
-    const s: Schedule = { kind: 'register', tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } };
+  for (const kind of SPACE.kinds) for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups) {
+    const s: Schedule = { kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } };
     const reason = pruneReason(s, node, limits, batch);
     if (reason && !(sameSchedule(s, def) && reason.startsWith('wasted'))) pruned.push({ schedule: s, reason });
     else legal.push(s);
