@@ -104,7 +104,7 @@ test.serial('inspect --print-after all: spec, IR after every pass, WGSL, module;
   ]);
   t.is(all.code, 0, all.stderr);
   const sections = [...all.stdout.matchAll(/^\/\/ ===== (.*) =====$/gm)].map((m) => m[1].split(' (')[0]);
-  const forward = ['spec mnist_mlp_dyad', 'IR after build', 'IR after lower', 'IR after fuse', 'IR after schedule', 'IR after autodiff',
+  const forward = ['spec mnist_mlp_dyad', 'IR after build', 'IR after lower', 'IR after fuse', 'IR after split-norms', 'IR after schedule', 'IR after autodiff',
     'kernel k0_relu_1', 'kernel k1_relu_3', 'kernel k2_fc3'];
   t.deepEqual(sections.slice(0, forward.length), forward);
   t.is(sections[sections.length - 1], 'module mnist_mlp_dyad.ts');
@@ -144,7 +144,7 @@ test.serial('usage errors exit 2', async (t) => {
   const rs = await Promise.all([dyadc('frobnicate'), dyadc('inspect'), dyadc('init', 'examples/mnist-mlp.json'), dyadc('init', 'examples/mnist-mlp.json', '-o', 'x', '--seed', '-1'),
     dyadc('compile', 'examples/mnist-mlp.json', '-o', join(tmp, 'c'), '--target', 'deno'), dyadc('inspect', 'examples/mnist-mlp.json', '--print-after', 'fsue')]);
   for (const r of rs) t.is(r.code, 2, `${r.stderr}`);
-  t.regex(rs[5].stderr, /unknown pass "fsue" \(passes: build, lower, fuse, schedule, autodiff, or all\)/);
+  t.regex(rs[5].stderr, /unknown pass "fsue" \(passes: build, lower, fuse, split-norms, schedule, autodiff, or all\)/);
 });
 
 test.serial('init + convert round trip: errors per block count, and the written file loads', async (t) => {
