@@ -6,7 +6,7 @@
  *                         (with the `webgpu` package, imported dynamically) and in browsers
  *   <name>.d.ts           self-contained declarations of the bundle (needs only @webgpu/types)
  *   <name>.manifest.json  spec sha256, dyadc version, weights, kernels with their configs
- *   kernels/<kernel>.wgsl every kernel's WGSL, for reading and diffing (training kernels, unless
+ *   kernels/<name>.<kernel>.wgsl every kernel's WGSL, for reading and diffing (training kernels, unless
  *                         compiled with `training: false`, under kernels/train/)
  *
  * The plan comes from the same `compileSync` as the JIT path, so `compile(spec).plan` deep-equals
@@ -186,7 +186,7 @@ export async function bundleModule(tsSource: string, name: string, target: Targe
 
 /**
  * Compiles a spec ahead of time into `opts.outDir` (see the file header for what is written).
- * Stale `kernels/*.wgsl` from an earlier compile into the same directory are removed.
+ * Stale `kernels/<name>.*.wgsl` of the same model from an earlier compile are removed; other files stay.
  * @throws DyadcError(SPEC_*) for a bad spec, DyadcError(LIMIT) from scheduling, DyadcError(CACHE)
  *   for an unreadable `--tuned` cache, Error when bundling fails.
  */
@@ -212,8 +212,9 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
   const name = c.plan.name;
   const files = new Map<string, string>([[`${name}.ts`, src.ts], [`${name}.js`, js], [`${name}.d.ts`, src.dts]]);
   const kernelFile = (dir: string, k: { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string }): ManifestKernel => {
-    let path = `${dir}/${k.name}.wgsl`;
-    for (let i = 1; files.has(path); i++) path = `${dir}/${k.name}_${i}.wgsl`;
+    // kernel files carry the model name, so several models can share one output directory
+    let path = `${dir}/${name}.${k.name}.wgsl`;
+    for (let i = 1; files.has(path); i++) path = `${dir}/${name}.${k.name}_${i}.wgsl`;
     files.set(path, k.wgsl.endsWith('\n') ? k.wgsl : k.wgsl + '\n');
     return { name: k.name, layers: k.layers, shapes: k.shapes, grid: k.grid as ManifestKernel['grid'], config: k.config ?? null, wgsl: path, wgslSha256: sha256(k.wgsl) };
   };
@@ -235,11 +236,12 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
   const outDir = resolve(opts.outDir);
   for (const dir of ['kernels', 'kernels/train']) {
     mkdirSync(join(outDir, dir), { recursive: true });
+    // stale kernels of THIS model only (other models' and the user's files stay)
     for (const f of readdirSync(join(outDir, dir))) {
-      if (f.endsWith('.wgsl') && !files.has(`${dir}/${f}`)) rmSync(join(outDir, dir, f));
+      if (f.startsWith(`${name}.`) && f.endsWith('.wgsl') && !files.has(`${dir}/${f}`)) rmSync(join(outDir, dir, f));
     }
   }
-  if (!training) rmSync(join(outDir, 'kernels', 'train'), { recursive: true, force: true });
+  if (readdirSync(join(outDir, 'kernels', 'train')).length === 0 && !training) rmSync(join(outDir, 'kernels', 'train'), { recursive: true, force: true });
   for (const [p, text] of files) writeFileSync(join(outDir, p), text);
   const t4 = performance.now();
   return {

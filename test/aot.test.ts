@@ -64,13 +64,13 @@ test('compile writes module, bundle, declarations, kernels and a manifest', asyn
   const r = await compiled();
   const c = compileSync(SPEC);
   const m = JSON.parse(readFileSync(join(r.outDir, 'aot_small.manifest.json'), 'utf8')) as Manifest;
-  const kernels = c.plan.kernels.map((k) => `kernels/${k.name}.wgsl`);
+  const kernels = c.plan.kernels.map((k) => `kernels/${c.plan.name}.${k.name}.wgsl`);
   const tr = c.plan.training!;
   const trainKernels = [...tr.forward, ...tr.backward, ...Object.values(tr.losses), ...Object.values(tr.optimizers)];
   t.deepEqual(m.trainingKernels!.map((k) => k.name), trainKernels.map((k) => k.name));
   t.deepEqual(listing(r.outDir), [...kernels, ...m.trainingKernels!.map((k) => k.wgsl), 'aot_small.d.ts', 'aot_small.js', 'aot_small.manifest.json', 'aot_small.ts'].sort());
   t.deepEqual(r.files, listing(r.outDir));
-  for (const k of c.plan.kernels) t.is(readFileSync(join(r.outDir, 'kernels', `${k.name}.wgsl`), 'utf8').trimEnd(), k.wgsl.trimEnd());
+  for (const k of c.plan.kernels) t.is(readFileSync(join(r.outDir, 'kernels', `${c.plan.name}.${k.name}.wgsl`), 'utf8').trimEnd(), k.wgsl.trimEnd());
   trainKernels.forEach((k, i) => t.is(readFileSync(join(r.outDir, m.trainingKernels![i].wgsl), 'utf8').trimEnd(), k.wgsl.trimEnd()));
 
   t.is(m.specSha256, specHash(c.spec));
@@ -292,4 +292,15 @@ test('--tuned: the best schedules of a `dyadc tune` cache override the defaults;
   await t.throwsAsync(compileToDirectory(SPEC, { outDir: join(tmp, 'x'), tuned: join(tmp, 'nope.json') }), { message: /no tuning cache at/ });
   // without --tuned: defaults and no adapter
   t.is((await compiled()).manifest.tunedFrom, null);
+});
+
+test('two models compiled into one directory keep their own kernel files; other files stay', async (t) => {
+  const dir = join(tmp, 'shared-out');
+  mkdirSync(join(dir, 'kernels'), { recursive: true });
+  writeFileSync(join(dir, 'kernels', 'mine.wgsl'), '// a user file\n');
+  const a = await compileToDirectory({ name: 'model_a', input: { features: 8 }, layers: [{ op: 'linear', name: 'fc', out_features: 4 }] }, { outDir: dir, training: false });
+  const b = await compileToDirectory({ name: 'model_b', input: { features: 8 }, layers: [{ op: 'dyad', name: 'fc', out_features: 8, blocks: 2 }] }, { outDir: dir, training: false });
+  const files = listing(dir);
+  for (const k of [...a.manifest.kernels, ...b.manifest.kernels]) t.true(files.includes(k.wgsl), k.wgsl);
+  t.true(files.includes('kernels/mine.wgsl'));
 });

@@ -50,7 +50,7 @@ test.serial('compile via the CLI writes the module directory', async (t) => {
   const out = join(tmp, 'compiled');
   const r = await dyadc('compile', 'examples/opt125m-ff-dyad.json', '-o', out);
   t.is(r.code, 0, r.stderr);
-  for (const f of ['opt125m_ff_dyad.ts', 'opt125m_ff_dyad.js', 'opt125m_ff_dyad.d.ts', 'opt125m_ff_dyad.manifest.json', 'kernels/k1_relu_2.wgsl']) t.true(existsSync(join(out, f)), f);
+  for (const f of ['opt125m_ff_dyad.ts', 'opt125m_ff_dyad.js', 'opt125m_ff_dyad.d.ts', 'opt125m_ff_dyad.manifest.json', 'kernels/opt125m_ff_dyad.k1_relu_2.wgsl']) t.true(existsSync(join(out, f)), f);
   t.log(`dyadc compile examples/opt125m-ff-dyad.json: ${(r.ms / 1000).toFixed(2)} s wall (process start to exit); ${r.stdout.split('\n')[0]}`);
   const tuned = await dyadc('compile', 'examples/opt125m-ff-dyad.json', '-o', out, '--tuned', join(tmp, 'cache.json'));
   t.is(tuned.code, 1);
