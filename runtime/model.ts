@@ -102,7 +102,7 @@ export class Model {
    */
   static async create(plan: Plan, opts: CreateOptions): Promise<Model> {
     if (!opts || !opts.weights) throw new DyadcError('USAGE', 'create() needs { weights }', { fix: 'pass weights by name or safetensors bytes' });
-    const weights = opts.weights instanceof Uint8Array ? resolveLayerTensors(readSafetensors(opts.weights), plan.spec, { prefix: opts.prefix }) : opts.weights;
+    const weights = opts.weights instanceof Uint8Array ? resolveLayerTensors(readSafetensors(opts.weights), plan.spec, { prefix: opts.prefix }) : canonicalNames(opts.weights);
     let device: GPUDevice;
     try { device = await getDevice({ device: opts.device, features: plan.features }); } catch (e) {
       if (!(plan.fallback && e instanceof DyadcError && plan.features.includes('shader-f16'))) throw e;
@@ -123,6 +123,8 @@ export class Model {
 
   /** Replaces all weights (same names and shapes as at creation). */
   setWeights(weights: Record<string, Float32Array>): void {
+    this.assertAlive('setWeights');
+    weights = canonicalNames(weights);
     const data = packArena(this.plan, weights);
     this.device.queue.writeBuffer(this.arena, 0, data);
     this.uploadHalf(data);
@@ -144,6 +146,7 @@ export class Model {
 
   /** Reads the weights back from the GPU, by name. */
   async getWeights(): Promise<Record<string, Float32Array>> {
+    this.assertAlive('getWeights');
     const all = await this.readBuffer(this.arena, this.plan.arenaLength * 4);
     const out: Record<string, Float32Array> = {};
     for (const w of this.plan.weights) out[w.name] = all.slice(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
@@ -208,7 +211,7 @@ export class Model {
   }
 
   private check(batch: number, what: string): void {
-    if (this.destroyed) throw new DyadcError('USAGE', `${what}: the model was destroyed`);
+    this.assertAlive(what);
     if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${batch}`);
   }
 
@@ -274,10 +277,21 @@ export class Model {
   }
 
   /** Training: dL/dx and dL/dw (by weight name) for input `x` and output gradient `dy`. See runtime/trainer.ts. */
-  backward(x: Float32Array, dy: Float32Array, batch: number, opts?: BackwardOptions): Promise<BackwardOutput> { return modelBackward(this, x, dy, batch, opts); }
+  backward(x: Float32Array, dy: Float32Array, batch: number, opts?: BackwardOptions): Promise<BackwardOutput> {
+    this.assertAlive('backward');
+    return modelBackward(this, x, dy, batch, opts);
+  }
 
   /** Training: a GPU training loop (loss + optimizer) updating this model's weights in place. See runtime/trainer.ts. */
-  trainer(options: TrainerOptions): Promise<Trainer> { return createTrainer(this, options); }
+  trainer(options: TrainerOptions): Promise<Trainer> {
+    this.assertAlive('trainer');
+    return createTrainer(this, options);
+  }
+
+  /** @throws DyadcError(USAGE) once destroy() was called. */
+  assertAlive(what: string): void {
+    if (this.destroyed) throw new DyadcError('USAGE', `${what}: the model was destroyed`, { fix: 'create a new model' });
+  }
 
   /** Copies `count` 16-bit values from a buffer to the CPU (after the commands in `enc`). */
   async readBits16(src: GPUBuffer, count: number, enc?: GPUCommandEncoder): Promise<Uint16Array> {
@@ -295,6 +309,21 @@ export class Model {
     for (const u of this.uniforms) u.destroy();
     this.values.clear();
   }
+}
+
+/**
+ * Accepts the Blocks library's names (`<layer>.w_lower`, `<layer>.w_upper`) for DYAD's `wl`/`wu` in
+ * in-memory weights, as safetensors loading does.
+ * @throws DyadcError(WEIGHTS) when a layer gives both spellings.
+ */
+export function canonicalNames(weights: Record<string, Float32Array>): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const [k, v] of Object.entries(weights)) {
+    const c = k.replace(/\.w_lower$/, '.wl').replace(/\.w_upper$/, '.wu');
+    if (c !== k && c in weights) throw new DyadcError('WEIGHTS', `both ${c} and ${k} are given`, { fix: 'give one spelling per tensor' });
+    out[c] = v;
+  }
+  return out;
 }
 
 /**

@@ -361,6 +361,8 @@ export class Trainer {
    * @throws DyadcError(USAGE) for wrongly sized inputs or labels out of range; DyadcError(GPU | LIMIT).
    */
   async step(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<number> {
+    this.model.assertAlive('trainer.step');
+    if (this.destroyed) throw new DyadcError('USAGE', 'trainer.step: the trainer was destroyed', { fix: 'create a new trainer with model.trainer(...)' });
     this.upload(x, labels, batch);
     const d = this.model.device;
     const losses = await this.ex.scoped('training step', async () => {
@@ -438,7 +440,8 @@ export class Trainer {
   }
 
   /** Frees the trainer's buffers (the model stays usable). */
-  destroy(): void { this.ex.destroy(); }
+  private destroyed = false;
+  destroy(): void { if (!this.destroyed) { this.destroyed = true; this.ex.destroy(); } }
 }
 
 export function createTrainer(model: Model, options: TrainerOptions): Promise<Trainer> { return Trainer.create(model, options); }

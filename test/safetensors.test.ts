@@ -292,9 +292,13 @@ test('node: readSafetensorsFile / Sync / atomic writeSafetensorsFile', async (t)
   t.throws(() => readSafetensorsFileSync(bad), { instanceOf: DyadcError, message: /bad\.safetensors.*outside/ });
   writeFileSync(bad, new Uint8Array(3));
   await t.throwsAsync(readSafetensorsFile(bad), { instanceOf: DyadcError, message: /shorter than/ });
-  await t.throwsAsync(readSafetensorsFile(join(dir, 'absent.safetensors')), { instanceOf: DyadcError, message: /ENOENT/ });
-  await t.throwsAsync(writeSafetensorsFile(join(dir, 'no', 'such', 'dir.safetensors'), {}), { instanceOf: DyadcError });
-  t.deepEqual(readdirSync(dir).sort(), ['bad.safetensors', 'w.safetensors']);
+  await t.throwsAsync(readSafetensorsFile(join(dir, 'absent.safetensors')), { instanceOf: DyadcError, message: /no such file.*fix: check the path/ });
+  // missing directories are created; a parent that is a file is a clear error, with no temp-file name in it
+  await writeSafetensorsFile(join(dir, 'new', 'sub', 'made.safetensors'), { v: { data: new Float32Array([2]), shape: [1] } });
+  t.deepEqual([...(await readSafetensorsFile(join(dir, 'new', 'sub', 'made.safetensors'))).names], ['v']);
+  const e = await t.throwsAsync(writeSafetensorsFile(join(dir, 'w.safetensors', 'under-a-file.safetensors'), {}), { instanceOf: DyadcError });
+  t.notRegex(e!.message, /\.tmp/);
+  t.deepEqual(readdirSync(dir).sort(), ['bad.safetensors', 'new', 'w.safetensors']);
 });
 
 // ---------------------------------------------------------------------------------------------

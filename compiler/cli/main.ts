@@ -258,7 +258,8 @@ async function initCmd(file: string, opts: { out: string; seed: number; prefix?:
   const { initWeights } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
-  const spec = loadSpecFile(file);
+  const { chooseBlocks } = await import('../passes/choose-blocks.js');
+  const spec = chooseBlocks(loadSpecFile(file)).spec;  // blocks: "auto" resolves as compile does
   const shapes = weightShapes(spec);
   const w = initWeights(spec, opts.seed);
   const prefix = opts.prefix ?? '';
@@ -284,7 +285,8 @@ async function convertCmd(file: string, opts: { dense: string; out?: string; pre
   const { weightShapes } = await import('../spec/weights.js');
   const { readSafetensorsFile, writeSafetensorsFile } = await import('../../runtime/weights/node.js');
   const { closeMatches } = await import('../../runtime/weights/names.js');
-  const spec = loadSpecFile(file);
+  const { chooseBlocks } = await import('../passes/choose-blocks.js');
+  const spec = chooseBlocks(loadSpecFile(file)).spec;  // blocks: "auto" resolves as compile does
   const src = await readSafetensorsFile(opts.dense);
   const prefix = opts.prefix ?? '';
   const q = (s: string) => JSON.stringify(s);

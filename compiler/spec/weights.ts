@@ -20,7 +20,7 @@ export function weightShapes(spec: Spec): Record<string, number[]> {
       case 'dyad': {
         if (l.blocks === 'auto') {
           throw new DyadcError('SPEC_INVALID', `blocks is "auto" and has not been resolved`, {
-            path: `spec.layers[${idx}].blocks`, fix: 'run `dyadc tune` and compile with --tuned, or give an integer' });
+            path: `spec.layers[${idx}].blocks`, fix: 'resolve it with the choose-blocks pass (compile does), `dyadc tune` + compile --tuned, or give an integer' });
         }
         const n = l.blocks;
         out[`${l.name}.wl`] = [n, l.out_features / n, l.in_features / n];

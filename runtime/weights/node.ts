@@ -14,9 +14,16 @@ import {
 /** fs.read moves at most ~2 GiB per call; read in chunks well below that. */
 const CHUNK = 64 * 1024 * 1024;
 
+const IO_FIX: Record<string, string> = {
+  ENOENT: 'check the path', EISDIR: 'give a file path, not a directory', EACCES: 'check the permissions',
+  ENOTDIR: 'a parent of the path is a file', ENOSPC: 'free disk space',
+};
+
+/** One clean line: what failed, the OS reason (no temp-file names), and a fix. */
 function ioError(file: string, what: string, e: unknown): DyadcError {
   const err = e as NodeJS.ErrnoException;
-  return new DyadcError('SAFETENSORS', `cannot ${what}: ${err.code ?? ''} ${err.message ?? String(e)}`.replace(/\s+/g, ' ').trim(), { path: file, cause: e });
+  const reason = (err.message ?? String(e)).replace(/^[A-Z]+: /, '').replace(/, \w+ '[^']*'( -> '[^']*')?$/, '');
+  return new DyadcError('SAFETENSORS', `cannot ${what}: ${reason}`, { path: file, fix: IO_FIX[err.code ?? ''], cause: e });
 }
 
 function header8Length(b: Uint8Array): number {
@@ -122,6 +129,7 @@ function withFile<T>(file: string, f: () => T): T {
 export async function writeSafetensorsFile(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
   const bytes = writeSafetensors(tensors, metadata);
   const dir = path.dirname(path.resolve(file));
+  try { await fsp.mkdir(dir, { recursive: true }); } catch (e) { throw ioError(file, 'create the directory', e); }
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
   try {
     const fh = await fsp.open(tmp, 'wx');
