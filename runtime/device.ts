@@ -28,8 +28,8 @@ export async function getGPU(): Promise<GPU> {
       const name = 'webgpu';
       let mod: { create: (o: string[]) => GPU; globals: object };
       try { mod = await import(/* @vite-ignore */ name); } catch (e) {
-        throw new DyadcError('NO_ADAPTER', 'WebGPU is not available: no navigator.gpu and the `webgpu` package is not installed',
-          { fix: 'npm install webgpu@0.6.2 (Node), or run in a browser with WebGPU', cause: e });
+        throw new DyadcError('NO_ADAPTER', 'WebGPU is not available: no navigator.gpu, and the `webgpu` package cannot be resolved from this module\'s directory',
+          { fix: 'npm install webgpu@0.6.2 where the module (or compiled bundle) lives, pass your own GPUDevice as create({ device }), or run in a browser with WebGPU', cause: e });
       }
       if ((globalThis as Record<string, unknown>).GPUBufferUsage === undefined) Object.assign(globalThis, mod.globals);
       // Node only: extra Dawn options, e.g. DYADC_DAWN_OPTIONS='enable-dawn-features=disable_robustness'
