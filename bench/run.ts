@@ -23,13 +23,14 @@ import { activate } from '../compiler/interp/math.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getAdapter, getDevice, getGPU, describeAdapter } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
+import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { loadPeers, type PeerCase, type PeerRunner } from './peers/index.js';
 
 type Variant = 'it' | 'ot' | 'dt';
 interface Shape { model: string; layer: string; in_features: number; out_features: number }
 interface Row {
   shape: string; in_features: number; out_features: number; batch: number;
-  impl: string; kind: 'dense' | 'dyad'; blocks: number; variant?: Variant;
+  impl: string; kind: 'dense' | 'dyad'; blocks: number; variant?: Variant; dtype: 'f32' | 'f16';
   median_ms?: number; runs_ms?: number[]; gflops_dense_equiv?: number; rel_error?: number; flagged?: string;
 }
 
@@ -93,23 +94,29 @@ async function timeIt(run: () => Promise<void>): Promise<number[]> {
 }
 
 /** A dyadc runner with the same shape as the peers': one layer (+bias, fused), x already on the GPU. */
-function dyadcRunner(device: GPUDevice, act?: 'gelu'): PeerRunner {
+function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f32'): PeerRunner {
+  const half = dtype === 'f16';
   return {
-    name: act ? `dyadc+${act}` : 'dyadc', description: 'dyadc fused block-GEMM kernel (+bias)', timed: 'one dispatch, x on GPU, y left on GPU, onSubmittedWorkDone',
+    name: act ? `dyadc+${act}` : half ? 'dyadc-f16' : 'dyadc', description: `dyadc fused block-GEMM kernel (+bias), ${dtype} storage, f32 accumulation`,
+    timed: 'one dispatch, x on GPU, y left on GPU, onSubmittedWorkDone',
     kinds: ['dense', 'dyad'],
     async prepare(c) {
       const layer = c.kind === 'dense' ? { op: 'linear', name: 'fc', out_features: c.out_features, bias: true }
         : { op: 'dyad', name: 'fc', out_features: c.out_features, blocks: c.blocks!, variant: c.variant ?? 'it', bias: true };
       const layers: object[] = [layer];
       if (act) layers.push({ op: act });
-      const compiled = compileSync({ name: 'bench', input: { features: c.in_features }, layers } as never);
+      const compiled = compileSync({ name: 'bench', dtype, input: { features: c.in_features }, layers } as never, { training: false });
       const weights: Record<string, Float32Array> = c.kind === 'dense' ? { 'fc.weight': c.weight!, 'fc.bias': c.bias } : { 'fc.wl': c.wl!, 'fc.wu': c.wu!, 'fc.bias': c.bias };
       const m: Model = await compiled.create({ weights, device });
       const xb = device.createBuffer({ size: c.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-      device.queue.writeBuffer(xb, 0, c.x as Float32Array<ArrayBuffer>);
+      if (half) { const bits = new Uint16Array(Math.ceil(c.x.length / 2) * 2); bits.set(f32ArrayToF16(c.x)); device.queue.writeBuffer(xb, 0, bits); }
+      else device.queue.writeBuffer(xb, 0, c.x as Float32Array<ArrayBuffer>);
       return {
         async run() { m.forwardGPU(xb, c.batch); await device.queue.onSubmittedWorkDone(); },
-        async output() { const y = m.forwardGPU(xb, c.batch); return m.readBuffer(y, c.batch * c.out_features * 4); },
+        async output() {
+          const y = m.forwardGPU(xb, c.batch);
+          return half ? f16ArrayToF32(await m.readBits16(y, c.batch * c.out_features)) : m.readBuffer(y, c.batch * c.out_features * 4);
+        },
         dispose() { m.destroy(); xb.destroy(); },
       };
     },
@@ -123,6 +130,7 @@ async function main() {
   const adapterName = [info.vendor, info.architecture, info.description || info.device].filter(Boolean).join(' ') || 'unknown-adapter';
   const device = await getDevice();
   const runners: PeerRunner[] = [dyadcRunner(device)];
+  if (device.features.has('shader-f16')) runners.push(dyadcRunner(device, undefined, 'f16'));
   const failures: { name: string; reason: string }[] = [];
   if (opts.peers) {
     const p = await loadPeers({ gpu: await getGPU() });
@@ -148,13 +156,16 @@ async function main() {
         if (!r.kinds.includes(c.kind) || !keep(r.name)) continue;
         if (r.name !== 'dyadc' && !r.name.startsWith('dyadc') && !item.peers) continue;
         if (r.name.startsWith('tfjs') && c.kind === 'dyad' && c.blocks !== 4) continue; // TF.js DYAD-by-ops at n = 4 only
+        if (r.name === 'dyadc-f16' && c.kind === 'dyad' && !(c.blocks === 4 && c.variant === 'it')) continue;
         if (r.name.startsWith('ort') && c.kind === 'dyad' && !(c.blocks === 4 && c.variant === 'it')) continue;
-        const row: Row = { shape: `${shape.model} ${shape.layer}`, in_features: inF, out_features: outF, batch, impl: r.name, kind: c.kind, blocks: c.blocks ?? 1, variant: c.variant };
+        const row: Row = { shape: `${shape.model} ${shape.layer}`, in_features: inF, out_features: outF, batch, impl: r.name, kind: c.kind, blocks: c.blocks ?? 1, variant: c.variant,
+          dtype: r.name === 'dyadc-f16' ? 'f16' : 'f32' };
+        const tol = row.dtype === 'f16' ? 2e-3 : 1e-4;   // f16: inputs and weights rounded to f16 (reference in f64 from the f32 data)
         try {
           const p = await r.prepare(c);
           const y = await p.output();
           row.rel_error = rowError(y, r.name === 'dyadc+gelu' ? ref.map((v) => activate('gelu', v)) : ref, refRows, outF);
-          if (!(row.rel_error <= 1e-4)) row.flagged = `disagrees with the interpreter (rel. error ${row.rel_error.toExponential(2)})`;
+          if (!(row.rel_error <= tol)) row.flagged = `disagrees with the interpreter (rel. error ${row.rel_error.toExponential(2)})`;
           else {
             row.runs_ms = await timeIt(() => p.run());
             row.median_ms = median(row.runs_ms);
@@ -215,6 +226,7 @@ function markdown(r: { date: string; adapterName: string; method: string; host: 
     const ratio = (name: string, a?: number, b?: number, target = '') => { if (a && b) out.push(`| ${shape} | ${batch} | ${name} | ${(b / a).toFixed(2)}× | ${target} |`); };
     const dense = t('dyadc', 'dense');
     ratio('dyadc dense vs ORT WebGPU dense', dense, t('ort-webgpu', 'dense'), '≥ 1.25×');
+    ratio('dyadc f16 dense vs dyadc f32 dense', t('dyadc-f16', 'dense'), dense);
     ratio('dyadc dense vs TF.js WebGPU fused', dense, t('tfjs-webgpu-fused', 'dense'), '≥ 1.6×');
     ratio('dyadc dense vs TF.js WebGPU matMul', dense, t('tfjs-webgpu-matmul', 'dense'));
     ratio('dyadc dense vs ORT CPU (MLAS) dense', dense, t('ort-cpu', 'dense'));
