@@ -55,7 +55,7 @@ function suite(): { shape: Shape; batch: number; blocks: number[]; variants: Var
   if (opts.quick) return OPT125.map((shape) => ({ shape, batch: 256, blocks: [4, 8], variants: ['it', 'ot', 'dt'], peers: true }));
   const s: ReturnType<typeof suite> = [];
   for (const shape of OPT125) for (const batch of [1, 64, 256, 1024]) s.push({ shape, batch, blocks: [2, 4, 8], variants: ['it', 'ot', 'dt'], peers: true });
-  for (const shape of OPT350) for (const batch of [64, 1024]) s.push({ shape, batch, blocks: [4, 8], variants: ['it'], peers: true });
+  for (const shape of OPT350) for (const batch of [64, 256]) s.push({ shape, batch, blocks: [4, 8], variants: ['it'], peers: true });
   for (const shape of PYTHIA) s.push({ shape, batch: 256, blocks: [4], variants: ['it'], peers: false });
   for (const w of [512, 1024, 2048, 4096]) s.push({ shape: { model: 'width sweep', layer: `${w}x${w}`, in_features: w, out_features: w }, batch: 256, blocks: [4], variants: ['it'], peers: false });
   return s;
