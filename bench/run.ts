@@ -36,13 +36,14 @@ interface Row {
 
 const program = new Command()
   .option('--quick', 'fc1 and fc2 of OPT-125m at batch 256 only (< 3 min); the full run has the batch-1024 target rows')
+  .option('--batch <n>', 'with --quick: the batch (default 256)', (v) => parseInt(v, 10))
   .option('--reps <n>', 'timed runs per row (median reported)', (v) => parseInt(v, 10), 5)
   .option('--warmup <n>', 'untimed runs before timing', (v) => parseInt(v, 10), 1)
   .option('--only <names>', 'comma-separated impl names to keep (dyadc, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
   .option('--out <dir>', 'results directory', 'bench/results')
   .option('--no-peers', 'time dyadc alone')
   .parse();
-const opts = program.opts<{ quick?: boolean; reps: number; warmup: number; only?: string; out: string; peers: boolean }>();
+const opts = program.opts<{ quick?: boolean; batch?: number; reps: number; warmup: number; only?: string; out: string; peers: boolean }>();
 const only = opts.only?.split(',');
 const keep = (impl: string) => !only || only.some((o) => impl.startsWith(o));
 
@@ -52,7 +53,7 @@ const PYTHIA = [{ model: 'Pythia-160m', layer: 'dense_h_to_4h', in_features: 768
 
 /** The suite: [shape, batch, blocks list, variants, peers?] (`ot`/`dt` are timed at n = 4 only in --quick) */
 function suite(): { shape: Shape; batch: number; blocks: number[]; variants: Variant[]; peers: boolean }[] {
-  if (opts.quick) return OPT125.map((shape) => ({ shape, batch: 256, blocks: [4, 8], variants: ['it', 'ot', 'dt'], peers: true }));
+  if (opts.quick) return OPT125.map((shape) => ({ shape, batch: opts.batch ?? 256, blocks: [4, 8], variants: ['it', 'ot', 'dt'], peers: true }));
   const s: ReturnType<typeof suite> = [];
   for (const shape of OPT125) for (const batch of [1, 64, 256, 1024]) s.push({ shape, batch, blocks: [2, 4, 8], variants: ['it', 'ot', 'dt'], peers: true });
   for (const shape of OPT350) for (const batch of [64, 256]) s.push({ shape, batch, blocks: [4, 8], variants: ['it'], peers: true });
