@@ -19,6 +19,8 @@ export class DyadcError extends Error {
   readonly code: ErrorCode;
   readonly path?: string;
   readonly fix?: string;
+  /** The message without the path prefix and the fix suffix. */
+  readonly detail: string;
   constructor(code: ErrorCode, message: string, opts: { path?: string; fix?: string; cause?: unknown } = {}) {
     const full = (opts.path ? `${opts.path}: ` : '') + message + (opts.fix ? ` (fix: ${opts.fix})` : '');
     super(full, opts.cause !== undefined ? { cause: opts.cause } : undefined);
@@ -26,5 +28,11 @@ export class DyadcError extends Error {
     this.code = code;
     this.path = opts.path;
     this.fix = opts.fix;
+    this.detail = message;
+  }
+
+  /** The same error, its message prefixed with `where` (e.g. a file name); the fix stays once. */
+  within(where: string): DyadcError {
+    return new DyadcError(this.code, `${where}: ${this.path ? `${this.path}: ` : ''}${this.detail}`, { fix: this.fix, cause: this });
   }
 }

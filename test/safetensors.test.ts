@@ -291,7 +291,8 @@ test('node: readSafetensorsFile / Sync / atomic writeSafetensorsFile', async (t)
   await t.throwsAsync(readSafetensorsFile(bad), { instanceOf: DyadcError, message: /bad\.safetensors.*outside/ });
   t.throws(() => readSafetensorsFileSync(bad), { instanceOf: DyadcError, message: /bad\.safetensors.*outside/ });
   writeFileSync(bad, new Uint8Array(3));
-  await t.throwsAsync(readSafetensorsFile(bad), { instanceOf: DyadcError, message: /shorter than/ });
+  const short = await t.throwsAsync(readSafetensorsFile(bad), { instanceOf: DyadcError, message: /shorter than/ });
+  t.is(short!.message.match(/\(fix:/g)?.length, 1, 'the fix is said once, with the file name in front');
   await t.throwsAsync(readSafetensorsFile(join(dir, 'absent.safetensors')), { instanceOf: DyadcError, message: /no such file.*fix: check the path/ });
   // missing directories are created; a parent that is a file is a clear error, with no temp-file name in it
   await writeSafetensorsFile(join(dir, 'new', 'sub', 'made.safetensors'), { v: { data: new Float32Array([2]), shape: [1] } });

@@ -114,9 +114,7 @@ export function readSafetensorsFileSync(file: string): SafetensorsFile {
 /** Re-throw a format error with the file name in front of its message. */
 function withFile<T>(file: string, f: () => T): T {
   try { return f(); } catch (e) {
-    if (e instanceof DyadcError && e.code === 'SAFETENSORS') {
-      throw new DyadcError('SAFETENSORS', `${file}: ${e.message}`, { fix: e.fix, cause: e });
-    }
+    if (e instanceof DyadcError && e.code === 'SAFETENSORS') throw e.within(file);
     throw e;
   }
 }
