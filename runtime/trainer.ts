@@ -364,6 +364,9 @@ export class Trainer {
     this.model.assertAlive('trainer.step');
     if (this.destroyed) throw new DyadcError('USAGE', 'trainer.step: the trainer was destroyed', { fix: 'create a new trainer with model.trainer(...)' });
     this.upload(x, labels, batch);
+    const inF = this.model.plan.inFeatures;
+    for (let i = 0; i < batch * inF; i++) if (!Number.isFinite(x[i]))
+      throw new DyadcError('USAGE', `trainer.step: x[${Math.floor(i / inF)}, ${i % inF}] is ${x[i]}; a non-finite input would turn every weight into NaN`, { fix: 'clean the batch (nothing was run)' });
     const d = this.model.device;
     const losses = await this.ex.scoped('training step', async () => {
       const enc = d.createCommandEncoder();
@@ -373,6 +376,8 @@ export class Trainer {
     this.steps++;
     let s = 0;
     for (let i = 0; i < batch; i++) s += losses[i];
+    if (!Number.isFinite(s)) throw new DyadcError('GPU', `trainer.step: the loss is ${s / batch} (step ${this.steps}); the update used non-finite gradients`,
+      { fix: 'lower the learning rate or check the targets, then restore the weights (setWeights / create)' });
     return s / batch;
   }
 

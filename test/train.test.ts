@@ -151,6 +151,9 @@ test('errors name the problem and the fix', async (t) => {
   await t.throwsAsync(tr.step(x, Int32Array.from([0, 4]), 2), { instanceOf: DyadcError, message: /label 4 at row 1 is outside \[0, 4\)/ });
   await t.throwsAsync(tr.step(x, new Float32Array(2), 2), { instanceOf: DyadcError, message: /Int32Array of 2 class labels/ });
   await t.throwsAsync(tr.step(new Float32Array(3), Int32Array.from([0, 1]), 2), { instanceOf: DyadcError, message: /x must be a Float32Array of batch × in_features = 2 × 16/ });
+  const xNaN = new Float32Array(2 * IN); xNaN[IN + 3] = NaN;
+  await t.throwsAsync(tr.step(xNaN, Int32Array.from([0, 1]), 2), { instanceOf: DyadcError, message: /x\[1, 3\] is NaN; a non-finite input/ });
+  t.true(Object.values(await tr.weights()).every((w) => w.every(Number.isFinite)), 'a refused step leaves the weights finite');
   await t.throwsAsync(m.backward(x, new Float32Array(3), 2), { instanceOf: DyadcError, message: /dy must be a Float32Array of batch × out_features = 2 × 4/ });
   await t.throwsAsync(m.trainer({ loss: 'hinge' as never, optimizer: { type: 'sgd', lr: 1 } }), { instanceOf: DyadcError, message: /loss must be one of softmax_cross_entropy, mse/ });
   await t.throwsAsync(m.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: -1 } }), { instanceOf: DyadcError, message: /lr must be a positive number/ });
