@@ -23,7 +23,7 @@ import { activate } from '../compiler/interp/math.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getAdapter, getDevice, getGPU, describeAdapter } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
-import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
+import { f32ArrayToF16Padded, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { loadPeers, type PeerCase, type PeerRunner } from './peers/index.js';
 
 type Variant = 'it' | 'ot' | 'dt';
@@ -110,7 +110,7 @@ function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f3
       const weights: Record<string, Float32Array> = c.kind === 'dense' ? { 'fc.weight': c.weight!, 'fc.bias': c.bias } : { 'fc.wl': c.wl!, 'fc.wu': c.wu!, 'fc.bias': c.bias };
       const m: Model = await compiled.create({ weights, device });
       const xb = device.createBuffer({ size: c.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-      if (half) { const bits = new Uint16Array(Math.ceil(c.x.length / 2) * 2); bits.set(f32ArrayToF16(c.x)); device.queue.writeBuffer(xb, 0, bits); }
+      if (half) device.queue.writeBuffer(xb, 0, f32ArrayToF16Padded(c.x));
       else device.queue.writeBuffer(xb, 0, c.x as Float32Array<ArrayBuffer>);
       return {
         async run() { m.forwardGPU(xb, c.batch); await device.queue.onSubmittedWorkDone(); },

@@ -6,7 +6,7 @@
 import type { Plan, PlanKernel } from './plan.js';
 import { getDevice } from './device.js';
 import { DyadcError } from '../compiler/errors.js';
-import { readSafetensors, f32ArrayToF16, f16ArrayToF32 } from './weights/safetensors.js';
+import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
 import { modelBackward, createTrainer, releaseBackward, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
@@ -245,9 +245,7 @@ export class Model {
       const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
       this.ensureCapacity(rows);
       if (this.dtypeOf(this.plan.input) === 'f16') {
-        const half = new Uint16Array(align4(rows * inF)); // writeBuffer sizes are multiples of 4 bytes
-        half.set(f32ArrayToF16(x.subarray(r0 * inF, (r0 + rows) * inF)));
-        this.device.queue.writeBuffer(this.ownInput!, 0, half);
+        this.device.queue.writeBuffer(this.ownInput!, 0, f32ArrayToF16Padded(x.subarray(r0 * inF, (r0 + rows) * inF)));
       }
       else this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
       this.device.pushErrorScope('out-of-memory');

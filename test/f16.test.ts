@@ -8,7 +8,7 @@ import test from 'ava';
 import { compile } from '../compiler/index.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { Rng } from '../compiler/util/rng.js';
-import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
+import { f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { getAdapter } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
 import { sharedDevice, randomWeights, relError, testSeed } from './helpers/gpu.js';
@@ -19,8 +19,7 @@ const F16_NAN_PAIR = 0x7e007e00;
 /** forwardGPU with f16 I/O and the output poisoned with f16 NaNs first; returns y as f32. */
 async function runHalf(m: Model, x: Float32Array, batch: number): Promise<Float32Array> {
   const d = m.device, inF = m.plan.inFeatures, outF = m.plan.outFeatures;
-  const bits = new Uint16Array(Math.ceil((batch * inF) / 2) * 2);
-  bits.set(f32ArrayToF16(x));
+  const bits = f32ArrayToF16Padded(x);
   const xb = d.createBuffer({ size: Math.max(16, bits.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   d.queue.writeBuffer(xb, 0, bits);
   const out = m.forwardGPU(xb, batch);

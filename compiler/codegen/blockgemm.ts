@@ -8,6 +8,7 @@
  * backward of it), a group is (contiguous block g, residue c): outputs r = g·D + f + t·n, r ≡ c (mod n).
  */
 import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
+import { tensorsOf } from '../ir/graph.js';
 import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
 import { SHARED_K_CHUNK } from '../passes/schedule.js';
@@ -72,7 +73,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const xVec = IN % 4 === 0;
   const xT = types.valueDtype(n.inputs[0]), yT = n.dtype;
   // which arena each tensor is read from (f16 copy if there is one)
-  const tensors = [...n.parts.map((p) => p.weight), n.bias, n.prologue?.weight, n.prologue?.bias].filter((t): t is string => !!t);
+  const tensors = tensorsOf(n);
   const is16 = (t: string) => types.offsets16[t] !== undefined;
   const off = (t: string) => (is16(t) ? types.offsets16[t] : offsets[t]);
   const wScalar = (t: string, idx: string) => `${is16(t) ? 'weight16_at' : 'weight_at'}(${off(t)}u + ${idx})`;

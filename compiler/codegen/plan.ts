@@ -3,6 +3,7 @@
  * (each tensor 16-byte aligned so kernels can read vec4s), renders one kernel per compute node.
  */
 import type { Graph } from '../ir/graph.js';
+import { tensorsOf } from '../ir/graph.js';
 import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
@@ -26,9 +27,7 @@ export function layoutWeights(g: Graph): { offsets: Offsets; offsets16: Offsets;
   const weights: Plan['weights'] = [];
   const half = new Set<string>();
   for (const n of g.nodes) if (n.dtype === 'f16') {
-    const names = n.kind === 'blockgemm' ? [...n.parts.map((p) => p.weight), n.bias, n.prologue?.weight, n.prologue?.bias]
-      : n.kind === 'linear' ? [n.weight, n.bias] : n.kind === 'dyad' ? [n.wl, n.wu, n.bias] : n.kind === 'norm' ? [n.weight, n.bias] : [];
-    for (const t of names) if (t) half.add(t);
+    for (const t of tensorsOf(n)) half.add(t);
   }
   let at = 0, at16 = 0;
   for (const [name, shape] of Object.entries(g.weights)) {

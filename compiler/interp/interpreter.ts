@@ -124,7 +124,7 @@ function evalNode(n: Node, vals: Values, weights: Weights, x: ArrayLike<number>,
       return normalize(in0, st, batch, n.features, getW(weights, n.weight), n.bias ? getW(weights, n.bias) : undefined);
     }
     case 'residual': { const o = vals.get(n.inputs[1])!; return in0.map((v, i) => v + o[i]); }
-    case 'rowstats': return rowStats(in0, batch, vals.get(n.inputs[0]) ? in0.length / batch : 0, n.norm, n.eps);
+    case 'rowstats': return rowStats(in0, batch, in0.length / batch, n.norm, n.eps);
     case 'blockgemm': return evalGemm(n, vals, weights, batch);
   }
 }

@@ -98,6 +98,13 @@ export interface Graph {
 
 const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
+/** The weight tensors a node reads (bias, norm parameters included), in binding order. */
+export function tensorsOf(n: Node): string[] {
+  const names = n.kind === 'blockgemm' ? [...n.parts.map((p) => p.weight), n.bias, n.prologue?.weight, n.prologue?.bias]
+    : n.kind === 'linear' ? [n.weight, n.bias] : n.kind === 'dyad' ? [n.wl, n.wu, n.bias] : n.kind === 'norm' ? [n.weight, n.bias] : [];
+  return names.filter((t): t is string => !!t);
+}
+
 /** Finds a node by id. @throws DyadcError(IR_INVALID) when absent. */
 export function nodeById(g: Graph, id: ValueId): Node {
   const n = g.nodes.find((m) => m.id === id);

@@ -63,17 +63,6 @@ function fusePrologueOnce(g: Graph): boolean {
   return false;
 }
 
-/** A norm that could not become a prologue runs as rowstats + an elementwise normalize reading the stats. */
-function splitStandaloneNormsInPlace(g: Graph): void {
-  for (const norm of [...g.nodes]) {
-    if (norm.kind !== 'norm' || norm.inputs.length > 1) continue;
-    const statsId = `${norm.id}.stats`;
-    g.nodes.splice(g.nodes.indexOf(norm), 0, { kind: 'rowstats', id: statsId, inputs: [norm.inputs[0]], features: 2, dtype: 'f32',
-      layers: norm.layers, norm: norm.norm, eps: norm.eps });
-    norm.inputs.push(statsId);
-  }
-}
-
 export function fuse(g0: Graph): Graph {
   const g = cloneGraph(g0);
   while (fusePrologueOnce(g)) { /* repeat */ }
@@ -87,6 +76,12 @@ export function fuse(g0: Graph): Graph {
  */
 export function splitNorms(g0: Graph): Graph {
   const g = cloneGraph(g0);
-  splitStandaloneNormsInPlace(g);
+  for (const norm of [...g.nodes]) {
+    if (norm.kind !== 'norm' || norm.inputs.length > 1) continue;
+    const statsId = `${norm.id}.stats`;
+    g.nodes.splice(g.nodes.indexOf(norm), 0, { kind: 'rowstats', id: statsId, inputs: [norm.inputs[0]], features: 2, dtype: 'f32',
+      layers: norm.layers, norm: norm.norm, eps: norm.eps });
+    norm.inputs.push(statsId);
+  }
   return g;
 }

@@ -42,7 +42,7 @@ export function defaultSchedule(n: BlockGemmNode): Schedule {
 }
 
 /** Workgroup memory a schedule needs, bytes (0 for register tiling). */
-export function sharedBytes(s: Schedule, _n: BlockGemmNode): number {
+export function sharedBytes(s: Schedule): number {
   if (s.kind !== 'shared') return 0;
   // the x tile [tile.rows × workgroup.rows, K_CHUNK] f32, reused by each part in turn
   return 4 * SHARED_K_CHUNK * s.tile.rows * s.workgroup.rows;
@@ -62,7 +62,7 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
   };
   lim('maxComputeInvocationsPerWorkgroup', inv);
   lim('maxComputeWorkgroupSizeX', inv);
-  lim('maxComputeWorkgroupStorageSize', sharedBytes(s, n));
+  lim('maxComputeWorkgroupStorageSize', sharedBytes(s));
   if (s.kind === 'shared' && s.tile.k !== 1)
     throw new DyadcError('LIMIT', `layer ${layer}: a shared schedule stages x one element at a time: tile.k must be 1, got ${s.tile.k}`, { fix: 'use tile.k = 1 with kind "shared"' });
   if (s.tile.k === 4 && n.parts.some((p) => p.transposed || p.dIn % 4 !== 0))

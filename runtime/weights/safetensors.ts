@@ -147,6 +147,16 @@ export function f32ArrayToF16(src: ArrayLike<number>): Uint16Array {
 }
 
 /** Decode binary16 bits to float32 (exact; NaN payloads kept). Writes into `out` when given. */
+/**
+ * f32 → f16 bits padded to an even count, so the bytes are a multiple of 4 (what GPUQueue.writeBuffer
+ * accepts): the upload form of f16 activations.
+ */
+export function f32ArrayToF16Padded(src: ArrayLike<number>): Uint16Array<ArrayBuffer> {
+  const out = new Uint16Array(Math.ceil(src.length / 2) * 2);
+  out.set(f32ArrayToF16(src));
+  return out;
+}
+
 export function f16ArrayToF32(bits: ArrayLike<number>, out = new Float32Array(bits.length)): Float32Array {
   const t = f16ToF32BitsTable();
   const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
