@@ -14,7 +14,7 @@
  * timestamps, no absolute paths, sorted keys).
  */
 import { createHash } from 'node:crypto';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -163,6 +163,19 @@ function runtimePlugin(): Plugin {
 }
 
 /**
+ * Starts esbuild's service process. Synchronously: `require` and the first call spawn it at once, so
+ * it boots while this process plans (an `import()` would spawn it only after the synchronous work).
+ * The same instance as `import('esbuild')` (Node shares CommonJS modules between the two).
+ */
+function startEsbuild(): Promise<unknown> {
+  try {
+    return (createRequire(import.meta.url)('esbuild') as typeof import('esbuild')).transform('', {}).catch(() => undefined);
+  } catch {
+    return Promise.resolve(); // bundleModule reports a missing esbuild
+  }
+}
+
+/**
  * Bundles a generated module's TypeScript into one ESM file with the runtime inlined.
  * `webgpu` stays external (the runtime imports it dynamically, only in Node without navigator.gpu).
  * Deterministic: paths in the output are relative to the repository root, the entry is named `<name>.ts`.
@@ -194,8 +207,8 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
   const target = opts.target ?? 'neutral';
   if (!TARGETS.includes(target)) throw new DyadcError('USAGE', `unknown target ${JSON.stringify(target)} (${TARGETS.join(', ')})`);
   const t0 = performance.now();
-  // Start esbuild's service now: its process boots while ts-morph loads below.
-  const esbuildWarm = import('esbuild').then((e) => e.transform('', {})).catch(() => undefined);
+  // Start esbuild's service now: its process boots while the plan and the module are made below.
+  const esbuildWarm = startEsbuild();
   const tuned = opts.tuned !== undefined ? await loadTunedOverrides(opts.tuned, toSpec(spec0), { batch: opts.batch }) : undefined;
   const spec = tuned ? tuned.spec : toSpec(spec0);
   const { outDir: _o, target: _t, tuned: _p, batch: _b, ...compileOpts } = opts;
