@@ -1,7 +1,9 @@
 /**
  * The AOT module generator: a Plan → the TypeScript source of a self-contained model module and
  * its `.d.ts`, both built with ts-morph (structures, not string concatenation; only the plan's
- * data is rendered as a literal initializer).
+ * data is rendered as a literal initializer, and with the header comment put into the printed text
+ * afterwards). What ts-morph prints is thus the same for every plan: it is printed once and cached
+ * (see `skeleton`), so a warm `dyadc compile` does not load ts-morph at all.
  *
  * The generated `<name>.ts` declares its own copies of the public runtime types (Spec, Plan,
  * CreateOptions, Model, ...), derived here from the runtime's sources (runtime/plan.ts,
@@ -28,8 +30,9 @@ import { DyadcError } from '../errors.js';
 type Node = TsMorph.Node;
 
 // ts-morph (with its bundled TypeScript) is loaded on first use, so importing this file stays cheap
-// (aot.ts needs `canonicalJSON`). Loading TypeScript's 9 MB typescript.js is most of `dyadc compile`'s
-// time, so it goes through a V8 code cache (see `requireWithCodeCache`).
+// (aot.ts needs `canonicalJSON`), and only when the skeleton is not cached. Loading TypeScript's 9 MB
+// typescript.js is then most of `dyadc compile`'s time, so it goes through a V8 code cache (see
+// `requireWithCodeCache`).
 let tsMorph: typeof TsMorph | undefined;
 /** Code caches to write once the first emit has compiled the functions it needs (see `saveCodeCache`). */
 let pendingCodeCache: (() => void)[] = [];
@@ -144,6 +147,15 @@ let cachedDecls: TypeDecl[] | undefined;
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
+let codegenKeyMemo: string | undefined;
+/** Identifies this generator: sha256 (16 hex) of this file's source, ts-morph's version and what it looks up. Keys the on-disk caches. */
+function codegenKey(): string {
+  if (codegenKeyMemo) return codegenKeyMemo;
+  const req = createRequire(import.meta.url);
+  const tsMorphVersion = (JSON.parse(readFileSync(req.resolve('ts-morph/package.json'), 'utf8')) as { version: string }).version;
+  return (codegenKeyMemo = sha(JSON.stringify([readFileSync(fileURLToPath(import.meta.url), 'utf8'), tsMorphVersion, TYPE_SOURCES, ROOT_TYPES])).slice(0, 16));
+}
+
 /**
  * The runtime's public types as ts-morph structures, for generated modules to re-declare: starting
  * from `ROOT_TYPES` in `TYPE_SOURCES`, every interface, type alias, literal const (named by a
@@ -156,9 +168,7 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
  */
 export function runtimeTypeDeclarations(): TypeDecl[] {
   if (cachedDecls) return cachedDecls;
-  const req = createRequire(import.meta.url);
-  const tsMorphVersion = (JSON.parse(readFileSync(req.resolve('ts-morph/package.json'), 'utf8')) as { version: string }).version;
-  const key = sha(JSON.stringify([readFileSync(fileURLToPath(import.meta.url), 'utf8'), tsMorphVersion, TYPE_SOURCES, ROOT_TYPES])).slice(0, 16);
+  const key = codegenKey();
   const dir = cacheDir();
   const cachePath = dir && join(dir, `runtime-types-${key}.json`);
   try {
@@ -397,19 +407,24 @@ const EXPORT_DOCS = {
   weightShapes: 'Weight names (PyTorch-compatible) → shapes, in spec order.',
 };
 
-/** Placeholder initializers (identifiers no generated code uses) replaced by the data literals. */
-const DATA_SLOT = { plan: '__dyadc_data_plan__', weightShapes: '__dyadc_data_weightShapes__' } as const;
+/**
+ * Placeholders (identifiers no generated code uses) that ts-morph prints as they are and that are
+ * replaced by text afterwards: the header comment and the data literals.
+ */
+const SLOT = { header: '__dyadc_data_header__', plan: '__dyadc_data_plan__', weightShapes: '__dyadc_data_weightShapes__' } as const;
+type Slot = keyof typeof SLOT;
+const SLOT_RE = /__dyadc_data_(header|plan|weightShapes)__/g;
 
 const comment = (text: string): string => `/**\n${text.split('\n').map((l) => ` *${l ? ' ' + l : ''}`).join('\n')}\n */`;
 
+/** What ts-morph prints for a module and its declarations, with the placeholders of `SLOT` still in. */
+interface Skeleton { ts: string; dts: string }
+
 /**
- * Generates the TypeScript module and its declarations for a plan, each printed by ts-morph from
- * statement structures in one pass. The `.ts` embeds the plan (sorted keys, WGSL as template
- * literals) and imports the runtime from `dyadc/runtime`; the `.d.ts` describes the bundled `.js`
- * and references only `@webgpu/types`. Output is a pure function of the input (byte-identical runs).
- * @throws DyadcError(IR_INVALID) when the runtime's public types cannot be derived (see `runtimeTypeDeclarations`).
+ * Prints the module and its declarations with ts-morph from statement structures, each in one
+ * pass; `headers` are the two header comments, or undefined for the header slot.
  */
-export function emitModuleSources(inp: ModuleInput): ModuleSources {
+function printSkeleton(headers?: { ts: string; dts: string }): Skeleton {
   const { Project, StructureKind, VariableDeclarationKind, IndentationText, QuoteKind } = tm();
   const project = new Project({
     useInMemoryFileSystem: true, skipLoadingLibFiles: true,
@@ -425,20 +440,20 @@ export function emitModuleSources(inp: ModuleInput): ModuleSources {
     statements: ambient ? undefined : ['return RuntimeModel.create(plan, opts);'],
   });
 
-  const ts = project.createSourceFile(`/${inp.plan.name}.ts`, {
+  const ts = project.createSourceFile('/module.ts', {
     statements: [
-      comment(header(inp, 'Module')),
+      headers?.ts ?? SLOT.header,
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: RUNTIME_SPECIFIER, namedImports: [{ name: 'Model', alias: 'RuntimeModel' }] },
       ...typeStatements(false),
-      constant('plan', 'Plan', DATA_SLOT.plan),
+      constant('plan', 'Plan', SLOT.plan),
       constant('spec', 'Spec', 'plan.spec'),
-      constant('weightShapes', 'Record<string, number[]>', DATA_SLOT.weightShapes),
+      constant('weightShapes', 'Record<string, number[]>', SLOT.weightShapes),
       createFn(false),
     ],
   });
-  const dts = project.createSourceFile(`/${inp.plan.name}.d.ts`, {
+  const dts = project.createSourceFile('/module.d.ts', {
     statements: [
-      comment(header(inp, 'Declarations')),
+      headers?.dts ?? SLOT.header,
       '/// <reference types="@webgpu/types" />',
       ...typeStatements(true),
       constant('plan', 'Plan'),
@@ -447,18 +462,91 @@ export function emitModuleSources(inp: ModuleInput): ModuleSources {
       createFn(true),
     ],
   });
+  const result = { ts: ts.getFullText(), dts: dts.getFullText() };
+  saveCodeCache();
+  return result;
+}
+
+/** Replaces each slot of `text` by its value in one pass. @throws DyadcError(IR_INVALID) unless each of `values`' slots occurs exactly once. */
+function fillSlots(text: string, values: Partial<Record<Slot, string>>): string {
+  const seen = new Map<string, number>();
+  const out = text.replace(SLOT_RE, (m, k: Slot) => {
+    seen.set(k, (seen.get(k) ?? 0) + 1);
+    return values[k] ?? m;
+  });
+  for (const k of Object.keys(values)) {
+    if (seen.get(k) !== 1) throw new DyadcError('IR_INVALID', `module codegen: the ${k} slot occurs ${seen.get(k) ?? 0} times`);
+  }
+  return out;
+}
+
+let cachedSkeleton: Skeleton | undefined;
+
+/**
+ * The skeleton with the header slot: the same for every plan, so printed once and cached in memory
+ * and on disk (node_modules/.cache/dyadc/module-skeleton-<key>.json, keyed by this file, ts-morph's
+ * version and the runtime type declarations): a warm `dyadc compile` never loads ts-morph.
+ */
+function skeleton(): Skeleton {
+  if (cachedSkeleton) return cachedSkeleton;
+  const onDisk = cachedSkeletonOnDisk();
+  if (onDisk) return (cachedSkeleton = onDisk);
+  cachedSkeleton = printSkeleton();
+  const cachePath = skeletonCachePath();
+  if (cachePath) writeCacheFile(cachePath, JSON.stringify(cachedSkeleton));
+  return cachedSkeleton;
+}
+
+function skeletonCachePath(): string | undefined {
+  const dir = cacheDir();
+  return dir && join(dir, `module-skeleton-${sha(JSON.stringify([codegenKey(), runtimeTypeDeclarations()])).slice(0, 16)}.json`);
+}
+
+/** The skeleton cached on disk for this generator and these runtime types, if any (and whole: every slot in place). */
+function cachedSkeletonOnDisk(): Skeleton | undefined {
+  const slots = (text: unknown) => (typeof text === 'string' ? [...text.matchAll(SLOT_RE)].map((m) => m[1]).join() : '');
+  try {
+    const cachePath = skeletonCachePath();
+    const c = cachePath ? JSON.parse(readFileSync(cachePath, 'utf8')) as Skeleton : undefined;
+    if (c && slots(c.ts) === 'header,plan,weightShapes' && slots(c.dts) === 'header') return { ts: c.ts, dts: c.dts };
+  } catch { /* not cached yet */ }
+  return undefined;
+}
+
+/**
+ * Derives (or loads from the cache) everything module emission needs but the plan: the runtime's
+ * types and the printed skeleton. `scripts/setup` calls it (through bin/precompiled.js) so the
+ * first `dyadc compile` is as fast as the next.
+ * @returns whether anything had to be made (false: all cached already)
+ */
+export function prepareModuleCodegen(): boolean {
+  const had = cachedSkeleton !== undefined || cachedSkeletonOnDisk();
+  skeleton();
+  return !had;
+}
+
+/**
+ * Generates the TypeScript module and its declarations for a plan. Both are printed by ts-morph
+ * from statement structures; the header comment and the data (the plan, the weight shapes) go
+ * into slots of that text afterwards, which keeps what ts-morph prints the same for every plan,
+ * so it is printed once and cached (see `skeleton`; `{ cache: false }` prints everything now,
+ * headers included, and gives the same bytes). The `.ts` embeds the plan (sorted keys, WGSL as
+ * template literals) and imports the runtime from `dyadc/runtime`; the `.d.ts` describes the
+ * bundled `.js` and references only `@webgpu/types`. Output is a pure function of the input
+ * (byte-identical runs).
+ * @throws DyadcError(IR_INVALID) when the runtime's public types cannot be derived (see `runtimeTypeDeclarations`).
+ */
+export function emitModuleSources(inp: ModuleInput, opts: { cache?: boolean } = {}): ModuleSources {
+  const headers = { ts: comment(header(inp, 'Module')), dts: comment(header(inp, 'Declarations')) };
+  const sk = opts.cache === false ? printSkeleton(headers) : skeleton();
   // The data goes into its slots after printing: ts-morph would print it with a hanging indent
   // and then parse it (~40 kB of WGSL and numbers, most of the emit time) for nothing.
   const data = { plan: dataLiteral(inp.plan), weightShapes: orderedRecord(inp.weightShapes) };
-  let text = ts.getFullText();
-  for (const k of ['plan', 'weightShapes'] as const) {
-    const parts = text.split(DATA_SLOT[k]);
-    if (parts.length !== 2) throw new DyadcError('IR_INVALID', `module codegen: the ${k} slot occurs ${parts.length - 1} times`);
-    text = parts[0] + data[k] + parts[1];
-  }
-  const result = { ts: text, dts: dts.getFullText() };
-  saveCodeCache();
-  return result;
+  const withHeader = <T extends object>(v: T, h: string) => (opts.cache === false ? v : { ...v, header: h });
+  return {
+    ts: fillSlots(sk.ts, withHeader(data, headers.ts)),
+    dts: fillSlots(sk.dts, withHeader({}, headers.dts)),
+  };
 }
 
 /** Like `dataLiteral` for a flat record whose key order matters (spec order), one entry per line. */
