@@ -23,6 +23,7 @@ import { compileSync, toSpec, type CompileOptions } from './index.js';
 import type { Spec, SpecInput } from './spec/types.js';
 import type { Schedule } from './ir/graph.js';
 import type { Plan } from '../runtime/plan.js';
+import { trainingKernels } from '../runtime/plan.js';
 import { DyadcError } from './errors.js';
 import { RUNTIME_SPECIFIER, canonicalJSON } from './codegen/module.js';
 
@@ -233,7 +234,7 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
   };
   const kernels = c.plan.kernels.map((k) => kernelFile('kernels', k));
   const tr = c.plan.training;
-  const training = tr ? [...tr.forward, ...tr.backward, ...Object.values(tr.losses), ...Object.values(tr.optimizers)].map((k) => kernelFile('kernels/train', k)) : null;
+  const training = tr ? trainingKernels(tr).map((k) => kernelFile('kernels/train', k)) : null;
   const manifest: Manifest = {
     format: MANIFEST_FORMAT, name, dyadc: dyadcVersion(), specSha256: hash, target,
     inFeatures: c.plan.inFeatures, outFeatures: c.plan.outFeatures, gpuFeatures: [...c.plan.features], fallbackF32: c.plan.fallback !== undefined,

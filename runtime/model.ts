@@ -87,7 +87,7 @@ export class Model {
 
   private constructor(plan: Plan, device: GPUDevice, arena: GPUBuffer, pipelines: GPUComputePipeline[]) {
     this.plan = plan; this.device = device; this.arena = arena; this.pipelines = pipelines;
-    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: `${plan.name}.weights16` });
+    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights16` });
     this.uniforms = plan.kernels.map((k) => device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` }));
     const widest = Math.max(...plan.values.map((v) => v.features));
     const lim = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
@@ -141,8 +141,6 @@ export class Model {
     this.device.queue.writeBuffer(this.arena16, 0, half);
   }
 
-  /** Element type of a value. */
-  private dtypeOf(id: string): 'f32' | 'f16' { return this.plan.values.find((v) => v.id === id)?.dtype ?? 'f32'; }
 
   /** Reads the weights back from the GPU, by name. */
   async getWeights(): Promise<Record<string, Float32Array>> {
@@ -155,6 +153,14 @@ export class Model {
 
   /** The GPU buffer holding all weights (f32 arena; offsets in plan.weights). */
   get weightsBuffer(): GPUBuffer { return this.arena; }
+
+  /** The f16 copies of the f16 layers' weights (offsets `offset16` in plan.weights); undefined without f16 layers. */
+  get weights16Buffer(): GPUBuffer | undefined { return this.arena16; }
+
+  /** Element type of a value of the plan (or of its training section): 'f16' for f16 layers' activations. */
+  valueDtype(id: string): 'f32' | 'f16' {
+    return (this.plan.values.find((v) => v.id === id) ?? this.plan.training?.values.find((v) => v.id === id))?.dtype ?? 'f32';
+  }
 
   private ensureCapacity(batch: number): void {
     if (batch <= this.capacity) return;
@@ -223,7 +229,7 @@ export class Model {
   forwardGPU(x: GPUBuffer, batch: number): GPUBuffer {
     this.check(batch, 'forwardGPU');
     if (batch > this.maxRowsPerDispatch) throw new DyadcError('LIMIT', `forwardGPU: batch ${batch} exceeds ${this.maxRowsPerDispatch} rows (maxStorageBufferBindingSize ${this.device.limits.maxStorageBufferBindingSize})`, { fix: 'split the batch, or use forward(), which splits it' });
-    const xt = this.dtypeOf(this.plan.input), eb = xt === 'f16' ? 2 : 4;
+    const xt = this.valueDtype(this.plan.input), eb = xt === 'f16' ? 2 : 4;
     if (x.size < batch * this.plan.inFeatures * eb) throw new DyadcError('USAGE', `forwardGPU: x holds ${x.size} bytes, [${batch}, ${this.plan.inFeatures}] ${xt} needs ${batch * this.plan.inFeatures * eb}`);
     const enc = this.device.createCommandEncoder();
     this.encodeForward(enc, x, batch);
@@ -244,7 +250,7 @@ export class Model {
     for (let r0 = 0; r0 < batch; r0 += this.maxRowsPerDispatch) {
       const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
       this.ensureCapacity(rows);
-      if (this.dtypeOf(this.plan.input) === 'f16') {
+      if (this.valueDtype(this.plan.input) === 'f16') {
         this.device.queue.writeBuffer(this.ownInput!, 0, f32ArrayToF16Padded(x.subarray(r0 * inF, (r0 + rows) * inF)));
       }
       else this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
@@ -252,7 +258,7 @@ export class Model {
       this.device.pushErrorScope('validation');
       const enc = this.device.createCommandEncoder();
       this.encodeForward(enc, this.ownInput!, rows);
-      const part = this.dtypeOf(this.plan.output) === 'f16'
+      const part = this.valueDtype(this.plan.output) === 'f16'
         ? f16ArrayToF32(await this.readBits16(this.values.get(this.plan.output)!, rows * outF, enc))
         : await this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
       const v = await this.device.popErrorScope(), o = await this.device.popErrorScope();

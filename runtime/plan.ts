@@ -117,4 +117,14 @@ export interface PlanTraining {
   losses: { softmax_cross_entropy: TrainKernel; mse: TrainKernel };
   /** optimizer kernels: one dispatch updates the whole weights arena from the grads arena */
   optimizers: { adamw: TrainKernel; sgd: TrainKernel };
+  /**
+   * Models with f16 layers: re-rounds the f16 weight copies from the f32 master weights; runs after
+   * every optimizer update (mixed precision: the optimizer only ever sees f32).
+   */
+  refreshHalf?: TrainKernel;
+}
+
+/** Every kernel of a training section, in listing order: forward, backward, losses, optimizers, f16 refresh. */
+export function trainingKernels(t: PlanTraining): TrainKernel[] {
+  return [...t.forward, ...t.backward, ...Object.values(t.losses), ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
 }

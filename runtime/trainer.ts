@@ -13,7 +13,7 @@ import type { Model } from './model.js';
 import { getPipeline } from './model.js';
 import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
 import { DyadcError } from '../compiler/errors.js';
-import { writeSafetensors } from './weights/safetensors.js';
+import { writeSafetensors, f32ArrayToF16Padded } from './weights/safetensors.js';
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';
 
@@ -47,8 +47,8 @@ const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBuff
 
 function trainingOf(model: Model): PlanTraining {
   const t = model.plan.training;
-  if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`, or f16 layers: training needs f32)`,
-    { fix: 'compile with dtype f32 and without `training: false` (the default includes them)' });
+  if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`)`,
+    { fix: 'compile without `training: false` (the default includes them)' });
   return t;
 }
 
@@ -117,8 +117,8 @@ class Executor {
       case 'value': return this.value(b.id);
       case 'weights': return this.model.weightsBuffer;
       case 'weights16': {
-        const w16 = (this.model as unknown as { weights16Buffer?: GPUBuffer }).weights16Buffer;
-        if (!w16) throw new DyadcError('USAGE', `kernel ${k.name} reads f16 weights: training needs f32 layers`, { fix: 'compile the spec with dtype f32 to train it' });
+        const w16 = this.model.weights16Buffer;
+        if (!w16) throw new DyadcError('USAGE', `kernel ${k.name} reads f16 weights but model ${this.model.plan.name} has no f16 arena`);
         return w16;
       }
       case 'grads': return this.grads;
@@ -192,13 +192,21 @@ class Executor {
     return this.model.readBuffer(src, bytes, enc);
   }
 
+  /** Uploads the model input `x` (f32) into its training value, as f16 when the first layer stores f16. */
+  writeInput(x: Float32Array): void {
+    const id = this.model.plan.input, q = this.model.device.queue;
+    if (this.model.valueDtype(id) === 'f16') q.writeBuffer(this.value(id), 0, f32ArrayToF16Padded(x));
+    else q.writeBuffer(this.value(id), 0, x as Float32Array<ArrayBuffer>);
+  }
+
   /**
-   * Fills every value buffer and the grads arena (its tensors; padding stays 0) with NaN, so a test
-   * catches any element a kernel should have written and did not.
+   * Fills every value buffer and the grads arena (its tensors; padding stays 0) with NaN (f16 NaN pairs
+   * in f16 values), so a test catches any element a kernel should have written and did not.
    */
   poison(): void {
     const q = this.model.device.queue;
-    for (const b of this.values.values()) q.writeBuffer(b, 0, new Float32Array(b.size / 4).fill(NaN));
+    for (const [id, b] of this.values) q.writeBuffer(b, 0, this.model.valueDtype(id) === 'f16'
+      ? new Uint32Array(b.size / 4).fill(0x7e007e00) : new Float32Array(b.size / 4).fill(NaN));
     const g = new Float32Array(this.model.plan.arenaLength);
     for (const w of this.model.plan.weights) g.fill(NaN, w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
     q.writeBuffer(this.grads, 0, g);
@@ -258,7 +266,7 @@ export async function modelBackward(model: Model, x: Float32Array, dy: Float32Ar
   const d = model.device;
   return ex.scoped('backward', async () => {
     if (opts.poison) ex.poison();
-    d.queue.writeBuffer(ex.value(model.plan.input), 0, x as Float32Array<ArrayBuffer>);
+    ex.writeInput(x);
     d.queue.writeBuffer(ex.value(t.outputGrad), 0, dy as Float32Array<ArrayBuffer>);
     const enc = d.createCommandEncoder();
     ex.encode(enc, t.forward, batch, `${model.plan.name}.forward`);
@@ -280,6 +288,8 @@ export class Trainer {
   private readonly kernels: TrainKernel[];
   private readonly loss: TrainKernel;
   private readonly opt: TrainKernel;
+  /** the update: optimizer, then (f16 layers) the refresh of the f16 weight copies */
+  private readonly update: TrainKernel[];
 
   private lr: number;
 
@@ -288,7 +298,8 @@ export class Trainer {
     const t = ex.t;
     this.loss = t.losses[options.loss];
     this.opt = t.optimizers[options.optimizer.type];
-    this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), this.opt];
+    this.update = t.refreshHalf ? [this.opt, t.refreshHalf] : [this.opt];
+    this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), ...this.update];
   }
 
   /**
@@ -304,7 +315,8 @@ export class Trainer {
       const [b1, b2] = o.betas ?? [0.9, 0.999];
       if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new DyadcError('USAGE', `trainer: adamw betas must lie in [0, 1), got [${b1}, ${b2}]`);
     }
-    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.optimizers[o.type]]);
+    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.optimizers[o.type],
+      ...(t.refreshHalf ? [t.refreshHalf] : [])]);
     ex.allocMoments(o.type === 'adamw');
     return new Trainer(model, ex, options);
   }
@@ -348,9 +360,8 @@ export class Trainer {
       throw new DyadcError('USAGE', `step: mse needs a Float32Array of batch × out_features = ${batch * outF} targets, got ${labels?.constructor?.name} of ${labels?.length}`);
     }
     this.ex.ensureCapacity(batch);
-    const q = this.model.device.queue;
-    q.writeBuffer(this.ex.value(this.model.plan.input), 0, x as Float32Array<ArrayBuffer>);
-    q.writeBuffer(this.ex.labelsBuffer, 0, labels as Float32Array<ArrayBuffer>);
+    this.ex.writeInput(x);
+    this.model.device.queue.writeBuffer(this.ex.labelsBuffer, 0, labels as Float32Array<ArrayBuffer>);
     this.writeHyper();
   }
 
@@ -422,7 +433,7 @@ export class Trainer {
     this.writeHyper();
     await this.ex.scoped('optimizer step', async () => {
       const enc = d.createCommandEncoder();
-      this.ex.encode(enc, [this.opt], 1, 'optimizer');
+      this.ex.encode(enc, this.update, 1, 'optimizer');
       d.queue.submit([enc.finish()]);
       await d.queue.onSubmittedWorkDone();
     });

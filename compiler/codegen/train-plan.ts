@@ -20,10 +20,11 @@ import type { PlanTraining, TrainKernel, TrainBinding, PlanKernel } from '../../
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
 import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type NormGradStep, type NormParamGradStep } from '../passes/autodiff.js';
 import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
-import { renderBlockGemm, type Offsets } from './blockgemm.js';
+import { renderBlockGemm, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
 import { buildPlan, layoutWeights } from './plan.js';
 import { render } from './templates.js';
+import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
 
 const ELEMENTWISE_WG = 256;
@@ -55,15 +56,26 @@ function decl(binding: number, name: string, access: 'read' | 'read_write', comm
   return { binding, name, access, type, comment };
 }
 
+/**
+ * Element types in training (issue "f16"): forward values keep their layer's dtype (f16 layers store
+ * f16 activations), gradients and saved pre-activations are f32, and the kernels of f16 layers read
+ * the f16 weight copies (refreshed from the f32 master weights after each optimizer step).
+ */
+const ALL_F32: KernelTypes = { valueDtype: () => 'f32', offsets16: {} };
+
+/** `v` as an f32 expression: f16 storage is widened on load (math and accumulation stay f32). */
+const widen = (t: DType, v: string) => (t === 'f16' ? `f32(${v})` : v);
+
 /** Elementwise backward through an epilogue / activation (or a plain add of two gradients). */
-export function renderPointwiseGrad(s: PointwiseGradStep, name: string): RenderedTrainKernel {
+export function renderPointwiseGrad(s: PointwiseGradStep, name: string, types: KernelTypes = ALL_F32): RenderedTrainKernel {
   const bindings: TrainBinding[] = [];
   const decls: ReturnType<typeof decl>[] = [];
   const bind = (id: string, nm: string, access: 'read' | 'read_write', comment: string) => {
-    const b = bindings.length + 1;
+    const b = bindings.length + 1, t = types.valueDtype(id);
     bindings.push({ binding: b, buffer: { kind: 'value', id } });
-    decls.push(decl(b, nm, access, comment));
+    decls.push(decl(b, nm, access, t === 'f16' ? `${comment} (f16)` : comment, `array<${t}>`));
   };
+  const at = (id: string, nm: string) => widen(types.valueDtype(id), `${nm}[i]`);
   const F = s.features;
   const acts: Record<string, boolean> = {};
   bind(s.dy, 'dy', 'read', `[batch, ${F}] dL/dy`);
@@ -79,13 +91,13 @@ export function renderPointwiseGrad(s: PointwiseGradStep, name: string): Rendere
   if (s.reluFromOutput) {
     acts.relu_grad = true;
     body.push('// relu\'(pre) = [pre > 0] = [y > 0]: read from the output, nothing saved');
-    body.push('let g = select(0.0, dy[i], base[i] > 0.0);');
+    body.push(`let g = select(0.0, dy[i], ${at(s.base!, 'base')} > 0.0);`);
   } else {
     // replay z_{k+1} = op_k(z_k) from z0, then back through the ops
-    if (s.ops.length) body.push('let z0 = base[i];');
+    if (s.ops.length) body.push(`let z0 = ${at(s.base!, 'base')};`);
     s.ops.forEach((e, k) => {
       if (e.op === 'act') { acts[e.act] = true; body.push(`let z${k + 1} = act_${e.act}(z${k});`); }
-      else body.push(`let z${k + 1} = z${k} + res_${resIdx.get(e.from)}[i];`);
+      else body.push(`let z${k + 1} = z${k} + ${at(e.from, `res_${resIdx.get(e.from)}`)};`);
     });
     body.push('var g = dy[i];');
     for (let k = s.ops.length - 1; k >= 0; k--) {
@@ -98,17 +110,19 @@ export function renderPointwiseGrad(s: PointwiseGradStep, name: string): Rendere
   body.push(s.acc ? 'out[i] = g + acc[i];' : 'out[i] = g;');
   const header = [s.ops.length ? `pointwise backward through [${opDesc}]${s.reluFromOutput ? ' (relu\' from the output)' : ''}${s.acc ? ' + accumulated gradient' : ''}`
     : 'gradient accumulation: out = dy + acc'];
-  const wgsl = render('pointwise-grad', { name: `pointwise_grad_${F}`, header, bindings: decls, features: F, workgroupSize: ELEMENTWISE_WG, acts, body });
+  const f16 = decls.some((d) => d.type === 'array<f16>');
+  const wgsl = render('pointwise-grad', { name: `pointwise_grad_${F}`, header, f16, bindings: decls, features: F, workgroupSize: ELEMENTWISE_WG, acts, body });
   return { wgsl, bindings, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG } };
 }
 
-export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Offsets, name: string): RenderedTrainKernel {
+export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Offsets, name: string, types: KernelTypes = ALL_F32): RenderedTrainKernel {
   const rows = s.kind === 'norm_grad';
   const F = s.features;
+  const xT = types.valueDtype(s.x);
   const bindings: TrainBinding[] = [
     { binding: 1, buffer: { kind: 'value', id: s.dy } }, { binding: 2, buffer: { kind: 'value', id: s.x } }, { binding: 3, buffer: { kind: 'value', id: s.stats } },
   ];
-  const decls = [decl(1, 'dy', 'read', `[batch, ${F}] dL/d(normalised x) %${s.dy}`), decl(2, 'x', 'read', `[batch, ${F}] %${s.x}`), decl(3, 'stats', 'read', `[batch, 2] (mean, rstd) %${s.stats}`)];
+  const decls = [decl(1, 'dy', 'read', `[batch, ${F}] dL/d(normalised x) %${s.dy}`), decl(2, 'x', 'read', `[batch, ${F}] ${xT} %${s.x}`, `array<${xT}>`), decl(3, 'stats', 'read', `[batch, 2] (mean, rstd) %${s.stats}`)];
   if (rows) {
     bindings.push({ binding: 4, buffer: { kind: 'weights' } }, { binding: 5, buffer: { kind: 'value', id: s.id } });
     decls.push(decl(4, 'weights', 'read', 'weights arena', 'array<vec4<f32>>'), decl(5, 'out', 'read_write', `[batch, ${F}] dL/dx %${s.id}`));
@@ -119,45 +133,45 @@ export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Off
   }
   const header = [`layer(s): ${s.layers.join(' + ')}  ->  ${rows ? `%${s.id}` : `grads of ${s.weight}${s.kind === 'norm_param_grad' && s.bias ? `, ${s.bias}` : ''}`}`,
     `${s.norm} backward over ${F} features`];
-  const wgsl = render('norm-grad', { name, header, bindings: decls, features: F, workgroupSize: ROWS_WG, rows, layernorm: s.norm === 'layernorm',
+  const wgsl = render('norm-grad', { name, header, f16: xT === 'f16', bindings: decls, features: F, workgroupSize: ROWS_WG, rows, layernorm: s.norm === 'layernorm',
     weightOffset: offsets[s.weight], acc: rows && !!s.acc, hasBias: s.kind === 'norm_param_grad' && !!s.bias,
     biasOffset: s.kind === 'norm_param_grad' && s.bias ? offsets[s.bias] : 0 });
   return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: ROWS_WG } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
 }
 
-function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>): TrainKernel {
+function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>, types: KernelTypes): TrainKernel {
   const layers = s.layers;
   switch (s.kind) {
     case 'data_grad': {
       const n: BlockGemmNode = s.node;
-      const r = renderBlockGemm(n, offsets, name);
+      const r = renderBlockGemm(n, offsets, name, types);
       return { name, layers, wgsl: r.wgsl, output: n.id, config: n.schedule, shapes: `[batch,${n.in_features}] -> [batch,${n.features}]`,
         grid: { kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups },
         bindings: r.bindings.map((b) => ({ binding: b.binding,
           buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : { kind: 'value', id: b.value! } })) };
     }
     case 'weight_grad': {
-      const r = renderWeightGrad(s, offsets, name);
+      const r = renderWeightGrad(s, offsets, name, types);
       return { name, layers, wgsl: r.wgsl, output: 'grads', config: s.tile, shapes: `g [batch,${s.features}], x [batch,${s.in_features}] -> grads`, grid: r.grid, bindings: r.bindings };
     }
     case 'pointwise_grad': {
-      const r = renderPointwiseGrad(s, name);
+      const r = renderPointwiseGrad(s, name, types);
       return { name, layers, wgsl: r.wgsl, output: s.id, shapes: `[batch,${s.features}]`, grid: r.grid, bindings: r.bindings };
     }
     case 'norm_grad': case 'norm_param_grad': {
-      const r = renderNormGrad(s, offsets, name);
+      const r = renderNormGrad(s, offsets, name, types);
       return { name, layers, wgsl: r.wgsl, output: s.kind === 'norm_grad' ? s.id : 'grads', shapes: `[batch,${features.get(s.x) ?? s.features}]`, grid: r.grid, bindings: r.bindings };
     }
   }
 }
 
-/** The loss kernels for a model output of `features` columns. */
-export function renderLosses(features: number, output: string, outputGrad: string): PlanTraining['losses'] {
+/** The loss kernels for a model output of `features` columns (stored as `zType`; the math is f32). */
+export function renderLosses(features: number, output: string, outputGrad: string, zType: DType = 'f32'): PlanTraining['losses'] {
   const mk = (ce: boolean): TrainKernel => {
     const name = ce ? `softmax_cross_entropy_${features}` : `mse_${features}`;
     return {
       name, layers: ['loss'], output: outputGrad, shapes: `[batch,${features}]`,
-      wgsl: render('loss', { name, ce, features, workgroupSize: ROWS_WG }),
+      wgsl: render('loss', { name, ce, features, workgroupSize: ROWS_WG, zType, f16: zType === 'f16' }),
       grid: { kind: 'elements', perRow: 1, perWorkgroup: ROWS_WG },
       bindings: [{ binding: 1, buffer: { kind: 'value', id: output } }, { binding: 2, buffer: { kind: 'labels' } },
         { binding: 3, buffer: { kind: 'value', id: outputGrad } }, { binding: 4, buffer: { kind: 'loss' } }],
@@ -179,6 +193,23 @@ export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'
   return { adamw: mk(true), sgd: mk(false) };
 }
 
+/**
+ * The kernel that refreshes the f16 weight copies from the f32 master weights after an optimizer
+ * step (mixed-precision training, Micikevicius et al. 2018, "Mixed Precision Training", §3.1: the
+ * optimizer updates an f32 master copy; the f16 copy the kernels read is re-rounded from it). One
+ * invocation per vec4 of the f16 arena; the arena packs the f16 tensors back to back, so a vec4 lies
+ * in one tensor, found by a search over the (few) segment starts baked into the shader.
+ */
+export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number): TrainKernel {
+  const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16!, delta: w.offset - w.offset16! }));
+  const name = 'refresh_f16_weights';
+  const wgsl = render('refresh-half', { name, count: arena16Length / 4, segments: segs.map((g) => ({ name: g.name, start4: g.start16 / 4, delta4: g.delta / 4 })),
+    segmentCount: segs.length, workgroupSize: OPT_WG });
+  return { name, layers: ['optimizer'], output: 'weights16', shapes: `f16 arena [${arena16Length}]`, wgsl,
+    grid: { kind: 'fixed', workgroups: Math.ceil(arena16Length / 4 / OPT_WG) },
+    bindings: [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'weights16' } }] };
+}
+
 export interface TrainingBuild { graph: TrainGraph; training: PlanTraining }
 
 /**
@@ -189,12 +220,14 @@ export interface TrainingBuild { graph: TrainGraph; training: PlanTraining }
 export function buildTraining(scheduled: Graph, spec: Spec, opts: ScheduleOptions & { limits?: Partial<Limits> } = {}): TrainingBuild {
   const tg = scheduleBackward(autodiff(scheduled, { inputGrad: true }), opts);
   const reduced = new Set(autodiff(scheduled, { inputGrad: false }).steps.map((s) => s.id));
-  const { offsets } = layoutWeights(tg.forward);
+  const { offsets, offsets16, weights } = layoutWeights(tg.forward);
   const fwdPlan = buildPlan(tg.forward, spec, opts.limits);
+  const dtypes = new Map<string, DType>(fwdPlan.values.map((v) => [v.id, v.dtype ?? 'f32']));
+  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
   const forward: TrainKernel[] = fwdPlan.kernels.map((k: PlanKernel) => ({ ...k, bindings: k.bindings.map((b) => ({ binding: b.binding, buffer: b.buffer })) }));
   const features = new Map<string, number>(fwdPlan.values.map((v) => [v.id, v.features]));
   const backward = tg.steps.map((s, k) => {
-    const kernel = stepKernel(s, offsets, kname('b', k, s.id), features);
+    const kernel = stepKernel(s, offsets, kname('b', k, s.id), features, types);
     if (!reduced.has(s.id)) kernel.inputGradOnly = true;
     return kernel;
   });
@@ -203,8 +236,9 @@ export function buildTraining(scheduled: Graph, spec: Spec, opts: ScheduleOption
     format: TRAIN_FORMAT, forward, backward,
     values: [...fwdPlan.values, ...tg.values],
     outputGrad: tg.outputGrad, inputGrad: tg.inputGrad!,
-    losses: renderLosses(outF, tg.forward.output, tg.outputGrad),
+    losses: renderLosses(outF, tg.forward.output, tg.outputGrad, types.valueDtype(tg.forward.output)),
     optimizers: renderOptimizers(fwdPlan.arenaLength),
   };
+  if (fwdPlan.arena16Length) training.refreshHalf = renderRefreshHalf(weights, fwdPlan.arena16Length);
   return { graph: tg, training };
 }

@@ -235,7 +235,8 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
     if (!wantDx && !pro) return;
     const dataGrad = (id: ValueId, acc?: ValueId): ValueId => {
       const node: BlockGemmNode = {
-        kind: 'blockgemm', id, inputs: acc ? [gp, acc] : [gp], features: n.in_features, in_features: n.features, dtype: n.dtype,
+        // gradients are f32 values whatever the layer's dtype (f16 layers: the kernel still reads the f16 weight copies)
+        kind: 'blockgemm', id, inputs: acc ? [gp, acc] : [gp], features: n.in_features, in_features: n.features, dtype: 'f32',
         layers: n.layers, variant: n.variant, epilogue: acc ? [{ op: 'residual', from: acc }] : [],
         parts: n.parts.map((p) => ({ ...p, transposed: !p.transposed, inMap: p.outMap, outMap: p.inMap })),
       };
