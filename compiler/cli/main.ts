@@ -1,5 +1,5 @@
 /**
- * The `dyadc` command line (bin/dyadc.js runs this through tsx).
+ * The `dyadc` command line (bin/dyadc.js runs it, precompiled by bin/precompiled.js or through tsx).
  *
  *   dyadc doctor                                   WebGPU adapter, limits, features (or why there is none)
  *   dyadc inspect <spec> [--print-after <pass|all>] [--kernel <name>]
@@ -11,7 +11,8 @@
  * Errors: a DyadcError prints one line `dyadc: <message>` on stderr and exits 1; a usage error
  * (commander's, or a bad option value) exits 2; anything else prints one line and a hint to rerun
  * with --debug, which prints stacks. Each command imports what it needs when it runs, so start-up
- * stays small (`dyadc compile` of an example takes well under 2 s, most of it tsx and ts-morph).
+ * stays small; bin/dyadc.js runs this file precompiled (bin/precompiled.js), and a warm
+ * `dyadc compile` never loads ts-morph (compiler/codegen/module.ts caches what it prints).
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -411,6 +412,17 @@ function program(result: { code: number }): Command {
 
   registerTune(p); // `dyadc tune` (compiler/cli/tune-command.ts; loads the tuner only when it runs)
   return p;
+}
+
+/**
+ * Fills the caches `dyadc compile` reads (the module generator's runtime types and printed
+ * skeleton; ts-morph's V8 code cache when they had to be made), so the first compile is as fast
+ * as the next. `scripts/setup` calls it through `node bin/precompiled.js --warm`.
+ * @returns whether anything had to be made
+ */
+export async function warmCaches(): Promise<boolean> {
+  const { prepareModuleCodegen } = await import('../codegen/module.js');
+  return prepareModuleCodegen();
 }
 
 function printDebug(e: unknown): void {
