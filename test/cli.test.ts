@@ -1,8 +1,9 @@
 /**
  * The `dyadc` CLI (bin/dyadc.js → compiler/cli/main.ts), run as a user runs it: a child process.
  * Exit codes: 0 ok, 1 error (one line `dyadc: ...` on stderr, no stack unless --debug), 2 usage.
- * Serial: each run is a Node process (tsx start-up ~0.5 s); running them one at a time keeps the
- * shared 2-core machine usable and the measured `compile` time meaningful.
+ * Serial: each run is a Node process (start-up ~0.2 s from the precompiled CLI, bin/precompiled.js);
+ * running them one at a time keeps the shared 2-core machine usable and the measured `compile` time
+ * meaningful.
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
