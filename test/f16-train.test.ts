@@ -70,6 +70,14 @@ const WIDE: SpecInput = { name: 'wide16', input: { features: 260 }, layers: [
   { op: 'linear', name: 'l2', out_features: 8 },
 ] };
 
+/** Per-layer dtype: an f16 DYAD layer between f32 layers (f32 → f16 → f32 activations), layernorm prologue. */
+const PER_LAYER: SpecInput = { name: 'perlayer16', input: { features: 20 }, layers: [
+  { op: 'linear', name: 'p0', out_features: 24 }, { op: 'gelu' },
+  { op: 'layernorm', name: 'pn' },
+  { op: 'dyad', name: 'p1', out_features: 24, blocks: 4, variant: 'dt', dtype: 'f16' }, { op: 'silu' },
+  { op: 'linear', name: 'p2', out_features: 6 },
+] };
+
 /** Authors' init jittered (norm scales away from 1, biases away from 0), rounded to f16. */
 function weightsFor(spec: Parameters<typeof initWeights>[0], seed: number): Record<string, Float32Array> {
   const rng = new Rng(seed + 1000);
@@ -84,10 +92,11 @@ function weightsFor(spec: Parameters<typeof initWeights>[0], seed: number): Reco
 const GRAD_TOL = 5e-3;
 
 for (const [label, specIn, seed0] of [['mixed: it/ot/dt, fused norms, epilogue residual', MIXED, 31],
-  ['standalone act/norm/residual, blocks 8', STANDALONE, 32], ['wide weight-gradient tiles', WIDE, 33]] as const) {
+  ['standalone act/norm/residual, blocks 8', STANDALONE, 32], ['wide weight-gradient tiles', WIDE, 33],
+  ['per-layer dtype: one f16 layer in an f32 model', PER_LAYER, 34]] as const) {
   test.serial(`f16 GPU backward matches float64 on f16-rounded data (${label}), batch 1 and 7`, async (t) => {
     const seed = testSeed(seed0);
-    const c = await compile(half(specIn));
+    const c = await compile(specIn === PER_LAYER ? specIn : half(specIn));
     t.truthy(c.plan.training?.refreshHalf, 'f16 models carry the f16-copy refresh kernel');
     t.true(c.plan.training!.values.some((v) => v.dtype === 'f16'), 'activations are stored as f16 in training too');
     const W = weightsFor(c.spec, seed);

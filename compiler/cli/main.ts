@@ -162,6 +162,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   const { loadSpecFile } = await import('../spec/parse.js');
   const { compileSync } = await import('../index.js');
   const { print } = await import('../ir/graph.js');
+  const { trainingKernels } = await import('../../runtime/plan.js');
   const spec = loadSpecFile(file);
   const stages: [string, () => string][] = [];
   const c = compileSync(spec, { onStage: (name, g) => stages.push([name, () => print(g)]) });
@@ -173,7 +174,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   const section = (title: string) => out(`// ===== ${title} =====`);
   const names = stages.map(([n]) => n);
   const tr = c.plan.training;
-  const trainKernels = tr ? [...tr.forward, ...tr.backward, ...Object.values(tr.losses), ...Object.values(tr.optimizers)] : [];
+  const trainKernels = tr ? trainingKernels(tr) : [];
   type K = { name: string; layers: string[]; shapes: string; wgsl: string };
   const kernelTitle = (k: K, training: boolean) => `${training ? 'training ' : ''}kernel ${k.name} (${k.layers.join('+')}, ${k.shapes}) WGSL`;
   const pa = opts.printAfter;
