@@ -121,6 +121,30 @@ test('dyadc run from its precompiled bundle writes the same files as dyadc run f
   for (const f of files(join(tmp, 'tsx'))) t.true(readFileSync(join(tmp, 'bundled', f)).equals(readFileSync(join(tmp, 'tsx', f))), f);
 });
 
+test('WGSL rendered from the precompiled templates is byte-identical to WGSL from templates compiled now', async (t) => {
+  // every template: an f16 model with training (blockgemm, rowstats, elementwise, the backward, loss,
+  // optimizer and f16-refresh kernels, the activations partial)
+  const spec = { name: 'every_template', dtype: 'f16', input: { features: 12 }, layers: [
+    { op: 'gelu', name: 'g0' }, { op: 'dyad', name: 'a', out_features: 16, blocks: 4, variant: 'ot' },
+    { op: 'layernorm', name: 'n1' }, { op: 'linear', name: 'b', out_features: 12 }, { op: 'silu' },
+    { op: 'residual', from: 'g0' }, { op: 'rmsnorm', name: 'n2' }, { op: 'linear', name: 'c', out_features: 5 }] };
+  const specFile = join(tmp, 'every-template.json');
+  writeFileSync(specFile, JSON.stringify(spec));
+  const cache = join(ROOT, 'node_modules', '.cache', 'dyadc');
+  const cached = () => readdirSync(cache).filter((f) => /^templates-[0-9a-f]{16}\.cjs$/.test(f));
+  const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+  const compileInto = (dir: string) => run(process.execPath, [join(ROOT, 'bin', 'dyadc.js'), 'compile', specFile, '-o', dir], { cwd: ROOT, env });
+  for (const f of cached()) rmSync(join(cache, f), { force: true });
+  await compileInto(join(tmp, 'compiled-templates'));  // compiles the templates and writes the cache
+  t.is(cached().length, 1, 'the precompiled templates were cached');
+  await compileInto(join(tmp, 'precompiled-templates'));  // renders from the cache (Handlebars runtime only)
+  const files = (dir: string): string[] => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(dir.length)).sort();
+  const names = files(join(tmp, 'compiled-templates'));
+  t.true(names.filter((f) => f.endsWith('.wgsl')).length >= 20, names.join(' '));
+  t.deepEqual(files(join(tmp, 'precompiled-templates')), names);
+  for (const f of names) t.true(readFileSync(join(tmp, 'precompiled-templates', f)).equals(readFileSync(join(tmp, 'compiled-templates', f))), f);
+});
+
 test('module emission through the cached skeleton gives the bytes of printing it all with ts-morph now', (t) => {
   const specs: [SpecInput, { training?: boolean; fallbackF32?: boolean }][] = [
     [JSON.parse(readFileSync(join(ROOT, 'examples', 'opt125m-ff-dyad.json'), 'utf8')) as SpecInput, {}],

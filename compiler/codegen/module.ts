@@ -13,7 +13,7 @@
  * it type-checks a consumer that has nothing but the bundle and `@webgpu/types`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import type {
 } from 'ts-morph';
 import type { Plan } from '../../runtime/plan.js';
 import { DyadcError } from '../errors.js';
+import { cacheDir, writeCacheFile } from '../util/disk-cache.js';
 
 type Node = TsMorph.Node;
 
@@ -50,26 +51,6 @@ function tm(): typeof TsMorph {
     }
   } catch { /* the cache is an optimisation only: plain require below */ }
   return (tsMorph = req('ts-morph') as typeof TsMorph);
-}
-
-/** node_modules/.cache/dyadc (the find-cache-dir convention), or undefined if it cannot be created. */
-function cacheDir(): string | undefined {
-  const dir = fileURLToPath(new URL('../../node_modules/.cache/dyadc/', import.meta.url));
-  try { mkdirSync(dir, { recursive: true }); return dir; } catch { return undefined; }
-}
-
-/** Writes a cache file atomically and removes the files it supersedes (`<prefix>-<other key><ext>`). */
-function writeCacheFile(path: string, data: string | Uint8Array): void {
-  try {
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
-    const name = basename(path), m = /^(.*)-[0-9a-f]{16}(\.[a-z0-9]+)$/.exec(name);
-    if (!m) return;
-    for (const f of readdirSync(dirname(path))) {
-      if (f !== name && f.startsWith(`${m[1]}-`) && f.endsWith(m[2]) && /^[0-9a-f]{16}$/.test(f.slice(m[1].length + 1, -m[2].length))) rmSync(join(dirname(path), f), { force: true });
-    }
-  } catch { /* read-only install or a concurrent writer: no cache this time */ }
 }
 
 /**

@@ -1,30 +1,78 @@
 /**
  * Loads the Handlebars WGSL templates under templates/ once (compile time only: generated modules
  * embed the rendered WGSL and never load Handlebars). `templateChecksum` keys the tuning cache.
+ *
+ * Templates are precompiled with Handlebars' own precompiler (`Handlebars.precompile`, the
+ * documented route for shipping templates without the compiler) into one CommonJS file under
+ * node_modules/.cache/dyadc/, keyed by the templates' checksum, the Handlebars version and the
+ * compile options. When that file is there, only the small Handlebars runtime is loaded (the
+ * compiler, its parser and source-map are a third of a warm `dyadc compile`); otherwise the
+ * templates are compiled in memory and the file is written for next time. Both routes render
+ * byte-identical WGSL (test/cli-startup.test.ts).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import Handlebars from 'handlebars';
+import type * as HandlebarsNS from 'handlebars';
+import { cacheDir, writeCacheFile } from '../util/disk-cache.js';
+
+type Template = (view: object) => string;
+type Runtime = Pick<typeof HandlebarsNS, 'template' | 'registerPartial' | 'compile' | 'precompile'>;
 
 const dir = fileURLToPath(new URL('../../templates/', import.meta.url));
-const hb = Handlebars.create();
-let loaded: Map<string, HandlebarsTemplateDelegate> | undefined;
+/** noEscape: WGSL is not HTML; strict: a field the view model lacks is an error, not an empty string */
+const OPTIONS = { noEscape: true, strict: true } as const;
+let loaded: Map<string, Template> | undefined;
 let checksum: string | undefined;
 
-function load(): Map<string, HandlebarsTemplateDelegate> {
-  if (loaded) return loaded;
-  loaded = new Map();
+/** `{ name → source }` of templates/*.wgsl.hbs, in name order, and their checksum. */
+function readTemplates(): { sources: [string, string][]; sum: string } {
   const h = createHash('sha256');
+  const sources: [string, string][] = [];
   for (const f of readdirSync(dir).filter((f) => f.endsWith('.wgsl.hbs')).sort()) {
     const src = readFileSync(join(dir, f), 'utf8');
     h.update(f).update(src);
-    const name = f.replace(/\.wgsl\.hbs$/, '');
-    hb.registerPartial(name, src);
-    loaded.set(name, hb.compile(src, { noEscape: true, strict: true }));
+    sources.push([f.replace(/\.wgsl\.hbs$/, ''), src]);
   }
-  checksum = h.digest('hex').slice(0, 16);
+  return { sources, sum: h.digest('hex').slice(0, 16) };
+}
+
+/**
+ * The templates as render functions, from the precompiled cache when it matches, else compiled now
+ * (and cached). `precompiled: false` skips the cache (tests compare the two routes).
+ */
+export function loadTemplates(opts: { precompiled?: boolean } = {}): { templates: Map<string, Template>; checksum: string } {
+  const { sources, sum } = readTemplates();
+  const req = createRequire(import.meta.url);
+  const version = (req('handlebars/package.json') as { version: string }).version;
+  const key = createHash('sha256').update(JSON.stringify([sum, version, OPTIONS])).digest('hex').slice(0, 16);
+  const cdir = opts.precompiled === false ? undefined : cacheDir();
+  const file = cdir && join(cdir, `templates-${key}.cjs`);
+  let specs: Record<string, Parameters<typeof HandlebarsNS.template>[0]> | undefined;
+  if (file) try { specs = req(file) as typeof specs; } catch { /* not cached yet (or unreadable): compile below */ }
+  let hb: Runtime;
+  const templates = new Map<string, Template>();
+  if (specs && sources.every(([name]) => specs![name])) {
+    hb = (req('handlebars/runtime') as typeof HandlebarsNS).create() as unknown as Runtime;
+    for (const [name] of sources) templates.set(name, hb.template(specs[name]));
+  } else {
+    hb = (req('handlebars') as typeof HandlebarsNS).create();
+    for (const [name, src] of sources) templates.set(name, hb.compile(src, OPTIONS));
+    if (file) writeCacheFile(file, [
+      `// templates/*.wgsl.hbs (checksum ${sum}) precompiled by Handlebars ${version} with ${JSON.stringify(OPTIONS)}; written by compiler/codegen/templates.ts`,
+      'module.exports = {',
+      ...sources.map(([name, src]) => `${JSON.stringify(name)}: ${hb.precompile(src, OPTIONS)},`),
+      '};', ''].join('\n'));
+  }
+  // every template is also a partial (`{{> activations}}`)
+  for (const [name, t] of templates) hb.registerPartial(name, t as HandlebarsNS.Template);
+  return { templates, checksum: sum };
+}
+
+function load(): Map<string, Template> {
+  if (!loaded) ({ templates: loaded, checksum } = loadTemplates());
   return loaded;
 }
 
