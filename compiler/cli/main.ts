@@ -416,13 +416,15 @@ function program(result: { code: number }): Command {
 }
 
 /**
- * Fills the caches `dyadc compile` reads (the module generator's runtime types and printed
- * skeleton; ts-morph's V8 code cache when they had to be made), so the first compile is as fast
+ * Fills the caches `dyadc compile` reads (the precompiled templates; the module generator's runtime
+ * types and printed skeleton; ts-morph's V8 code cache when they had to be made), so the first compile is as fast
  * as the next. `scripts/setup` calls it through `node bin/precompiled.js --warm`.
  * @returns whether anything had to be made
  */
 export async function warmCaches(): Promise<boolean> {
   const { prepareModuleCodegen } = await import('../codegen/module.js');
+  const { templateChecksum } = await import('../codegen/templates.js');
+  templateChecksum();  // loads the templates: precompiles and caches them when not cached yet
   return prepareModuleCodegen();
 }
 
