@@ -192,7 +192,10 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
           body.push(`let x_${m} = vec4<f32>(${comps.join(', ')});`);
         }
       }
-      for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${wVec(p.weight, `(w${pi}_${j} + k) >> 2u`)};`);
+      // weights of 4 consecutive k: one vec4 (contiguous along k), or 4 loads dIn apart when transposed
+      for (let j = 0; j < TN; j++) body.push(p.transposed
+        ? `let w_${j} = vec4<f32>(${[0, 1, 2, 3].map((q) => `${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + ${q ? `(k + ${q}u)` : 'k'} * ${kStride}u)`).join(', ')});`
+        : `let w_${j} = ${wVec(p.weight, `(w${pi}_${j} + k) >> 2u`)};`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = acc_${m}_${j} + dot(x_${m}, w_${j});`);
     } else {
       body.push(`let feature = ${feat('k')};`);

@@ -3,7 +3,7 @@
  * (WebGPU defaults unless the caller passes the adapter's). Dispatch grids depend on the batch and
  * are computed at run time by the runtime (folded into 2-D past maxComputeWorkgroupsPerDimension).
  */
-import type { Graph, BlockGemmNode, Schedule } from '../ir/graph.js';
+import type { Graph, BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { cloneGraph } from '../ir/graph.js';
 import { DyadcError } from '../errors.js';
 
@@ -35,9 +35,15 @@ export interface ScheduleOptions {
   overrides?: Record<string, Schedule>;
 }
 
-/** The default schedule: register tiling, 4×4 outputs per invocation, vec4 along K when the block width allows. */
+/**
+ * The reduction length of a part: the block's input width, or its output width when transposed
+ * (a data gradient sums over the forward block's outputs).
+ */
+export const reductionLength = (p: GemmPart): number => (p.transposed ? p.dOut : p.dIn);
+
+/** The default schedule: register tiling, 4×4 outputs per invocation, 4 K steps at a time when every part's reduction length allows. */
 export function defaultSchedule(n: BlockGemmNode): Schedule {
-  const k = n.parts.every((p) => !p.transposed && p.dIn % 4 === 0) ? 4 : 1;
+  const k = n.parts.every((p) => reductionLength(p) % 4 === 0) ? 4 : 1;
   return { kind: 'register', tile: { rows: 4, cols: 4, k }, workgroup: { rows: 4, cols: 16 } };
 }
 
@@ -65,8 +71,8 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
   lim('maxComputeWorkgroupStorageSize', sharedBytes(s));
   if (s.kind === 'shared' && s.tile.k !== 1)
     throw new DyadcError('LIMIT', `layer ${layer}: a shared schedule stages x one element at a time: tile.k must be 1, got ${s.tile.k}`, { fix: 'use tile.k = 1 with kind "shared"' });
-  if (s.tile.k === 4 && n.parts.some((p) => p.transposed || p.dIn % 4 !== 0))
-    throw new DyadcError('LIMIT', `layer ${layer}: tile.k = 4 needs every block width to be a multiple of 4`, { fix: 'use tile.k = 1' });
+  if (s.tile.k === 4 && n.parts.some((p) => reductionLength(p) % 4 !== 0))
+    throw new DyadcError('LIMIT', `layer ${layer}: tile.k = 4 needs every block's reduction length (input width; output width when transposed) to be a multiple of 4`, { fix: 'use tile.k = 1' });
 }
 
 export function schedule(g0: Graph, opts: ScheduleOptions = {}): Graph {
