@@ -69,6 +69,21 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
 
+/** Largest finite f16 (IEEE 754 binary16); values from 65520 on round to Inf. */
+export const F16_MAX = 65504;
+
+/**
+ * `x` (`[rows, features]` f32) as f16 bits for an f16 input layer, padded for upload.
+ * @throws DyadcError(USAGE) naming the first finite value that would round to ±Inf in f16 (|x| ≥ 65520).
+ */
+export function f16Input(x: Float32Array, features: number, what: string): Uint16Array<ArrayBuffer> {
+  const bits = f32ArrayToF16Padded(x);
+  for (let i = 0; i < x.length; i++) if ((bits[i] & 0x7c00) === 0x7c00 && Number.isFinite(x[i]))
+    throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / features)}, ${i % features}] = ${x[i]} is outside the f16 range (±${F16_MAX}) of the model's f16 input layer; it would become ${x[i] > 0 ? '+' : '-'}Inf`,
+      { fix: 'scale the input, or give the first layer dtype "f32"' });
+  return bits;
+}
+
 export class Model {
   readonly plan: Plan;
   readonly device: GPUDevice;
@@ -110,6 +125,7 @@ export class Model {
       return Model.create(plan.fallback, opts);
     }
     const arenaData = packArena(plan, weights);
+    const half = halfArena(plan, arenaData);
     const bytes = plan.arenaLength * 4;
     if (bytes > device.limits.maxStorageBufferBindingSize)
       throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${device.limits.maxStorageBufferBindingSize}`);
@@ -117,7 +133,7 @@ export class Model {
     device.queue.writeBuffer(arena, 0, arenaData);
     const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
     const m = new Model(plan, device, arena, pipelines);
-    m.uploadHalf(arenaData);
+    if (m.arena16) device.queue.writeBuffer(m.arena16, 0, half);
     return m;
   }
 
@@ -126,19 +142,9 @@ export class Model {
     this.assertAlive('setWeights');
     weights = canonicalNames(weights);
     const data = packArena(this.plan, weights);
+    const half = halfArena(this.plan, data);  // checked before anything is written
     this.device.queue.writeBuffer(this.arena, 0, data);
-    this.uploadHalf(data);
-  }
-
-  /** Refreshes the f16 arena from f32 arena data (round to nearest even, once). */
-  private uploadHalf(arena: Float32Array): void {
-    if (!this.arena16) return;
-    const half = new Uint16Array(this.plan.arena16Length!);
-    for (const w of this.plan.weights) if (w.offset16 !== undefined) {
-      const n = w.shape.reduce((a, b) => a * b, 1);
-      half.set(f32ArrayToF16(arena.subarray(w.offset, w.offset + n)), w.offset16);
-    }
-    this.device.queue.writeBuffer(this.arena16, 0, half);
+    if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
   }
 
 
@@ -221,9 +227,16 @@ export class Model {
     if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${batch}`);
   }
 
+  /** Element type of the input buffer `forwardGPU` reads: 'f16' when the first layer stores f16 activations, else 'f32'. */
+  get inputDtype(): 'f32' | 'f16' { return this.valueDtype(this.plan.input); }
+
+  /** Element type of the output buffer `forwardGPU` returns: 'f16' when the last layer is f16, else 'f32'. */
+  get outputDtype(): 'f32' | 'f16' { return this.valueDtype(this.plan.output); }
+
   /**
-   * Runs the model on the GPU for data already there. `x`: GPUBuffer holding `[batch, in_features]` f32.
-   * Returns the output buffer `[batch, out_features]` (owned by the model, valid until the next call).
+   * Runs the model on the GPU for data already there. `x`: GPUBuffer holding `[batch, in_features]` in
+   * `inputDtype` (f32, or f16 bits when the first layer is f16: `forward` converts, `forwardGPU` does not).
+   * Returns the output buffer `[batch, out_features]` in `outputDtype` (owned by the model, valid until the next call).
    * @throws DyadcError(LIMIT) when batch exceeds what one binding can hold (use `forward`, which splits).
    */
   forwardGPU(x: GPUBuffer, batch: number): GPUBuffer {
@@ -251,7 +264,7 @@ export class Model {
       const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
       this.ensureCapacity(rows);
       if (this.valueDtype(this.plan.input) === 'f16') {
-        this.device.queue.writeBuffer(this.ownInput!, 0, f32ArrayToF16Padded(x.subarray(r0 * inF, (r0 + rows) * inF)));
+        this.device.queue.writeBuffer(this.ownInput!, 0, f16Input(x.subarray(r0 * inF, (r0 + rows) * inF), inF, 'forward'));
       }
       else this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
       this.device.pushErrorScope('out-of-memory');
@@ -268,12 +281,21 @@ export class Model {
     return y;
   }
 
-  /** Copies `bytes` from a buffer to the CPU (after the commands in `enc`, if given). */
+  /**
+   * Copies the first `bytes` (a multiple of 4) of a buffer to the CPU, after the commands in `enc` if given.
+   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer; DyadcError(GPU) when the copy fails.
+   */
   async readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
+    if (!(Number.isInteger(bytes / 4) && bytes >= 0 && bytes <= src.size))
+      throw new DyadcError('USAGE', `readBuffer: ${bytes} bytes of buffer ${src.label || '(unlabelled)'} (${src.size} bytes): need a multiple of 4 within the buffer`);
     const e = enc ?? this.device.createCommandEncoder();
-    const staging = this.device.createBuffer({ size: align4(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    e.copyBufferToBuffer(src, 0, staging, 0, align4(bytes / 4) * 4);
+    const size = Math.max(bytes, 4);
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.device.pushErrorScope('validation');
+    if (bytes > 0) e.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.device.queue.submit([e.finish()]);
+    const err = await this.device.popErrorScope();
+    if (err) { staging.destroy(); throw new DyadcError('GPU', `reading ${bytes} bytes of buffer ${src.label || '(unlabelled)'}: ${err.message}`); }
     await staging.mapAsync(GPUMapMode.READ);
     const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
     staging.unmap(); staging.destroy();
@@ -297,9 +319,9 @@ export class Model {
     if (this.destroyed) throw new DyadcError('USAGE', `${what}: the model was destroyed`, { fix: 'create a new model' });
   }
 
-  /** Copies `count` 16-bit values from a buffer to the CPU (after the commands in `enc`). */
+  /** Copies the first `count` 16-bit values of a buffer to the CPU (after the commands in `enc`). @throws as readBuffer */
   async readBits16(src: GPUBuffer, count: number, enc?: GPUCommandEncoder): Promise<Uint16Array> {
-    const f = await this.readBuffer(src, align4(count / 2) * 4, enc);
+    const f = await this.readBuffer(src, Math.ceil(count / 2) * 4, enc);
     return new Uint16Array(f.buffer, 0, count);
   }
 
@@ -328,6 +350,24 @@ export function canonicalNames(weights: Record<string, Float32Array>): Record<st
     out[c] = v;
   }
   return out;
+}
+
+/**
+ * The f16 arena (`plan.arena16Length` values) from f32 arena data: the f16 layers' tensors rounded to
+ * nearest even, once.
+ * @throws DyadcError(WEIGHTS) naming the first finite value of an f16 tensor that would round to ±Inf (|w| ≥ 65520).
+ */
+export function halfArena(plan: Plan, arena: Float32Array): Uint16Array<ArrayBuffer> {
+  const half = new Uint16Array(plan.arena16Length ?? 0);
+  for (const w of plan.weights) if (w.offset16 !== undefined) {
+    const src = arena.subarray(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
+    const bits = f32ArrayToF16(src);
+    for (let i = 0; i < bits.length; i++) if ((bits[i] & 0x7c00) === 0x7c00 && Number.isFinite(src[i]))
+      throw new DyadcError('WEIGHTS', `${w.name}[${i}] = ${src[i]} is outside the f16 range (±${F16_MAX}) of its f16 layer; it would be stored as ${src[i] > 0 ? '+' : '-'}Inf`,
+        { fix: 'scale the weights, or give that layer dtype "f32"' });
+    half.set(bits, w.offset16);
+  }
+  return half;
 }
 
 /**

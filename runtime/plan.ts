@@ -68,7 +68,7 @@ export interface Plan {
 // ---------------------------------------------------------------------------------------------
 // Training (optional section, produced by the compiler's autodiff pass + compiler/codegen/train-plan.ts)
 
-export const TRAIN_FORMAT = 'dyadc-train/1';
+export const TRAIN_FORMAT = 'dyadc-train/2';
 
 /** Buffers a training kernel binds, besides activation/gradient values. */
 export type TrainBuffer =
@@ -86,7 +86,9 @@ export type TrainBuffer =
   /** per-row loss `[batch]` (f32); the runtime sums it in float64 */
   | { kind: 'loss' }
   /** optimizer hyper-parameters (uniform, 16 words; see templates/optimizer.wgsl.hbs) */
-  | { kind: 'hyper' };
+  | { kind: 'hyper' }
+  /** step status (u32 words; [0] != 0: a gradient was not finite and the update was skipped) */
+  | { kind: 'status' };
 
 export interface TrainBinding { binding: number; buffer: TrainBuffer }
 
@@ -117,6 +119,8 @@ export interface PlanTraining {
   losses: { softmax_cross_entropy: TrainKernel; mse: TrainKernel };
   /** optimizer kernels: one dispatch updates the whole weights arena from the grads arena */
   optimizers: { adamw: TrainKernel; sgd: TrainKernel };
+  /** Runs before the optimizer: sets status[0] when any gradient is ±Inf/NaN, and the optimizer then skips the update. */
+  checkFinite: TrainKernel;
   /**
    * Models with f16 layers: re-rounds the f16 weight copies from the f32 master weights; runs after
    * every optimizer update (mixed precision: the optimizer only ever sees f32).
@@ -124,7 +128,7 @@ export interface PlanTraining {
   refreshHalf?: TrainKernel;
 }
 
-/** Every kernel of a training section, in listing order: forward, backward, losses, optimizers, f16 refresh. */
+/** Every kernel of a training section, in listing order: forward, backward, losses, finite check, optimizers, f16 refresh. */
 export function trainingKernels(t: PlanTraining): TrainKernel[] {
-  return [...t.forward, ...t.backward, ...Object.values(t.losses), ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
+  return [...t.forward, ...t.backward, ...Object.values(t.losses), t.checkFinite, ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
 }

@@ -10,10 +10,11 @@
  * reused between steps.
  */
 import type { Model } from './model.js';
-import { getPipeline } from './model.js';
+import { getPipeline, f16Input } from './model.js';
 import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
+import { TRAIN_FORMAT } from './plan.js';
 import { DyadcError } from '../compiler/errors.js';
-import { writeSafetensors, f32ArrayToF16Padded } from './weights/safetensors.js';
+import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';
 
@@ -49,6 +50,8 @@ function trainingOf(model: Model): PlanTraining {
   const t = model.plan.training;
   if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`)`,
     { fix: 'compile without `training: false` (the default includes them)' });
+  if (t.format !== TRAIN_FORMAT) throw new DyadcError('USAGE', `model ${model.plan.name}: its training kernels are format ${JSON.stringify(t.format)}, this runtime runs ${TRAIN_FORMAT}`,
+    { fix: 'compile the spec again with this dyadc (dyadc compile, or compile() in the JIT path)' });
   return t;
 }
 
@@ -64,11 +67,14 @@ class Executor {
   moment1?: GPUBuffer;
   moment2?: GPUBuffer;
   readonly hyper: GPUBuffer;
+  /** step status: [0] != 0 when check_finite_grads found a non-finite gradient (the update was skipped) */
+  readonly status: GPUBuffer;
 
   private constructor(readonly model: Model, readonly t: PlanTraining, private pipelines: Map<TrainKernel, GPUComputePipeline>) {
     const d = model.device;
     this.grads = d.createBuffer({ size: model.plan.arenaLength * 4, usage: STORAGE(), label: `${model.plan.name}.grads` });
     this.hyper = d.createBuffer({ size: 64, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${model.plan.name}.hyper` });
+    this.status = d.createBuffer({ size: 16, usage: STORAGE(), label: `${model.plan.name}.status` });
   }
 
   /** Compiles (or fetches cached) pipelines for `kernels`. */
@@ -125,6 +131,7 @@ class Executor {
       case 'labels': return this.labels!;
       case 'loss': return this.lossBuf!;
       case 'hyper': return this.hyper;
+      case 'status': return this.status;
       case 'moment1': case 'moment2': {
         const m = b.kind === 'moment1' ? this.moment1 : this.moment2;
         if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${b.kind} that was not allocated`);
@@ -192,10 +199,13 @@ class Executor {
     return this.model.readBuffer(src, bytes, enc);
   }
 
-  /** Uploads the model input `x` (f32) into its training value, as f16 when the first layer stores f16. */
-  writeInput(x: Float32Array): void {
+  /**
+   * Uploads the model input `x` (f32) into its training value, as f16 when the first layer stores f16.
+   * @throws DyadcError(USAGE) for a value outside the f16 range (nothing is run).
+   */
+  writeInput(x: Float32Array, what: string): void {
     const id = this.model.plan.input, q = this.model.device.queue;
-    if (this.model.valueDtype(id) === 'f16') q.writeBuffer(this.value(id), 0, f32ArrayToF16Padded(x));
+    if (this.model.valueDtype(id) === 'f16') q.writeBuffer(this.value(id), 0, f16Input(x, this.model.plan.inFeatures, what));
     else q.writeBuffer(this.value(id), 0, x as Float32Array<ArrayBuffer>);
   }
 
@@ -222,7 +232,7 @@ class Executor {
   destroy(): void {
     for (const b of this.values.values()) b.destroy();
     for (const u of this.uniforms.values()) u.destroy();
-    this.labels?.destroy(); this.lossBuf?.destroy(); this.grads.destroy(); this.hyper.destroy();
+    this.labels?.destroy(); this.lossBuf?.destroy(); this.grads.destroy(); this.hyper.destroy(); this.status.destroy();
     this.moment1?.destroy(); this.moment2?.destroy();
   }
 }
@@ -266,7 +276,7 @@ export async function modelBackward(model: Model, x: Float32Array, dy: Float32Ar
   const d = model.device;
   return ex.scoped('backward', async () => {
     if (opts.poison) ex.poison();
-    ex.writeInput(x);
+    ex.writeInput(x, 'backward');
     d.queue.writeBuffer(ex.value(t.outputGrad), 0, dy as Float32Array<ArrayBuffer>);
     const enc = d.createCommandEncoder();
     ex.encode(enc, t.forward, batch, `${model.plan.name}.forward`);
@@ -288,7 +298,7 @@ export class Trainer {
   private readonly kernels: TrainKernel[];
   private readonly loss: TrainKernel;
   private readonly opt: TrainKernel;
-  /** the update: optimizer, then (f16 layers) the refresh of the f16 weight copies */
+  /** the update: the finite check, the optimizer (skipped when a gradient is not finite), then (f16 layers) the refresh of the f16 weight copies */
   private readonly update: TrainKernel[];
 
   private lr: number;
@@ -298,7 +308,7 @@ export class Trainer {
     const t = ex.t;
     this.loss = t.losses[options.loss];
     this.opt = t.optimizers[options.optimizer.type];
-    this.update = t.refreshHalf ? [this.opt, t.refreshHalf] : [this.opt];
+    this.update = [t.checkFinite, this.opt, ...(t.refreshHalf ? [t.refreshHalf] : [])];
     this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), ...this.update];
   }
 
@@ -315,7 +325,7 @@ export class Trainer {
       const [b1, b2] = o.betas ?? [0.9, 0.999];
       if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new DyadcError('USAGE', `trainer: adamw betas must lie in [0, 1), got [${b1}, ${b2}]`);
     }
-    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.optimizers[o.type],
+    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.checkFinite, t.optimizers[o.type],
       ...(t.refreshHalf ? [t.refreshHalf] : [])]);
     ex.allocMoments(o.type === 'adamw');
     return new Trainer(model, ex, options);
@@ -348,8 +358,9 @@ export class Trainer {
   /** Fills the trainer's intermediate/gradient buffers with NaN (tests; the next step must overwrite all of them). */
   poison(batch: number): void { this.ex.ensureCapacity(batch); this.ex.poison(); }
 
-  private upload(x: Float32Array, labels: Int32Array | Float32Array, batch: number): void {
-    checkX(this.model, x, batch, 'step');
+  /** Checks and uploads a batch. @throws DyadcError(USAGE) before anything runs. */
+  private upload(x: Float32Array, labels: Int32Array | Float32Array, batch: number, what: string): void {
+    checkX(this.model, x, batch, what);
     const outF = this.model.plan.outFeatures;
     if (this.options.loss === 'softmax_cross_entropy') {
       if (!(labels instanceof Int32Array) || labels.length !== batch)
@@ -359,10 +370,38 @@ export class Trainer {
     } else if (!(labels instanceof Float32Array) || labels.length !== batch * outF) {
       throw new DyadcError('USAGE', `step: mse needs a Float32Array of batch × out_features = ${batch * outF} targets, got ${labels?.constructor?.name} of ${labels?.length}`);
     }
+    const inF = this.model.plan.inFeatures;
+    for (let i = 0; i < batch * inF; i++) if (!Number.isFinite(x[i]))
+      throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / inF)}, ${i % inF}] is ${x[i]}; a non-finite input would turn every weight into NaN`, { fix: 'clean the batch (nothing was run)' });
     this.ex.ensureCapacity(batch);
-    this.ex.writeInput(x);
+    this.ex.writeInput(x, what);
     this.model.device.queue.writeBuffer(this.ex.labelsBuffer, 0, labels as Float32Array<ArrayBuffer>);
+    this.model.device.queue.writeBuffer(this.ex.status, 0, new Uint32Array(4));
     this.writeHyper();
+  }
+
+  /** Whether the last submitted update was skipped (check_finite_grads found a non-finite gradient). */
+  private async skipped(): Promise<boolean> {
+    return new Uint32Array((await this.ex.read(this.ex.status, 4)).buffer)[0] !== 0;
+  }
+
+  /**
+   * Where a failed step went wrong: the first forward kernel whose output holds a non-finite value
+   * (its layers, dtype, the value and where), or '' when every activation is finite.
+   */
+  private async diagnose(batch: number): Promise<string> {
+    const t = this.ex.t;
+    for (const k of t.forward) {
+      const v = t.values.find((q) => q.id === k.output);
+      if (!v) continue;
+      const n = batch * v.features, buf = this.ex.value(v.id);
+      const y = v.dtype === 'f16' ? f16ArrayToF32(await this.model.readBits16(buf, n)) : await this.ex.read(buf, n * 4);
+      const i = y.findIndex((q) => !Number.isFinite(q));
+      if (i < 0) continue;
+      return ` Layer ${k.layers.join('+')} (${v.dtype ?? 'f32'}) produced ${y[i]} at [${Math.floor(i / v.features)}, ${i % v.features}]` +
+        (v.dtype === 'f16' ? ': its activations left the f16 range (±65504).' : '.');
+    }
+    return '';
   }
 
   /**
@@ -374,22 +413,23 @@ export class Trainer {
   async step(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<number> {
     this.model.assertAlive('trainer.step');
     if (this.destroyed) throw new DyadcError('USAGE', 'trainer.step: the trainer was destroyed', { fix: 'create a new trainer with model.trainer(...)' });
-    this.upload(x, labels, batch);
-    const inF = this.model.plan.inFeatures;
-    for (let i = 0; i < batch * inF; i++) if (!Number.isFinite(x[i]))
-      throw new DyadcError('USAGE', `trainer.step: x[${Math.floor(i / inF)}, ${i % inF}] is ${x[i]}; a non-finite input would turn every weight into NaN`, { fix: 'clean the batch (nothing was run)' });
+    this.upload(x, labels, batch, 'trainer.step');
     const d = this.model.device;
-    const losses = await this.ex.scoped('training step', async () => {
+    const { losses, skipped } = await this.ex.scoped('training step', async () => {
       const enc = d.createCommandEncoder();
       this.ex.encode(enc, this.kernels, batch, `${this.model.plan.name}.train`);
-      return this.ex.read(this.ex.lossBuffer, batch * 4, enc);
+      const losses = await this.ex.read(this.ex.lossBuffer, batch * 4, enc);
+      return { losses, skipped: await this.skipped() };
     });
-    this.steps++;
     let s = 0;
     for (let i = 0; i < batch; i++) s += losses[i];
-    if (!Number.isFinite(s)) throw new DyadcError('GPU', `trainer.step: the loss is ${s / batch} (step ${this.steps}); the update used non-finite gradients`,
-      { fix: 'lower the learning rate or check the targets, then restore the weights (setWeights / create)' });
-    return s / batch;
+    const loss = s / batch;
+    if (skipped) throw new DyadcError('GPU', `trainer.step: a gradient is not finite (loss ${loss}); the update of step ${this.steps + 1} was skipped and the weights and optimizer state are unchanged.${await this.diagnose(batch)}`,
+      { fix: 'lower the learning rate or check the targets and inputs; for an f16 overflow, scale the data or give that layer dtype "f32"' });
+    this.steps++;
+    if (!Number.isFinite(loss)) throw new DyadcError('GPU', `trainer.step: the loss is ${loss} (step ${this.steps}) although every gradient was finite and the update was applied.${await this.diagnose(batch)}`,
+      { fix: 'check the targets (mse) and inputs; restore the weights with setWeights if needed' });
+    return loss;
   }
 
   /**
@@ -397,7 +437,7 @@ export class Trainer {
    * real training step (the update is applied). For tuning; slower than `step`.
    */
   async profile(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<{ loss: number; kernels: KernelTime[] }> {
-    this.upload(x, labels, batch);
+    this.upload(x, labels, batch, 'trainer.profile');
     const d = this.model.device;
     const times: KernelTime[] = [];
     const losses = await this.ex.scoped('training step (profiled)', async () => {
@@ -412,13 +452,17 @@ export class Trainer {
       }
       return this.ex.read(this.ex.lossBuffer, batch * 4);
     });
-    this.steps++;
+    if (!(await this.skipped())) this.steps++;
     let s = 0;
     for (let i = 0; i < batch; i++) s += losses[i];
     return { loss: s / batch, kernels: times };
   }
 
-  /** Applies one optimizer update with the given gradients (by weight name) instead of computed ones. */
+  /**
+   * Applies one optimizer update with the given gradients (by weight name) instead of computed ones.
+   * @throws DyadcError(WEIGHTS) for a missing or wrongly sized gradient; DyadcError(USAGE) when a gradient is
+   *         not finite (nothing is applied).
+   */
   async applyGradients(grads: Record<string, Float32Array>): Promise<void> {
     const plan = this.model.plan;
     const arena = new Float32Array(plan.arenaLength);
@@ -430,13 +474,15 @@ export class Trainer {
     this.ex.ensureCapacity(1);
     const d = this.model.device;
     d.queue.writeBuffer(this.ex.grads, 0, arena);
+    d.queue.writeBuffer(this.ex.status, 0, new Uint32Array(4));
     this.writeHyper();
-    await this.ex.scoped('optimizer step', async () => {
+    const skipped = await this.ex.scoped('optimizer step', async () => {
       const enc = d.createCommandEncoder();
       this.ex.encode(enc, this.update, 1, 'optimizer');
       d.queue.submit([enc.finish()]);
-      await d.queue.onSubmittedWorkDone();
+      return this.skipped();
     });
+    if (skipped) throw new DyadcError('USAGE', 'applyGradients: a gradient is not finite; nothing was applied', { fix: 'pass finite gradients' });
     this.steps++;
   }
 

@@ -66,7 +66,7 @@ test('compile writes module, bundle, declarations, kernels and a manifest', asyn
   const m = JSON.parse(readFileSync(join(r.outDir, 'aot_small.manifest.json'), 'utf8')) as Manifest;
   const kernels = c.plan.kernels.map((k) => `kernels/${c.plan.name}.${k.name}.wgsl`);
   const tr = c.plan.training!;
-  const trainKernels = [...tr.forward, ...tr.backward, ...Object.values(tr.losses), ...Object.values(tr.optimizers)];
+  const trainKernels = [...tr.forward, ...tr.backward, ...Object.values(tr.losses), tr.checkFinite, ...Object.values(tr.optimizers)];
   t.deepEqual(m.trainingKernels!.map((k) => k.name), trainKernels.map((k) => k.name));
   t.deepEqual(listing(r.outDir), [...kernels, ...m.trainingKernels!.map((k) => k.wgsl), 'aot_small.d.ts', 'aot_small.js', 'aot_small.manifest.json', 'aot_small.ts'].sort());
   t.deepEqual(r.files, listing(r.outDir));

@@ -136,6 +136,20 @@ async function f16CopyMismatches(m: Model): Promise<string[]> {
   return bad;
 }
 
+test.serial('f16 training (per-layer dtype): the f16 copies follow the f32 master weights, whose arena offsets differ', async (t) => {
+  const c = await compile(PER_LAYER);
+  t.true(c.plan.weights.some((w) => w.offset16 !== undefined && w.offset16 !== w.offset), 'f16 and f32 offsets differ');
+  const m = await c.create({ weights: weightsFor(c.spec, 42), device: await sharedDevice() });
+  const tr = await m.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.05, momentum: 0.9 } });
+  try {
+    const rng = new Rng(42);
+    for (const B of [3, 1, 5]) {
+      t.true(Number.isFinite(await tr.step(rng.f32(B * 20, -2, 2), rng.f32(B * 6), B)));
+      t.deepEqual(await f16CopyMismatches(m), [], `after a step of batch ${B}`);
+    }
+  } finally { tr.destroy(); m.destroy(); }
+});
+
 test.serial('f16 training: after each update the f16 copies are the f32 master weights rounded (bit-exact), and forward uses them', async (t) => {
   const seed = testSeed(41);
   const c = await compile(half(MIXED));
@@ -211,4 +225,104 @@ test.serial('f16 training on MNIST digits reaches the f32 accuracy (a DYAD MLP, 
   t.log(`test accuracy f32 ${acc[0].toFixed(2)} %, f16 ${acc[1].toFixed(2)} %; last batch loss f32 ${last[0].toFixed(4)}, f16 ${last[1].toFixed(4)}`);
   t.true(acc[0] > 85 && acc[1] > 85, `both learn: ${acc}`);
   t.true(Math.abs(acc[1] - acc[0]) <= 1, `f16 ${acc[1]} % vs f32 ${acc[0]} %`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Out of the f16 range: refused before anything runs, or the update is skipped; the weights survive.
+
+const SMALL: SpecInput = { name: 'small16', dtype: 'f16', input: { features: 8 }, layers: [
+  { op: 'linear', name: 'a', out_features: 6 }, { op: 'relu' }, { op: 'linear', name: 'b', out_features: 3 }] };
+
+test.serial('f16: an input past ±65504 is refused by step, forward and backward before running; the weights are intact', async (t) => {
+  const c = await compile(SMALL);
+  const W = weightsFor(c.spec, 61);
+  const m = await c.create({ weights: W, device: await sharedDevice() });
+  const tr = await m.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.1 } });
+  try {
+    const x = new Rng(61).f32(2 * 8, -1, 1);
+    x[11] = 70000;
+    const msg = /x\[1, 3\] = 70000 is outside the f16 range \(±65504\)/;
+    await t.throwsAsync(tr.step(x, new Float32Array(6), 2), { message: msg });
+    await t.throwsAsync(m.forward(x, 2), { message: msg });
+    await t.throwsAsync(m.backward(x, new Float32Array(6), 2), { message: msg });
+    t.is(tr.steps, 0);
+    const after = await m.getWeights();
+    for (const k of Object.keys(W)) t.deepEqual(Array.from(after[k]), Array.from(W[k]), k);
+    x[11] = 65504;  // the largest f16 is fine
+    t.true(Number.isFinite(await tr.step(x, new Float32Array(6), 2)));
+  } finally { tr.destroy(); m.destroy(); }
+});
+
+test.serial('f16: activations overflowing in training skip the update, name the layer, and leave weights and optimizer state unchanged', async (t) => {
+  const c = await compile(SMALL);
+  const W = weightsFor(c.spec, 62);
+  W['a.weight'] = W['a.weight'].map(() => 300);  // 8 inputs of 300 × 300 = 720000 per output: past 65504
+  const m = await c.create({ weights: W, device: await sharedDevice() });
+  const tr = await m.trainer({ loss: 'mse', optimizer: { type: 'adamw', lr: 1e-3 } });
+  try {
+    const big = new Float32Array(8).fill(300), ok = new Float32Array(8).fill(1e-3);
+    await t.throwsAsync(tr.step(big, new Float32Array(3), 1), {
+      message: /a gradient is not finite .*the update of step 1 was skipped.*unchanged\. Layer a\+relu_1 \(f16\) produced Infinity at \[0, \d\]: its activations left the f16 range/ });
+    t.is(tr.steps, 0);
+    const after = await m.getWeights();
+    for (const k of Object.keys(W)) t.deepEqual(Array.from(after[k]), Array.from(W[k]), k);
+    t.deepEqual(await f16CopyMismatches(m), []);
+    // the trainer goes on: the next (finite) step is step 1 of AdamW (same result as a fresh trainer)
+    const l1 = await tr.step(ok, new Float32Array(3), 1);
+    const w1 = await m.getWeights();
+    const m2 = await c.create({ weights: W, device: await sharedDevice() });
+    const tr2 = await m2.trainer({ loss: 'mse', optimizer: { type: 'adamw', lr: 1e-3 } });
+    t.is(await tr2.step(ok, new Float32Array(3), 1), l1);
+    const w2 = await m2.getWeights();
+    for (const k of Object.keys(W)) t.deepEqual(Array.from(w1[k]), Array.from(w2[k]), k);
+    tr2.destroy(); m2.destroy();
+    // gradients given by the caller: a non-finite one applies nothing
+    const g = Object.fromEntries(Object.entries(W).map(([k, v]) => [k, new Float32Array(v.length).fill(0.5)]));
+    g['b.bias'][1] = NaN;
+    await t.throwsAsync(tr.applyGradients(g), { message: /applyGradients: a gradient is not finite; nothing was applied/ });
+    const w3 = await m.getWeights();
+    for (const k of Object.keys(W)) t.deepEqual(Array.from(w3[k]), Array.from(w1[k]), k);
+  } finally { tr.destroy(); m.destroy(); }
+});
+
+test.serial('f16: weights past ±65504 in an f16 layer are refused by create and setWeights (the old weights stay)', async (t) => {
+  const c = await compile(SMALL);
+  const W = weightsFor(c.spec, 63);
+  const bad = { ...W, 'b.weight': W['b.weight'].map((v, i) => (i === 4 ? 7e4 : v)) };
+  const device = await sharedDevice();
+  await t.throwsAsync(c.create({ weights: bad, device }), { message: /b\.weight\[4\] = 70000 is outside the f16 range \(±65504\)/ });
+  const m = await c.create({ weights: W, device });
+  try {
+    t.throws(() => m.setWeights(bad), { message: /b\.weight\[4\] = 70000 is outside the f16 range/ });
+    const after = await m.getWeights();
+    for (const k of Object.keys(W)) t.deepEqual(Array.from(after[k]), Array.from(W[k]), k);
+    t.deepEqual(await f16CopyMismatches(m), []);
+  } finally { m.destroy(); }
+});
+
+test.serial('f32 models: non-finite gradients (an infinite mse target) skip the update too', async (t) => {
+  const c = await compile({ ...SMALL, dtype: 'f32' });
+  const W = weightsFor(c.spec, 64);
+  const m = await c.create({ weights: W, device: await sharedDevice() });
+  const tr = await m.trainer({ loss: 'mse', optimizer: { type: 'sgd', lr: 0.1, momentum: 0.9 } });
+  try {
+    const target = new Float32Array(3);
+    target[2] = Infinity;
+    await t.throwsAsync(tr.step(new Float32Array(8).fill(0.5), target, 1), { message: /a gradient is not finite .*skipped/ });
+    const after = await m.getWeights();
+    for (const k of Object.keys(W)) t.deepEqual(Array.from(after[k]), Array.from(W[k]), k);
+  } finally { tr.destroy(); m.destroy(); }
+});
+
+test.serial('f16: readBits16 reads an f16 arena whose byte length is not a multiple of 16', async (t) => {
+  const c = await compile({ name: 'rb', dtype: 'f16', input: { features: 6 }, layers: [{ op: 'linear', name: 'a', out_features: 1 }] });
+  t.is(c.plan.arena16Length, 12);
+  const W = { 'a.weight': Float32Array.from([1, -2, 0.5, 3, -0.25, 7]), 'a.bias': Float32Array.from([9]) };
+  const m = await c.create({ weights: W, device: await sharedDevice() });
+  try {
+    const bits = await m.readBits16(m.weights16Buffer!, 12);
+    t.deepEqual(Array.from(f16ArrayToF32(bits)), [1, -2, 0.5, 3, -0.25, 7, 0, 0, 9, 0, 0, 0]);
+    t.deepEqual(await f16CopyMismatches(m), []);
+    await t.throwsAsync(m.readBuffer(m.weights16Buffer!, 32), { message: /need a multiple of 4 within the buffer/ });
+  } finally { m.destroy(); }
 });

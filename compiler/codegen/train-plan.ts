@@ -186,11 +186,24 @@ export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'
     const name = adamw ? 'adamw' : 'sgd';
     const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'grads' } }, { binding: 3, buffer: { kind: 'moment1' } }];
     if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2' } });
-    bindings.push({ binding: 5, buffer: { kind: 'hyper' } });
+    bindings.push({ binding: 5, buffer: { kind: 'hyper' } }, { binding: 6, buffer: { kind: 'status' } });
     return { name, layers: ['optimizer'], output: 'weights', shapes: `arena [${arenaLength}]`, wgsl: render('optimizer', { name, adamw, workgroupSize: OPT_WG }),
       grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
   };
   return { adamw: mk(true), sgd: mk(false) };
+}
+
+/**
+ * The kernel run before the optimizer that flags any non-finite gradient, so the optimizer skips the
+ * update (the guard of PyTorch's GradScaler.step, here for every model: f16 activation overflow, a
+ * diverging learning rate, bad targets) and the weights stay intact.
+ */
+export function renderCheckFinite(arenaLength: number): TrainKernel {
+  const name = 'check_finite_grads';
+  return { name, layers: ['optimizer'], output: 'status', shapes: `arena [${arenaLength}]`,
+    wgsl: render('check-finite', { name, count: arenaLength / 4, workgroupSize: OPT_WG }),
+    grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) },
+    bindings: [{ binding: 1, buffer: { kind: 'grads' } }, { binding: 2, buffer: { kind: 'status' } }] };
 }
 
 /**
@@ -238,6 +251,7 @@ export function buildTraining(scheduled: Graph, spec: Spec, opts: ScheduleOption
     outputGrad: tg.outputGrad, inputGrad: tg.inputGrad!,
     losses: renderLosses(outF, tg.forward.output, tg.outputGrad, types.valueDtype(tg.forward.output)),
     optimizers: renderOptimizers(fwdPlan.arenaLength),
+    checkFinite: renderCheckFinite(fwdPlan.arenaLength),
   };
   if (fwdPlan.arena16Length) training.refreshHalf = renderRefreshHalf(weights, fwdPlan.arena16Length);
   return { graph: tg, training };

@@ -361,9 +361,9 @@ function unknownKeyError(objKeys: Key[], key: string, op: unknown): DyadcError {
     : objKeys.length === 1 && objKeys[0] === 'input' ? Object.keys(InputSchema.shape)
     : layerKeys(op);
   const where = inLayer ? `a ${String(op)} layer` : objKeys.length === 0 ? 'the spec' : formatPath(objKeys);
-  const owner = inLayer ? SPEC_OPS.find((o) => layerKeys(o).includes(key)) : undefined;
-  const fix = owner
-    ? `"${key}" belongs to op "${owner}": change the op or remove the key`
+  const owners = inLayer ? SPEC_OPS.filter((o) => layerKeys(o).includes(key)) : [];
+  const fix = owners.length
+    ? `"${key}" belongs to op${owners.length > 1 ? 's' : ''} ${owners.map((o) => `"${o}"`).join(', ')}: change the op or remove the key`
     : `remove it${suggest(key, allowed)} (allowed: ${allowed.join(', ')})`;
   return invalid(path, `unknown key ${JSON.stringify(key)} in ${where}`, fix);
 }

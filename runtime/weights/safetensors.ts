@@ -146,7 +146,6 @@ export function f32ArrayToF16(src: ArrayLike<number>): Uint16Array {
   return out;
 }
 
-/** Decode binary16 bits to float32 (exact; NaN payloads kept). Writes into `out` when given. */
 /**
  * f32 → f16 bits padded to an even count, so the bytes are a multiple of 4 (what GPUQueue.writeBuffer
  * accepts): the upload form of f16 activations.
@@ -157,6 +156,7 @@ export function f32ArrayToF16Padded(src: ArrayLike<number>): Uint16Array<ArrayBu
   return out;
 }
 
+/** Decode binary16 bits to float32 (exact; NaN payloads kept). Writes into `out` when given. */
 export function f16ArrayToF32(bits: ArrayLike<number>, out = new Float32Array(bits.length)): Float32Array {
   const t = f16ToF32BitsTable();
   const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
