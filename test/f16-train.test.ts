@@ -22,6 +22,7 @@ import type { Plan } from '../runtime/plan.js';
 import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { sharedDevice, testSeed, relError } from './helpers/gpu.js';
 import { mnistSplit, accuracyOf } from '../examples/mnist-data.js';
+import { MIXED, STANDALONE, WIDE } from './helpers/backward-specs.js';
 
 const round16 = (a: Float32Array) => f16ArrayToF32(f32ArrayToF16(a));
 const half = (s: SpecInput): SpecInput => ({ ...s, dtype: 'f16' });
@@ -37,38 +38,6 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return mr === 0 ? md : md / mr;
 }
-
-/** Every op; fused norms, residual after an activation; it/ot/dt with blocks 1–4; relu from the output. */
-const MIXED: SpecInput = { name: 'mixed16', input: { features: 12 }, layers: [
-  { op: 'layernorm', name: 'ln' },
-  { op: 'dyad', name: 'a', out_features: 18, blocks: 3, variant: 'it' }, { op: 'gelu' },
-  { op: 'dyad', name: 'b', out_features: 12, blocks: 2, variant: 'ot' }, { op: 'silu' },
-  { op: 'residual', from: 'input' }, { op: 'rmsnorm', name: 'rn' },
-  { op: 'dyad', name: 'c', out_features: 8, blocks: 4, variant: 'dt' }, { op: 'gelu_tanh' },
-  { op: 'linear', name: 'd', out_features: 5 }, { op: 'relu' },
-  { op: 'linear', name: 'e', out_features: 3 },
-] };
-
-/** Unfusable nodes: an activation on the input, standalone norms and residuals, blocks 8, no bias. */
-const STANDALONE: SpecInput = { name: 'standalone16', input: { features: 16 }, layers: [
-  { op: 'relu', name: 'r0' },
-  { op: 'dyad', name: 'f1', out_features: 24, blocks: 8, variant: 'it' },
-  { op: 'layernorm', name: 'n1' },
-  { op: 'dyad', name: 'f2', out_features: 24, blocks: 8, variant: 'ot' }, { op: 'silu' },
-  { op: 'residual', from: 'n1' },
-  { op: 'rmsnorm', name: 'n2' },
-  { op: 'dyad', name: 'f3', out_features: 16, blocks: 8, variant: 'dt', bias: false },
-  { op: 'gelu', name: 'g3' },
-  { op: 'residual', from: 'f3' },
-  { op: 'linear', name: 'out', out_features: 5 },
-] };
-
-/** vec4 g loads, 4 and 2 inputs per invocation, two lane groups per block, ragged 16-row tiles. */
-const WIDE: SpecInput = { name: 'wide16', input: { features: 260 }, layers: [
-  { op: 'linear', name: 'l0', out_features: 136 }, { op: 'gelu' },
-  { op: 'dyad', name: 'd1', out_features: 40, blocks: 2, variant: 'it' }, { op: 'relu' },
-  { op: 'linear', name: 'l2', out_features: 8 },
-] };
 
 /** Per-layer dtype: an f16 DYAD layer between f32 layers (f32 → f16 → f32 activations), layernorm prologue. */
 const PER_LAYER: SpecInput = { name: 'perlayer16', input: { features: 20 }, layers: [
