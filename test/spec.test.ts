@@ -268,7 +268,20 @@ const JSON_CASES: Array<[string, string, string]> = [
   ['{"a": tru}', '<spec>:1:7', "'tru'"],
   ['{"a": 1}}', '<spec>:1:9', 'after the end'],
   ['{"a": "x\ny"}', '<spec>:1:9', 'line break'],
+  ['{"a": 1,}', '<spec>:1:8', "trailing comma before '}'"],
+  ['{"a": [1 2]}', '<spec>:1:10', "expected ',' or ']', found '2'"],
+  ['{"a": "\\q"}', '<spec>:1:7', 'invalid escape'],
+  ['{"a": "abc', '<spec>:1:7', 'unterminated string'],
 ];
+
+test('parseSpecText refuses duplicate keys (JSON.parse would keep the last one silently), naming key, place and position', (t) => {
+  const text = '{"name": "x", "input": {"features": 4},\n "layers": [{"op": "dyad", "name": "d", "out_features": 8, "blocks": 2, "blocks": 4}]}';
+  const err = t.throws(() => parseSpecText(text, 'dup.json'), { instanceOf: DyadcError }) as DyadcError;
+  t.is(err.code, 'SPEC_JSON');
+  t.is(err.message, 'dup.json:2:73: duplicate key "blocks" in spec.layers[0]: JSON keeps only the last value (fix: remove one of them)');
+  t.notThrows(() => parseSpecText('{"name": "x", "input": {"features": 4}, "layers": [{"op": "linear", "name": "a", "out_features": 2}, {"op": "linear", "name": "b", "out_features": 2}]}'),
+    'the same key in two different objects is fine');
+});
 
 for (const [text, where, reason] of JSON_CASES) {
   test(`parseSpecText locates ${JSON.stringify(text)}`, (t) => {

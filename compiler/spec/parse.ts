@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { closest, distance } from 'fastest-levenshtein';
+import { visit, ParseErrorCode } from 'jsonc-parser';
 import { DyadcError } from '../errors.js';
 import {
   DEFAULT_EPS, MAX_FEATURES,
@@ -91,6 +92,11 @@ export function parseSpecText(text: string, source = '<spec>'): Spec {
     value = JSON.parse(body);
   } catch (e) {
     throw jsonSyntaxError(body, source, e);
+  }
+  const dup = jsonFaults(body).duplicate;
+  if (dup) {
+    const { line, column } = lineColumn(body, dup.offset);
+    throw new DyadcError('SPEC_JSON', `${source}:${line}:${column}: ${dup.reason}`, { fix: dup.fix });
   }
   return parseSpec(value);
 }
@@ -406,7 +412,7 @@ function typeFix(value: unknown, expected: string): string {
 interface JsonFault { offset: number; reason: string; fix: string }
 
 function jsonSyntaxError(text: string, source: string, cause: unknown): DyadcError {
-  const fault = findJsonFault(text) ?? { offset: text.length, reason: (cause as Error).message, fix: 'fix the JSON syntax' };
+  const fault = jsonFaults(text).syntax ?? { offset: text.length, reason: (cause as Error).message, fix: 'fix the JSON syntax' };
   const { line, column } = lineColumn(text, fault.offset);
   return new DyadcError('SPEC_JSON', `${source}:${line}:${column}: not valid JSON: ${fault.reason}`, { fix: fault.fix, cause });
 }
@@ -418,77 +424,71 @@ export function lineColumn(text: string, offset: number): { line: number; column
   return { line: lines.length, column: lines[lines.length - 1]!.length + 1 };
 }
 
-class Fault { constructor(readonly f: JsonFault) {} }
+/** Strict JSON (RFC 8259): no comments, no trailing commas, no empty document. */
+const STRICT_JSON = { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false };
 
-/** A strict JSON recogniser returning the first syntax fault, or undefined if `text` is JSON. */
-function findJsonFault(text: string): JsonFault | undefined {
-  let i = 0;
-  const fail = (reason: string, fix = 'fix the JSON syntax at that position', at = i): never => {
-    throw new Fault({ offset: at, reason, fix });
+/**
+ * The first syntax fault of `text` and its first duplicate key (which JSON.parse accepts, keeping the
+ * last value: a spec with `"blocks": 4, …, "blocks": 8` would silently mean 8), found with jsonc-parser's
+ * scanner in strict mode; the messages say what was expected and what was found.
+ */
+function jsonFaults(text: string): { syntax?: JsonFault; duplicate?: JsonFault } {
+  let syntax: JsonFault | undefined, duplicate: JsonFault | undefined;
+  const keys: Set<string>[] = [];
+  const closers: string[] = [];  // the innermost open container's closing bracket last
+  visit(text, {
+    onObjectBegin: () => { keys.push(new Set()); closers.push('}'); },
+    onObjectEnd: () => { keys.pop(); closers.pop(); },
+    onArrayBegin: () => { closers.push(']'); },
+    onArrayEnd: () => { closers.pop(); },
+    onObjectProperty: (key, offset, _length, _line, _col, path) => {
+      const seen = keys[keys.length - 1];
+      if (seen?.has(key)) duplicate ??= { offset, reason: `duplicate key ${JSON.stringify(key)} in ${formatPath(path())}: JSON keeps only the last value`, fix: 'remove one of them' };
+      seen?.add(key);
+    },
+    onError: (error, offset, length) => { syntax ??= describeJsonError(text, error, offset, length, closers[closers.length - 1]); },
+  }, STRICT_JSON);
+  return { syntax, duplicate };
+}
+
+/** A jsonc-parser error as a message a person can act on (position moved to the culprit where useful). */
+function describeJsonError(text: string, code: ParseErrorCode, offset: number, length: number, closer: string | undefined): JsonFault {
+  const found = showChar(text[offset]);
+  const atEnd = text.slice(offset).trim() === '';
+  const expected: Partial<Record<ParseErrorCode, string>> = {
+    [ParseErrorCode.ValueExpected]: 'a value', [ParseErrorCode.PropertyNameExpected]: 'a property name',
+    [ParseErrorCode.ColonExpected]: "':' after property name", [ParseErrorCode.CloseBraceExpected]: "'}'",
+    [ParseErrorCode.CloseBracketExpected]: "']'", [ParseErrorCode.CommaExpected]: `',' or '${closer ?? '}'}'`,
   };
-  const ws = (): void => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
-    if (text.startsWith('//', i) || text.startsWith('/*', i)) fail('comments are not allowed in JSON', 'remove the comment');
-  };
-  const expectChar = (c: string, after: string): void => {
-    ws();
-    if (text[i] !== c) fail(i >= text.length ? `unexpected end of input, expected '${c}' ${after}` : `expected '${c}' ${after}, found ${showChar(text[i])}`);
-    i++;
-  };
-  const str = (what: string): void => {
-    if (text[i] !== '"') {
-      fail(text[i] === "'" ? `${what} must use double quotes` : `expected ${what}, found ${showChar(text[i])}`,
-        what === 'property name' ? 'write property names in double quotes, e.g. "op"' : 'use double quotes');
+  const fault = (reason: string, fix = 'fix the JSON syntax at that position', at = offset): JsonFault => ({ offset: at, reason, fix });
+  if (text[offset] === "'") return fault('strings and property names must use double quotes', 'use double quotes, e.g. "op"');
+  if (code === ParseErrorCode.ValueExpected || code === ParseErrorCode.PropertyNameExpected) {
+    const prev = text.slice(0, offset).trimEnd();
+    if ((text[offset] === ']' || text[offset] === '}') && prev.endsWith(','))
+      return fault(`trailing comma before '${text[offset]}'`, 'remove the trailing comma', prev.length - 1);
+  }
+  switch (code) {
+    case ParseErrorCode.InvalidCommentToken: case ParseErrorCode.UnexpectedEndOfComment:
+      return fault('comments are not allowed in JSON', 'remove the comment');
+    case ParseErrorCode.InvalidSymbol: {
+      const word = text.slice(offset, offset + length);
+      return fault(/^[A-Za-z_$]/.test(word) ? `unexpected word '${word}', expected a value (strings need double quotes)` : `unexpected '${word}'`);
     }
-    const start = i++;
-    for (; i < text.length && text[i] !== '"'; i++) {
-      const c = text.charCodeAt(i);
-      if (c < 0x20) fail('unescaped control character or line break in string', 'escape it (\\n, \\t) or close the string');
-      if (text[i] === '\\') {
-        i++;
-        if (text[i] === 'u' ? !/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5)) : !'"\\/bfnrt'.includes(text[i] ?? 'x')) fail('invalid escape in string');
-        if (text[i] === 'u') i += 4;
-      }
+    case ParseErrorCode.UnexpectedEndOfString: case ParseErrorCode.InvalidCharacter: {
+      let at = offset + 1;
+      while (at < text.length && text.charCodeAt(at) >= 0x20 && text[at] !== '"') at++;
+      return at < text.length && text.charCodeAt(at) < 0x20
+        ? fault('unescaped control character or line break in string', 'escape it (\\n, \\t) or close the string', at)
+        : fault('unterminated string', 'close the string with "');
     }
-    if (i >= text.length) fail('unterminated string', 'close the string with "', start);
-    i++;
-  };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === undefined) fail('unexpected end of input, expected a value');
-    if (c === '{') return obj();
-    if (c === '[') return arr();
-    if (c === '"' || c === "'") return str('string');
-    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
-    if (m && m[0] !== '-') { i += m[0].length; return; }
-    for (const lit of ['true', 'false', 'null']) if (text.startsWith(lit, i)) { i += lit.length; return; }
-    const word = /^[A-Za-z_$][\w$]*/.exec(text.slice(i, i + 100))?.[0];
-    fail(word ? `unexpected word '${word}', expected a value (strings need double quotes)` : `unexpected ${showChar(c)}, expected a value`);
-  };
-  const seq = (close: string, item: () => void, what: string): void => {
-    i++; ws();
-    if (text[i] === close) { i++; return; }
-    for (;;) {
-      item();
-      ws();
-      if (text[i] === close) { i++; return; }
-      const comma = i;
-      expectChar(',', `or '${close}' after ${what}`);
-      ws();
-      if (text[i] === close) fail(`trailing comma before '${close}'`, 'remove the trailing comma', comma);
-    }
-  };
-  const obj = (): void => seq('}', () => { ws(); str('property name'); expectChar(':', 'after property name'); value(); }, 'property value');
-  const arr = (): void => seq(']', value, 'array element');
-  try {
-    value();
-    ws();
-    if (i < text.length) fail(`unexpected ${showChar(text[i])} after the end of the JSON value`, 'remove it, or wrap several values in an array');
-    return undefined;
-  } catch (e) {
-    if (e instanceof Fault) return e.f;
-    throw e;
+    case ParseErrorCode.InvalidEscapeCharacter: case ParseErrorCode.InvalidUnicode:
+      return fault('invalid escape in string', 'use one of \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX');
+    case ParseErrorCode.InvalidNumberFormat: case ParseErrorCode.UnexpectedEndOfNumber:
+      return fault(`invalid number '${text.slice(offset, offset + length)}'`);
+    case ParseErrorCode.EndOfFileExpected:
+      return fault(`unexpected ${found} after the end of the JSON value`, 'remove it, or wrap several values in an array');
+    default:
+      return fault(atEnd ? `unexpected end of input, expected ${expected[code] ?? 'more JSON'}` : `expected ${expected[code] ?? 'valid JSON'}, found ${found}`);
   }
 }
 
