@@ -473,7 +473,7 @@ export function safetensorsFromHeader(header: SafetensorsHeader, bytes: Uint8Arr
         case 'F16': return f16ArrayToF32(leView(Uint16Array, bytes, start, count));
         case 'BF16': return bf16ArrayToF32(leView(Uint16Array, bytes, start, count));
         default:
-          throw bad(`dtype ${t.dtype} cannot be read as float32 (F32, F16, BF16, F64 can)`, `header[${jsonKey(name)}].dtype`, 'use getRaw()');
+          throw bad(`dtype ${t.dtype} cannot be read as float32 (F32, F16, BF16, F64 can)`, `header[${jsonKey(name)}].dtype`, 'save it as F32, F16 or BF16 (in PyTorch: tensor.float()), or read its bytes with getRaw()');
       }
     },
   };
