@@ -352,7 +352,8 @@ async function convertCmd(file: string, opts: { dense: string; out?: string; pre
     const w0 = Math.max(6, ...table.map((r) => r.layer.length));
     out(`${'layer'.padEnd(w0)}  ${'in'.padStart(6)}  ${'out'.padStart(6)}  ${cols.map((c) => c.padStart(9)).join('  ')}`);
     for (const r of table) out(`${r.layer.padEnd(w0)}  ${String(r.inF).padStart(6)}  ${String(r.outF).padStart(6)}  ${r.errors.map((e) => (e === null ? '-' : e.toFixed(6)).padStart(9)).join('  ')}`);
-    out(`${'params'.padEnd(w0)}  ${''.padStart(6)}  ${''.padStart(6)}  ${opts.blocks.map((n) => `${((2 / n) * 100).toFixed(1)}%`.padStart(9)).join('  ')}`);
+    // a DYAD layer of n blocks holds 2/n of the dense parameters (DYAD.md); '-' where no layer can take n
+    out(`${'params'.padEnd(w0)}  ${''.padStart(6)}  ${''.padStart(6)}  ${opts.blocks.map((n, i) => (table.some((r) => r.errors[i] !== null) ? `${((2 / n) * 100).toFixed(1)}%` : '-').padStart(9)).join('  ')}`);
   }
   return 0;
 }
