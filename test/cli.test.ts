@@ -145,6 +145,8 @@ test.serial('usage errors exit 2', async (t) => {
   const rs = await Promise.all([dyadc('frobnicate'), dyadc('inspect'), dyadc('init', 'examples/mnist-mlp.json'), dyadc('init', 'examples/mnist-mlp.json', '-o', 'x', '--seed', '-1'),
     dyadc('compile', 'examples/mnist-mlp.json', '-o', join(tmp, 'c'), '--target', 'deno'), dyadc('inspect', 'examples/mnist-mlp.json', '--print-after', 'fsue')]);
   for (const r of rs) t.is(r.code, 2, `${r.stderr}`);
+  for (const r of rs) t.regex(r.stderr, /^dyadc: \S/, 'usage errors read like every other error');
+  t.regex(rs[0].stderr, /^dyadc: unknown command 'frobnicate'\n\(run `dyadc --help` for usage\)/);
   t.regex(rs[5].stderr, /unknown pass "fsue" \(passes: build, lower, fuse, split-norms, schedule, autodiff, or all\)/);
 });
 

@@ -369,6 +369,8 @@ function program(result: { code: number }): Command {
     .version(packageVersion(), '-V, --version')
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError('(run `dyadc --help` for usage)')
+    // usage errors in the same one-line form as every other error (`dyadc: …`); exit code 2
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'dyadc: ')) })
     .exitOverride();
   const run = <A extends unknown[]>(f: (...a: A) => Promise<number>) => async (...a: A) => { result.code = await f(...a); };
 
