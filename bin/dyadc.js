@@ -14,7 +14,7 @@ async function loadCli() {
   if (process.env.DYADC_CLI !== 'tsx') {
     try {
       const { precompiledCli } = await import('./precompiled.js');
-      const file = await precompiledCli();
+      const file = await precompiledCli(undefined, { maps: debug });  // --debug: stacks read the source maps
       if (debug) process.setSourceMapsEnabled(true); // stacks name the .ts sources
       return await import(pathToFileURL(file).href);
     } catch (e) {

@@ -65,24 +65,30 @@ const rel = (/** @type {string} */ root, /** @type {string} */ f) => relative(ro
 /**
  * The bundle when it is up to date with every input it was built from, else undefined.
  * @param {CliBuild} b
+ * @param {{ maps?: boolean }} [opts] `maps`: also check the source maps (what `--debug` stack traces read)
  * @returns {string | undefined} its path
  */
-export function freshBundle(b = DYADC_CLI) {
+export function freshBundle(b = DYADC_CLI, opts = {}) {
   let stamp;
   try { stamp = JSON.parse(readFileSync(join(b.outDir, 'cli.json'), 'utf8')); } catch { return undefined; }
   if (stamp?.format !== FORMAT || stamp.entry !== b.entry || stamp.node !== process.version || !/^[0-9a-f]{16}$/.test(stamp.key) || !stamp.inputs || !stamp.outputs?.['main.mjs']) return undefined;
   for (const f of fixedInputs(b)) if (!(rel(b.root, f) in stamp.inputs)) return undefined;
   for (const [f, h] of Object.entries(stamp.inputs)) if (hashFile(resolve(b.root, f)) !== h) return undefined;
   const dir = join(b.outDir, stamp.key);
-  for (const [f, h] of Object.entries(stamp.outputs)) if (f.endsWith('.mjs') && hashFile(join(dir, f)) !== h) return undefined;
+  for (const [f, h] of Object.entries(stamp.outputs)) if ((f.endsWith('.mjs') || (opts.maps && f.endsWith('.map'))) && hashFile(join(dir, f)) !== h) return undefined;
   return join(dir, 'main.mjs');
 }
 
 /** Writes a file atomically (a concurrent reader sees the old file or the new one). */
 function writeAtomic(/** @type {string} */ path, /** @type {string | Uint8Array} */ text) {
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true, recursive: true });
+    throw e;
+  }
 }
 
 /**
@@ -155,11 +161,12 @@ export async function buildBundle(b = DYADC_CLI) {
 /**
  * The precompiled CLI's path: the fresh bundle, else a rebuilt one.
  * @param {CliBuild} b
+ * @param {{ maps?: boolean }} [opts] see `freshBundle`
  * @returns {Promise<string>}
  * @throws see `buildBundle`
  */
-export async function precompiledCli(b = DYADC_CLI) {
-  return freshBundle(b) ?? buildBundle(b);
+export async function precompiledCli(b = DYADC_CLI, opts = {}) {
+  return freshBundle(b, opts) ?? buildBundle(b);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === SELF) {

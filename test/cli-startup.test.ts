@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import { compileSync } from '../compiler/index.js';
 import { emitModuleSources } from '../compiler/codegen/module.js';
 import { specHash, dyadcVersion } from '../compiler/aot.js';
+import { readCacheFile, writeCacheFile } from '../compiler/util/disk-cache.js';
 import type { SpecInput } from '../compiler/spec/types.js';
 // @ts-expect-error plain JavaScript (bin/), no declarations
 import { DYADC_CLI, buildBundle, freshBundle, precompiledCli } from '../bin/precompiled.js';
@@ -121,7 +122,7 @@ test('dyadc run from its precompiled bundle writes the same files as dyadc run f
   for (const f of files(join(tmp, 'tsx'))) t.true(readFileSync(join(tmp, 'bundled', f)).equals(readFileSync(join(tmp, 'tsx', f))), f);
 });
 
-test('WGSL rendered from the precompiled templates is byte-identical to WGSL from templates compiled now', async (t) => {
+test.serial('WGSL rendered from the precompiled templates is byte-identical to WGSL from templates compiled now', async (t) => {
   // every template: an f16 model with training (blockgemm, rowstats, elementwise, the backward, loss,
   // optimizer and f16-refresh kernels, the activations partial)
   const spec = { name: 'every_template', dtype: 'f16', input: { features: 12 }, layers: [
@@ -131,7 +132,7 @@ test('WGSL rendered from the precompiled templates is byte-identical to WGSL fro
   const specFile = join(tmp, 'every-template.json');
   writeFileSync(specFile, JSON.stringify(spec));
   const cache = join(ROOT, 'node_modules', '.cache', 'dyadc');
-  const cached = () => readdirSync(cache).filter((f) => /^templates-[0-9a-f]{16}\.cjs$/.test(f));
+  const cached = () => readdirSync(cache).filter((f) => /^templates-[0-9a-f]{16}\.js$/.test(f));
   const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
   const compileInto = (dir: string) => run(process.execPath, [join(ROOT, 'bin', 'dyadc.js'), 'compile', specFile, '-o', dir], { cwd: ROOT, env });
   for (const f of cached()) rmSync(join(cache, f), { force: true });
@@ -143,6 +144,48 @@ test('WGSL rendered from the precompiled templates is byte-identical to WGSL fro
   t.true(names.filter((f) => f.endsWith('.wgsl')).length >= 20, names.join(' '));
   t.deepEqual(files(join(tmp, 'precompiled-templates')), names);
   for (const f of names) t.true(readFileSync(join(tmp, 'precompiled-templates', f)).equals(readFileSync(join(tmp, 'compiled-templates', f))), f);
+});
+
+test('cache files carry a digest: a damaged one is ignored and removed, never used', (t) => {
+  const f = join(tmp, 'x-0123456789abcdef.json');
+  writeCacheFile(f, '{"a": 1}');
+  t.is(readCacheFile(f)?.toString(), '{"a": 1}');
+  const bytes = readFileSync(f);
+  for (const damage of [(b: Buffer) => { b[b.length - 2] ^= 1; return b; }, (b: Buffer) => b.subarray(0, b.length - 1), () => Buffer.from('{"a": 1}')]) {
+    writeFileSync(f, damage(Buffer.from(bytes)));
+    t.is(readCacheFile(f), undefined);
+    t.throws(() => readFileSync(f), { code: 'ENOENT' }, 'the damaged file is removed');
+  }
+  // a failed write leaves no temp file behind (the target is a directory)
+  const blocked = join(tmp, 'blocked-0123456789abcdef.json');
+  mkdirSync(blocked);
+  writeCacheFile(blocked, 'x');
+  t.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('blocked-') && n.endsWith('.tmp')), []);
+});
+
+test.serial('dyadc compile ignores damaged caches that still parse (templates, module skeleton, runtime types) and rebuilds them', async (t) => {
+  const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+  const compileInto = (dir: string) => run(process.execPath, [join(ROOT, 'bin', 'dyadc.js'), 'compile', 'examples/mnist-mlp.json', '-o', dir], { cwd: ROOT, env });
+  await compileInto(join(tmp, 'cache-ref'));
+  const cache = join(ROOT, 'node_modules', '.cache', 'dyadc');
+  const damaged: string[] = [];
+  for (const name of readdirSync(cache).filter((n) => /^(templates|module-skeleton|runtime-types)-[0-9a-f]{16}\.(js|json)$/.test(n))) {
+    const file = join(cache, name);
+    const text = readFileSync(file, 'utf8');
+    // still valid JS / JSON, but different: only the digest can tell
+    const edited = text.replace('dyadc kernel', 'dyadc KERNEL').replace('"mse"', '"msx"').replace('create(', 'crexte(');
+    if (edited !== text) { writeFileSync(file, edited); damaged.push(name); }
+  }
+  t.true(damaged.length >= 2, `damaged ${damaged.join(', ')}`);
+  await compileInto(join(tmp, 'cache-damaged'));
+  const files = (dir: string): string[] => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(dir.length)).sort();
+  t.deepEqual(files(join(tmp, 'cache-damaged')), files(join(tmp, 'cache-ref')));
+  for (const f of files(join(tmp, 'cache-ref'))) t.true(readFileSync(join(tmp, 'cache-damaged', f)).equals(readFileSync(join(tmp, 'cache-ref', f))), f);
+  for (const name of damaged) t.truthy(readCacheFile(join(cache, name)), `${name} was rebuilt`);
+  // the runtime-types cache names its source files relative to the package (a copied checkout checks its own)
+  const rt = readdirSync(cache).find((n) => n.startsWith('runtime-types-'))!;
+  const recorded = Object.keys((JSON.parse(readCacheFile(join(cache, rt))!.toString()) as { files: Record<string, string> }).files);
+  t.true(recorded.length >= 3 && recorded.every((f) => !f.startsWith('/') && !f.includes('..')), recorded.join(', '));
 });
 
 test('module emission through the cached skeleton gives the bytes of printing it all with ts-morph now', (t) => {

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
 import type * as TsMorph from 'ts-morph';
@@ -26,7 +26,7 @@ import type {
 } from 'ts-morph';
 import type { Plan } from '../../runtime/plan.js';
 import { DyadcError } from '../errors.js';
-import { cacheDir, writeCacheFile } from '../util/disk-cache.js';
+import { cacheDir, readCacheFile, writeCacheFile } from '../util/disk-cache.js';
 
 type Node = TsMorph.Node;
 
@@ -71,7 +71,7 @@ function requireWithCodeCache(file: string): (() => void) | undefined {
   const key = createHash('sha256').update([file, st.size, st.mtimeMs, process.version, process.arch].join('|')).digest('hex').slice(0, 16);
   const cachePath = dir && join(dir, `${basename(file, '.js')}-${key}.v8`);
   let cachedData: Buffer | undefined;
-  try { if (cachePath) cachedData = readFileSync(cachePath); } catch { /* first run */ }
+  if (cachePath) cachedData = readCacheFile(cachePath);  // digest-checked: a damaged code cache could crash V8
   const script = new Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
   const m = new Module(file, null);
   m.filename = file;
@@ -152,10 +152,13 @@ export function runtimeTypeDeclarations(): TypeDecl[] {
   const key = codegenKey();
   const dir = cacheDir();
   const cachePath = dir && join(dir, `runtime-types-${key}.json`);
+  // source files are recorded relative to the package root, so a copied or moved checkout checks its own files
+  const root = fileURLToPath(new URL('../../', import.meta.url));
   try {
-    if (cachePath) {
-      const c = JSON.parse(readFileSync(cachePath, 'utf8')) as { files: Record<string, string>; decls: TypeDecl[] };
-      if (Object.entries(c.files).every(([f, h]) => sha(readFileSync(f, 'utf8')) === h)) return (cachedDecls = c.decls);
+    const data = cachePath && readCacheFile(cachePath);
+    if (data) {
+      const c = JSON.parse(data.toString('utf8')) as { files: Record<string, string>; decls: TypeDecl[] };
+      if (Object.entries(c.files).every(([f, h]) => !isAbsolute(f) && sha(readFileSync(join(root, f), 'utf8')) === h)) return (cachedDecls = c.decls);
     }
   } catch { /* not cached yet, or a source file moved */ }
 
@@ -167,7 +170,7 @@ export function runtimeTypeDeclarations(): TypeDecl[] {
     let sd = files.get(file);
     if (!sd) {
       const text = readFileSync(file, 'utf8');
-      hashes[file] = sha(text);
+      hashes[relative(root, file)] = sha(text);
       sd = collect(project.createSourceFile(`/f${files.size}.ts`, text), file);
       files.set(file, sd);
     }
@@ -488,7 +491,8 @@ function cachedSkeletonOnDisk(): Skeleton | undefined {
   const slots = (text: unknown) => (typeof text === 'string' ? [...text.matchAll(SLOT_RE)].map((m) => m[1]).join() : '');
   try {
     const cachePath = skeletonCachePath();
-    const c = cachePath ? JSON.parse(readFileSync(cachePath, 'utf8')) as Skeleton : undefined;
+    const data = cachePath && readCacheFile(cachePath);
+    const c = data ? JSON.parse(data.toString('utf8')) as Skeleton : undefined;
     if (c && slots(c.ts) === 'header,plan,weightShapes' && slots(c.dts) === 'header') return { ts: c.ts, dts: c.dts };
   } catch { /* not cached yet */ }
   return undefined;

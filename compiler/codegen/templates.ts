@@ -3,9 +3,10 @@
  * embed the rendered WGSL and never load Handlebars). `templateChecksum` keys the tuning cache.
  *
  * Templates are precompiled with Handlebars' own precompiler (`Handlebars.precompile`, the
- * documented route for shipping templates without the compiler) into one CommonJS file under
- * node_modules/.cache/dyadc/, keyed by the templates' checksum, the Handlebars version and the
- * compile options. When that file is there, only the small Handlebars runtime is loaded (the
+ * documented route for shipping templates without the compiler) into one file under
+ * node_modules/.cache/dyadc/ (a JS object expression, digest-checked, evaluated with node:vm), keyed by
+ * the templates' checksum, the Handlebars version and the compile options. When that file is there,
+ * only the small Handlebars runtime is loaded (the
  * compiler, its parser and source-map are a third of a warm `dyadc compile`); otherwise the
  * templates are compiled in memory and the file is written for next time. Both routes render
  * byte-identical WGSL (test/cli-startup.test.ts).
@@ -15,8 +16,9 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { Script } from 'node:vm';
 import type * as HandlebarsNS from 'handlebars';
-import { cacheDir, writeCacheFile } from '../util/disk-cache.js';
+import { cacheDir, readCacheFile, writeCacheFile } from '../util/disk-cache.js';
 
 type Template = (view: object) => string;
 type Runtime = Pick<typeof HandlebarsNS, 'template' | 'registerPartial' | 'compile' | 'precompile'>;
@@ -49,9 +51,10 @@ export function loadTemplates(opts: { precompiled?: boolean } = {}): { templates
   const version = (req('handlebars/package.json') as { version: string }).version;
   const key = createHash('sha256').update(JSON.stringify([sum, version, OPTIONS])).digest('hex').slice(0, 16);
   const cdir = opts.precompiled === false ? undefined : cacheDir();
-  const file = cdir && join(cdir, `templates-${key}.cjs`);
+  const file = cdir && join(cdir, `templates-${key}.js`);
   let specs: Record<string, Parameters<typeof HandlebarsNS.template>[0]> | undefined;
-  if (file) try { specs = req(file) as typeof specs; } catch { /* not cached yet (or unreadable): compile below */ }
+  const cached = file && readCacheFile(file);  // digest-checked: a damaged file is never used
+  if (cached) try { specs = new Script(cached.toString('utf8'), { filename: file }).runInThisContext() as typeof specs; } catch { /* compile below */ }
   let hb: Runtime;
   const templates = new Map<string, Template>();
   if (specs && sources.every(([name]) => specs![name])) {
@@ -62,9 +65,9 @@ export function loadTemplates(opts: { precompiled?: boolean } = {}): { templates
     for (const [name, src] of sources) templates.set(name, hb.compile(src, OPTIONS));
     if (file) writeCacheFile(file, [
       `// templates/*.wgsl.hbs (checksum ${sum}) precompiled by Handlebars ${version} with ${JSON.stringify(OPTIONS)}; written by compiler/codegen/templates.ts`,
-      'module.exports = {',
+      '({',
       ...sources.map(([name, src]) => `${JSON.stringify(name)}: ${hb.precompile(src, OPTIONS)},`),
-      '};', ''].join('\n'));
+      '})', ''].join('\n'));
   }
   // every template is also a partial (`{{> activations}}`)
   for (const [name, t] of templates) hb.registerPartial(name, t as HandlebarsNS.Template);
