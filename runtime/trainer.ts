@@ -375,7 +375,7 @@ export class Trainer {
     }
     const inF = this.model.plan.inFeatures;
     for (let i = 0; i < batch * inF; i++) if (!Number.isFinite(x[i]))
-      throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / inF)}, ${i % inF}] is ${x[i]}; a non-finite input would turn every weight into NaN`, { fix: 'clean the batch (nothing was run)' });
+      throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / inF)}, ${i % inF}] is ${x[i]}; a non-finite input would turn every weight into NaN, so nothing was run`, { fix: 'replace or drop the non-finite values' });
     this.ex.ensureCapacity(batch);
     this.ex.writeInput(x, what);
     this.model.device.queue.writeBuffer(this.ex.labelsBuffer, 0, labels as Float32Array<ArrayBuffer>);

@@ -368,6 +368,7 @@ function header(inp: ModuleInput, what: string): string {
     `  import { create } from './${p.name}.js';`,
     '  const model = await create({ weights });   // Record<name, Float32Array> or safetensors bytes',
     '  const y = await model.forward(x, batch);   // x: Float32Array [batch, in] → [batch, out]',
+    'Type-checking against these declarations needs the WebGPU types: npm install -D @webgpu/types',
   ].join('\n');
 }
 
