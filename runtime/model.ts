@@ -3,7 +3,7 @@
  * activations get one buffer per value, sized for the largest batch seen (grown by powers of two);
  * pipelines are cached per device by WGSL hash and compiled concurrently.
  */
-import type { Plan, PlanKernel } from './plan.js';
+import type { Plan, PlanKernel, TrainKernel } from './plan.js';
 import { getDevice } from './device.js';
 import { DyadcError } from '../compiler/errors.js';
 import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
@@ -197,10 +197,13 @@ export class Model {
     return groups;
   }
 
-  /** Workgroups of a kernel for `batch` rows, folded into 2-D past maxComputeWorkgroupsPerDimension. */
-  grid(k: PlanKernel, batch: number): { x: number; y: number; total: number } {
+  /**
+   * Workgroups of a kernel (forward or training) for `batch` rows, folded into 2-D past
+   * maxComputeWorkgroupsPerDimension. @throws DyadcError(LIMIT) past maxComputeWorkgroupsPerDimension²
+   */
+  grid(k: PlanKernel | TrainKernel, batch: number): { x: number; y: number; total: number } {
     const g = k.grid;
-    const total = g.kind === 'tiles' ? Math.ceil(batch / g.rowsPerWorkgroup) * g.colWorkgroups : Math.ceil((batch * g.perRow) / g.perWorkgroup);
+    const total = g.kind === 'fixed' ? g.workgroups : g.kind === 'tiles' ? Math.ceil(batch / g.rowsPerWorkgroup) * g.colWorkgroups : Math.ceil((batch * g.perRow) / g.perWorkgroup);
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     const x = Math.min(total, max), y = Math.ceil(total / x);
     if (y > max) throw new DyadcError('LIMIT', `kernel ${k.name} (layer ${k.layers.join('+')}): ${total} workgroups exceed maxComputeWorkgroupsPerDimension² (${max}²) at batch ${batch}`, { fix: 'use a smaller batch' });

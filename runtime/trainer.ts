@@ -150,15 +150,6 @@ class Executor {
     if (two) this.moment2 ??= d.createBuffer({ size, usage: STORAGE(), label: `${this.model.plan.name}.moment2` });
   }
 
-  grid(k: TrainKernel, batch: number): { x: number; y: number; total: number } {
-    const g = k.grid;
-    const total = g.kind === 'fixed' ? g.workgroups : g.kind === 'tiles' ? Math.ceil(batch / g.rowsPerWorkgroup) * g.colWorkgroups : Math.ceil((batch * g.perRow) / g.perWorkgroup);
-    const max = this.model.device.limits.maxComputeWorkgroupsPerDimension;
-    const x = Math.min(total, max), y = Math.ceil(total / x);
-    if (y > max) throw new DyadcError('LIMIT', `kernel ${k.name} (layer ${k.layers.join('+')}): ${total} workgroups exceed maxComputeWorkgroupsPerDimension² at batch ${batch}`, { fix: 'use a smaller batch' });
-    return { x, y, total };
-  }
-
   /** Records `kernels` for `batch` rows into one compute pass (uniforms are written now, before the submit). */
   encode(enc: GPUCommandEncoder, kernels: TrainKernel[], batch: number, label: string): void {
     const d = this.model.device;
@@ -175,7 +166,7 @@ class Executor {
           ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: this.buffer(b.buffer, k) } }))] });
         this.groups.set(k, bg);
       }
-      const g = this.grid(k, batch);
+      const g = this.model.grid(k, batch);
       d.queue.writeBuffer(u, 0, new Uint32Array([batch, g.x, g.total, 0]));
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bg);
