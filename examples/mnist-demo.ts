@@ -30,7 +30,7 @@ import { Rng } from '../compiler/util/rng.js';
 import { describeAdapter, getDevice } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
 import type { KernelTime, Trainer } from '../runtime/trainer.js';
-import { IN, mnistSplit, gather, shuffle, accuracyOf, type Digits } from './mnist-data.js';
+import { mnistSplit, gather, shuffle, accuracyOf, type Digits } from './mnist-data.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');

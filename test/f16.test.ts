@@ -18,7 +18,7 @@ const F16_NAN_PAIR = 0x7e007e00;
 
 /** forwardGPU with f16 I/O and the output poisoned with f16 NaNs first; returns y as f32. */
 async function runHalf(m: Model, x: Float32Array, batch: number): Promise<Float32Array> {
-  const d = m.device, inF = m.plan.inFeatures, outF = m.plan.outFeatures;
+  const d = m.device, outF = m.plan.outFeatures;
   const bits = f32ArrayToF16Padded(x);
   const xb = d.createBuffer({ size: Math.max(16, bits.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   d.queue.writeBuffer(xb, 0, bits);

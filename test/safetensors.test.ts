@@ -13,7 +13,6 @@ import { readSafetensorsFile, readSafetensorsFileSync, writeSafetensorsFile } fr
 const SHARED = '/work/shared/cases/dyad-layer.safetensors';
 
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0];
 const bitsf32 = (u: number) => new Float32Array(new Uint32Array([u]).buffer)[0];
 
 /** A file from a header text and a data region (or its length, zero-filled). */

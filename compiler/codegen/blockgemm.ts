@@ -33,7 +33,14 @@ export interface KernelTypes {
   offsets16: Offsets;
 }
 
-const F32_TYPES: KernelTypes = { valueDtype: () => 'f32', offsets16: {} };
+/** Every value f32, no f16 weight copies. */
+export const F32_TYPES: KernelTypes = { valueDtype: () => 'f32', offsets16: {} };
+
+/**
+ * A load of an element (or, `vec4`, a vec4) stored as `t`, as an f32 expression: f16 storage is widened
+ * on load, so math and accumulation stay f32.
+ */
+export const widen = (t: DType, e: string, vec4 = false): string => (t !== 'f16' ? e : vec4 ? `vec4<f32>(${e})` : `f32(${e})`);
 
 const ceil = (a: number, b: number) => Math.ceil(a / b);
 
@@ -81,7 +88,6 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const uses32 = tensors.some((t) => !is16(t)), uses16 = tensors.some(is16);
   const f16 = uses16 || xT === 'f16' || yT === 'f16' || n.epilogue.some((e) => e.op === 'residual' && types.valueDtype(e.from) === 'f16');
   const vecT = (t: DType) => (t === 'f16' ? 'vec4<f16>' : 'vec4<f32>');
-  const load = (t: DType, e: string) => (t === 'f16' ? `f32(${e})` : e);
 
   // bindings: 0 params (uniform), then x, weights, y, stats?, residual sources
   const list: GemmBindings['list'] = [{ binding: 1, role: 'x', value: n.inputs[0] }];
@@ -109,7 +115,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
 
   // x accessor with the norm prologue folded into every load
   const pro = n.prologue;
-  const raw = (idx: string) => load(xT, xVec ? `x[(${idx}) >> 2u][(${idx}) & 3u]` : `x[${idx}]`);
+  const raw = (idx: string) => widen(xT, xVec ? `x[(${idx}) >> 2u][(${idx}) & 3u]` : `x[${idx}]`);
   const norm = (v: string, m: string, f: string) => pro
     ? `((${v}) - mean_${m}) * rstd_${m} * ${wScalar(pro.weight, f)}${pro.bias ? ` + ${wScalar(pro.bias, f)}` : ''}`
     : v;
@@ -183,7 +189,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       if (contiguousVec) body.push(`let feature = ${feat('k')};`);
       for (let m = 0; m < TM; m++) {
         if (contiguousVec) {
-          const v = xT === 'f16' ? `vec4<f32>(x[(row_${m} * IN_FEATURES + feature) >> 2u])` : `x[(row_${m} * IN_FEATURES + feature) >> 2u]`;
+          const v = widen(xT, `x[(row_${m} * IN_FEATURES + feature) >> 2u]`, true);
           body.push(pro
             ? `let x_${m} = (${v} - vec4<f32>(mean_${m})) * rstd_${m} * ${wVec(pro.weight, `(${off(pro.weight)}u + feature) >> 2u`)}${pro.bias ? ` + ${wVec(pro.bias, `(${off(pro.bias)}u + feature) >> 2u`)}` : ''};`
             : `let x_${m} = ${v};`);
@@ -217,7 +223,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       if (n.savePre) lines.push('pre[y_row + o] = v;');
       for (const e of n.epilogue) {
         if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
-        else lines.push(`v = v + ${load(types.valueDtype(e.from), `${resNames.get(e.from)}[y_row + o]`)};`);
+        else lines.push(`v = v + ${widen(types.valueDtype(e.from), `${resNames.get(e.from)}[y_row + o]`)};`);
       }
       lines.push(yT === 'f16' ? 'y[y_row + o] = f16(v);' : 'y[y_row + o] = v;');
       epilogue.push(`  if (${j}u < valid_cols) { ${lines.join(' ')} }`);

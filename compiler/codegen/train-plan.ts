@@ -20,7 +20,7 @@ import type { PlanTraining, TrainKernel, TrainBinding, PlanKernel } from '../../
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
 import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type NormGradStep, type NormParamGradStep } from '../passes/autodiff.js';
 import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
-import { renderBlockGemm, type Offsets, type KernelTypes } from './blockgemm.js';
+import { renderBlockGemm, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
 import { buildPlan, layoutWeights } from './plan.js';
 import { render } from './templates.js';
@@ -56,18 +56,12 @@ function decl(binding: number, name: string, access: 'read' | 'read_write', comm
   return { binding, name, access, type, comment };
 }
 
-/**
- * Element types in training (issue "f16"): forward values keep their layer's dtype (f16 layers store
- * f16 activations), gradients and saved pre-activations are f32, and the kernels of f16 layers read
- * the f16 weight copies (refreshed from the f32 master weights after each optimizer step).
- */
-const ALL_F32: KernelTypes = { valueDtype: () => 'f32', offsets16: {} };
-
-/** `v` as an f32 expression: f16 storage is widened on load (math and accumulation stay f32). */
-const widen = (t: DType, v: string) => (t === 'f16' ? `f32(${v})` : v);
+// Element types in training (issue "f16"): forward values keep their layer's dtype (f16 layers store
+// f16 activations), gradients and saved pre-activations are f32, and the kernels of f16 layers read
+// the f16 weight copies (refreshed from the f32 master weights after each optimizer step).
 
 /** Elementwise backward through an epilogue / activation (or a plain add of two gradients). */
-export function renderPointwiseGrad(s: PointwiseGradStep, name: string, types: KernelTypes = ALL_F32): RenderedTrainKernel {
+export function renderPointwiseGrad(s: PointwiseGradStep, name: string, types: KernelTypes = F32_TYPES): RenderedTrainKernel {
   const bindings: TrainBinding[] = [];
   const decls: ReturnType<typeof decl>[] = [];
   const bind = (id: string, nm: string, access: 'read' | 'read_write', comment: string) => {
@@ -115,7 +109,7 @@ export function renderPointwiseGrad(s: PointwiseGradStep, name: string, types: K
   return { wgsl, bindings, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG } };
 }
 
-export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Offsets, name: string, types: KernelTypes = ALL_F32): RenderedTrainKernel {
+export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Offsets, name: string, types: KernelTypes = F32_TYPES): RenderedTrainKernel {
   const rows = s.kind === 'norm_grad';
   const F = s.features;
   const xT = types.valueDtype(s.x);

@@ -13,7 +13,7 @@
 import type { WeightGradStep, WeightGradTile } from '../passes/autodiff.js';
 import type { GemmPart } from '../ir/graph.js';
 import type { TrainBinding, TrainGrid } from '../../runtime/plan.js';
-import type { Offsets, KernelTypes } from './blockgemm.js';
+import { F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
 
@@ -41,7 +41,7 @@ export interface RenderedTrainKernel { wgsl: string; bindings: TrainBinding[]; g
  * Renders the weight-gradient kernel of one gemm.
  * @throws DyadcError(IR_INVALID) when the parts do not share one block shape, or a part is transposed.
  */
-export function renderWeightGrad(s: WeightGradStep, offsets: Offsets, kernelName: string, types?: KernelTypes): RenderedTrainKernel {
+export function renderWeightGrad(s: WeightGradStep, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES): RenderedTrainKernel {
   const p0 = s.parts[0];
   const nb = p0.blocks, dOut = p0.dOut, dIn = p0.dIn;
   for (const p of s.parts) if (p.blocks !== nb || p.dOut !== dOut || p.dIn !== dIn || p.transposed)
@@ -53,7 +53,7 @@ export function renderWeightGrad(s: WeightGradStep, offsets: Offsets, kernelName
   const IN = s.in_features, OUT = s.features;
   const pro = s.prologue;
   // x is a forward value: f16 in f16 layers (widened on load); g is a gradient, always f32
-  const xT = types?.valueDtype(s.x) ?? 'f32';
+  const xT = types.valueDtype(s.x);
 
   const bindings: TrainBinding[] = [
     { binding: 1, buffer: { kind: 'value', id: s.g } },
@@ -115,8 +115,8 @@ export function renderWeightGrad(s: WeightGradStep, offsets: Offsets, kernelName
     if (pro) body.push('let mean = stats[2u * b];', 'let rstd = stats[2u * b + 1u];');
     if (gVec) for (let k = 0; k < TO; k += 4) body.push(`let gv_${k} = g4[(gr + gc_${k}) >> 2u];`, ...[0, 1, 2, 3].map((c) => `let g_${k + c} = gv_${k}[${c}];`));
     else for (const j of js) body.push(`let g_${j} = g[gr + gc_${j}];`);
-    const xraw = (q: number) => (xVec(p) ? `xv_${q - (q % 4)}[${q % 4}]` : xT === 'f16' ? `f32(x[xr + xc_${q}])` : `x[xr + xc_${q}]`);
-    if (xVec(p)) for (let k = 0; k < TA; k += 4) body.push(`let xv_${k} = ${xT === 'f16' ? `vec4<f32>(x4[(xr + xc_${k}) >> 2u])` : `x4[(xr + xc_${k}) >> 2u]`};`);
+    const xraw = (q: number) => (xVec(p) ? `xv_${q - (q % 4)}[${q % 4}]` : widen(xT, `x[xr + xc_${q}]`));
+    if (xVec(p)) for (let k = 0; k < TA; k += 4) body.push(`let xv_${k} = ${widen(xT, `x4[(xr + xc_${k}) >> 2u]`, true)};`);
     for (const q of qs) body.push(pro ? `let x_${q} = (${xraw(q)} - mean) * rstd * nw_${q} + nb_${q};` : `let x_${q} = ${xraw(q)};`);
     for (const j of js) for (const q of qs) body.push(`acc_${j}_${q} = fma(g_${j}, x_${q}, acc_${j}_${q});`);
     if (s.bias) for (const j of js) body.push(`bsum_${j} = bsum_${j} + g_${j};`);
