@@ -72,14 +72,20 @@ const align4 = (n: number) => Math.ceil(n / 4) * 4;
 /** Largest finite f16 (IEEE 754 binary16); values from 65520 on round to Inf. */
 export const F16_MAX = 65504;
 
+/** Index of the first finite value of `src` that its f16 encoding `bits` turned into ±Inf, or -1. */
+function firstF16Overflow(src: ArrayLike<number>, bits: Uint16Array): number {
+  for (let i = 0; i < src.length; i++) if ((bits[i] & 0x7c00) === 0x7c00 && Number.isFinite(src[i])) return i;
+  return -1;
+}
+
 /**
  * `x` (`[rows, features]` f32) as f16 bits for an f16 input layer, padded for upload.
  * @throws DyadcError(USAGE) naming the first finite value that would round to ±Inf in f16 (|x| ≥ 65520).
  */
 export function f16Input(x: Float32Array, features: number, what: string): Uint16Array<ArrayBuffer> {
   const bits = f32ArrayToF16Padded(x);
-  for (let i = 0; i < x.length; i++) if ((bits[i] & 0x7c00) === 0x7c00 && Number.isFinite(x[i]))
-    throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / features)}, ${i % features}] = ${x[i]} is outside the f16 range (±${F16_MAX}) of the model's f16 input layer; it would become ${x[i] > 0 ? '+' : '-'}Inf`,
+  const i = firstF16Overflow(x, bits);
+  if (i >= 0) throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / features)}, ${i % features}] = ${x[i]} is outside the f16 range (±${F16_MAX}) of the model's f16 input layer; it would become ${x[i] > 0 ? '+' : '-'}Inf`,
       { fix: 'scale the input, or give the first layer dtype "f32"' });
   return bits;
 }
@@ -286,19 +292,19 @@ export class Model {
 
   /**
    * Copies the first `bytes` (a multiple of 4) of a buffer to the CPU, after the commands in `enc` if given.
-   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer; DyadcError(GPU) when the copy fails.
+   * The copy is checked before it is recorded (a copy WebGPU rejects would read back zeros); errors of the
+   * commands in `enc` stay with the caller's error scope.
+   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer, or the buffer lacks COPY_SRC.
    */
   async readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
+    const name = src.label || '(unlabelled)';
     if (!(Number.isInteger(bytes / 4) && bytes >= 0 && bytes <= src.size))
-      throw new DyadcError('USAGE', `readBuffer: ${bytes} bytes of buffer ${src.label || '(unlabelled)'} (${src.size} bytes): need a multiple of 4 within the buffer`);
+      throw new DyadcError('USAGE', `readBuffer: ${bytes} bytes of buffer ${name} (${src.size} bytes): need a multiple of 4 within the buffer`);
+    if (!(src.usage & GPUBufferUsage.COPY_SRC)) throw new DyadcError('USAGE', `readBuffer: buffer ${name} was not created with COPY_SRC usage`);
     const e = enc ?? this.device.createCommandEncoder();
-    const size = Math.max(bytes, 4);
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    this.device.pushErrorScope('validation');
+    const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     if (bytes > 0) e.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.device.queue.submit([e.finish()]);
-    const err = await this.device.popErrorScope();
-    if (err) { staging.destroy(); throw new DyadcError('GPU', `reading ${bytes} bytes of buffer ${src.label || '(unlabelled)'}: ${err.message}`); }
     await staging.mapAsync(GPUMapMode.READ);
     const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
     staging.unmap(); staging.destroy();
@@ -365,8 +371,8 @@ export function halfArena(plan: Plan, arena: Float32Array): Uint16Array<ArrayBuf
   for (const w of plan.weights) if (w.offset16 !== undefined) {
     const src = arena.subarray(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
     const bits = f32ArrayToF16(src);
-    for (let i = 0; i < bits.length; i++) if ((bits[i] & 0x7c00) === 0x7c00 && Number.isFinite(src[i]))
-      throw new DyadcError('WEIGHTS', `${w.name}[${i}] = ${src[i]} is outside the f16 range (±${F16_MAX}) of its f16 layer; it would be stored as ${src[i] > 0 ? '+' : '-'}Inf`,
+    const i = firstF16Overflow(src, bits);
+    if (i >= 0) throw new DyadcError('WEIGHTS', `${w.name}[${i}] = ${src[i]} is outside the f16 range (±${F16_MAX}) of its f16 layer; it would be stored as ${src[i] > 0 ? '+' : '-'}Inf`,
         { fix: 'scale the weights, or give that layer dtype "f32"' });
     half.set(bits, w.offset16);
   }
