@@ -31,10 +31,43 @@ function header8Length(b: Uint8Array): number {
   return dv.getUint32(4, true) * 2 ** 32 + dv.getUint32(0, true);
 }
 
+/** One read for the caller to do (synchronously or not): `length` bytes at file `position` into `buf` at `offset`. */
+interface ReadRequest { buf: Uint8Array; offset: number; length: number; position: number }
+
 /**
- * Read and validate a safetensors file. The 8-byte length and the JSON header are read and
- * checked first; only then is the whole file read (chunked, into one buffer) so `get()` can
- * return zero-copy views.
+ * A safetensors file load as a sequence of reads, shared by the async and the sync reader: yields
+ * each read to do and takes back the bytes it read. The 8-byte length and the JSON header are read
+ * and checked first; only then is the whole file read (chunked, into one buffer) so `get()` can
+ * return zero-copy views. Returns the parsed file.
+ */
+function* loadSteps(file: string, size: number): Generator<ReadRequest, SafetensorsFile, number> {
+  function* fill(buf: Uint8Array, position: number): Generator<ReadRequest, void, number> {
+    for (let done = 0; done < buf.length;) {
+      const r = yield { buf, offset: done, length: Math.min(CHUNK, buf.length - done), position: position + done };
+      if (r === 0) throw new DyadcError('SAFETENSORS', `file shrank while reading (got ${position + done} of ${size} bytes)`, { path: file });
+      done += r;
+    }
+  }
+  const head = new Uint8Array(Math.min(8, size));
+  yield* fill(head, 0);
+  let prefix = head;
+  if (size >= 8) {
+    const n = header8Length(head);
+    if (n <= MAX_HEADER_BYTES && 8 + n <= size) {
+      prefix = new Uint8Array(8 + n);
+      prefix.set(head);
+      yield* fill(prefix.subarray(8), 8);
+    }
+  }
+  const header = withFile(file, () => readSafetensorsHeader(prefix, size));
+  const bytes = new Uint8Array(size);
+  bytes.set(prefix);
+  yield* fill(bytes.subarray(prefix.length), prefix.length);
+  return safetensorsFromHeader(header, bytes);
+}
+
+/**
+ * Read and validate a safetensors file (see `loadSteps`: the header is checked before the data is read).
  * @throws DyadcError(SAFETENSORS) when the file cannot be opened/read or is malformed; the
  *   error's `path` is the file path.
  */
@@ -44,68 +77,32 @@ export async function readSafetensorsFile(file: string): Promise<SafetensorsFile
   try {
     let size: number;
     try { size = (await fh.stat()).size; } catch (e) { throw ioError(file, 'stat file', e); }
-    const readAt = async (buf: Uint8Array, pos: number) => {
-      let done = 0;
-      while (done < buf.length) {
-        const len = Math.min(CHUNK, buf.length - done);
-        let r: number;
-        try { r = (await fh.read(buf, done, len, pos + done)).bytesRead; } catch (e) { throw ioError(file, 'read file', e); }
-        if (r === 0) throw new DyadcError('SAFETENSORS', `file shrank while reading (got ${pos + done} of ${size} bytes)`, { path: file });
-        done += r;
-      }
-    };
-    const head = new Uint8Array(Math.min(8, size));
-    await readAt(head, 0);
-    let prefix = head;
-    if (size >= 8) {
-      const n = header8Length(head);
-      if (n <= MAX_HEADER_BYTES && 8 + n <= size) {
-        prefix = new Uint8Array(8 + n);
-        prefix.set(head);
-        await readAt(prefix.subarray(8), 8);
-      }
+    const steps = loadSteps(file, size);
+    for (let s = steps.next(); ;) {
+      if (s.done) return s.value;
+      const q = s.value;
+      let r: number;
+      try { r = (await fh.read(q.buf, q.offset, q.length, q.position)).bytesRead; } catch (e) { throw ioError(file, 'read file', e); }
+      s = steps.next(r);
     }
-    const header = withFile(file, () => readSafetensorsHeader(prefix, size));
-    const bytes = new Uint8Array(size);
-    bytes.set(prefix);
-    await readAt(bytes.subarray(prefix.length), prefix.length);
-    return safetensorsFromHeader(header, bytes);
   } finally {
     await fh.close().catch(() => undefined);
   }
 }
 
-/** Synchronous `readSafetensorsFile` (same checks, same errors). */
+/** Synchronous `readSafetensorsFile` (the same steps, checks and errors). */
 export function readSafetensorsFileSync(file: string): SafetensorsFile {
   let fd: number;
   try { fd = openSync(file, 'r'); } catch (e) { throw ioError(file, 'open file', e); }
   try {
-    const size = fstatSync(fd).size;
-    const readAt = (buf: Uint8Array, pos: number) => {
-      let done = 0;
-      while (done < buf.length) {
-        let r: number;
-        try { r = readSync(fd, buf, done, Math.min(CHUNK, buf.length - done), pos + done); } catch (e) { throw ioError(file, 'read file', e); }
-        if (r === 0) throw new DyadcError('SAFETENSORS', `file shrank while reading (got ${pos + done} of ${size} bytes)`, { path: file });
-        done += r;
-      }
-    };
-    const head = new Uint8Array(Math.min(8, size));
-    readAt(head, 0);
-    let prefix = head;
-    if (size >= 8) {
-      const n = header8Length(head);
-      if (n <= MAX_HEADER_BYTES && 8 + n <= size) {
-        prefix = new Uint8Array(8 + n);
-        prefix.set(head);
-        readAt(prefix.subarray(8), 8);
-      }
+    const steps = loadSteps(file, fstatSync(fd).size);
+    for (let s = steps.next(); ;) {
+      if (s.done) return s.value;
+      const q = s.value;
+      let r: number;
+      try { r = readSync(fd, q.buf, q.offset, q.length, q.position); } catch (e) { throw ioError(file, 'read file', e); }
+      s = steps.next(r);
     }
-    const header = withFile(file, () => readSafetensorsHeader(prefix, size));
-    const bytes = new Uint8Array(size);
-    bytes.set(prefix);
-    readAt(bytes.subarray(prefix.length), prefix.length);
-    return safetensorsFromHeader(header, bytes);
   } finally {
     closeSync(fd);
   }
