@@ -1,17 +1,35 @@
-/** Prints one JSON line: ms for compile (spec → plan), pipeline creation and the first dispatch of OPT-125m fc1 (DYAD it n=4, batch 64). */
+/**
+ * Cold start of one model in THIS (fresh) process: prints one JSON line with ms for compile (spec →
+ * plan), create() (weights + pipeline creation, + warmup() with --warmup), the first forward and a
+ * second one. Run it in a fresh process per measurement (bench/cold-start.ts, bench/run.ts do) with
+ * MESA_SHADER_CACHE_DIR pointing at an empty directory (cold) or at one a previous run filled (warm).
+ *
+ *   npx tsx bench/first-dispatch.ts [--spec examples/opt125m-ff-dyad.json] [--batch 1] [--warmup]
+ */
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
 import { compileSync } from '../compiler/index.js';
 import { Rng } from '../compiler/util/rng.js';
+
+const opts = new Command()
+  .option('--spec <file>', 'layer spec (JSON)', 'examples/opt125m-ff-dyad.json')
+  .option('--batch <n>', 'rows of the timed forward calls', (v) => parseInt(v, 10), 1)
+  .option('--warmup', 'create({ warmup: true }): dispatch every pipeline before create() resolves')
+  .parse().opts<{ spec: string; batch: number; warmup?: boolean }>();
+
 const t0 = performance.now();
-const c = compileSync({ name: 'fd', input: { features: 768 }, layers: [{ op: 'dyad', name: 'fc1', out_features: 3072, blocks: 4, variant: 'it' }, { op: 'relu' }] });
+const c = compileSync(JSON.parse(readFileSync(opts.spec, 'utf8')), { training: false });
 const t1 = performance.now();
 const rng = new Rng(3);
 const w: Record<string, Float32Array> = {};
-for (const [k, s] of Object.entries(c.weightShapes)) w[k] = rng.f32(s.reduce((a, b) => a * b, 1));
-const m = await c.create({ weights: w });
+for (const [k, s] of Object.entries(c.weightShapes)) w[k] = rng.f32(s.reduce((a, b) => a * b, 1), -0.05, 0.05);
+const m = await c.create({ weights: w, warmup: !!opts.warmup });
 const t2 = performance.now();
-await m.forward(rng.f32(64 * 768), 64);
+const inF = c.plan.inFeatures;
+await m.forward(rng.f32(opts.batch * inF), opts.batch);
 const t3 = performance.now();
-await m.forward(rng.f32(64 * 768), 64);
+await m.forward(rng.f32(opts.batch * inF), opts.batch);
 const t4 = performance.now();
-console.log(JSON.stringify({ compile_ms: +(t1 - t0).toFixed(1), create_ms: +(t2 - t1).toFixed(1), first_forward_ms: +(t3 - t2).toFixed(1), second_forward_ms: +(t4 - t3).toFixed(1) }));
+console.log(JSON.stringify({ spec: c.spec.name, batch: opts.batch, warmup: !!opts.warmup, kernels: c.plan.kernels.length, compile_ms: +(t1 - t0).toFixed(1), create_ms: +(t2 - t1).toFixed(1),
+  first_forward_ms: +(t3 - t2).toFixed(1), second_forward_ms: +(t4 - t3).toFixed(1) }));
 process.exit(0);

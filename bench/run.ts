@@ -23,6 +23,7 @@ import { activate } from '../compiler/interp/math.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getAdapter, getDevice, getGPU, describeAdapter } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
+import { gpuWait, setWaitOptions } from '../runtime/wait.js';
 import { f32ArrayToF16Padded, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { loadPeers, type PeerCase, type PeerRunner } from './peers/index.js';
 
@@ -42,8 +43,10 @@ const program = new Command()
   .option('--only <names>', 'comma-separated impl names to keep (dyadc, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
   .option('--out <dir>', 'results directory', 'bench/results')
   .option('--no-peers', 'time dyadc alone')
+  .option('--busy-poll', "wait with Dawn's busy polling (the runtime before runtime/wait.ts) instead of the throttled wait")
   .parse();
-const opts = program.opts<{ quick?: boolean; batch?: number; reps: number; warmup: number; only?: string; out: string; peers: boolean }>();
+const opts = program.opts<{ quick?: boolean; batch?: number; reps: number; warmup: number; only?: string; out: string; peers: boolean; busyPoll?: boolean }>();
+if (opts.busyPoll) setWaitOptions({ sliceMs: 0 });
 const only = opts.only?.split(',');
 const keep = (impl: string) => !only || only.some((o) => impl.startsWith(o));
 
@@ -87,10 +90,15 @@ function rowError(y: Float32Array, ref: Float64Array, rows: number[], outF: numb
   return err / mx;
 }
 
+/**
+ * Times `run` (every row, dyadc or peer) inside gpuWait, so every implementation waits for the device
+ * the same way: the runtime's throttled wait (runtime/wait.ts), not Dawn's busy polling, unless
+ * --busy-poll.
+ */
 async function timeIt(run: () => Promise<void>): Promise<number[]> {
-  for (let i = 0; i < opts.warmup; i++) await run();
+  for (let i = 0; i < opts.warmup; i++) await gpuWait(run());
   const t: number[] = [];
-  for (let i = 0; i < opts.reps; i++) { const t0 = performance.now(); await run(); t.push(performance.now() - t0); }
+  for (let i = 0; i < opts.reps; i++) { const t0 = performance.now(); await gpuWait(run()); t.push(performance.now() - t0); }
   return t;
 }
 
@@ -113,7 +121,7 @@ function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f3
       if (half) device.queue.writeBuffer(xb, 0, f32ArrayToF16Padded(c.x));
       else device.queue.writeBuffer(xb, 0, c.x as Float32Array<ArrayBuffer>);
       return {
-        async run() { m.forwardGPU(xb, c.batch); await device.queue.onSubmittedWorkDone(); },
+        async run() { m.forwardGPU(xb, c.batch); await gpuWait(device.queue.onSubmittedWorkDone()); },
         async output() {
           const y = m.forwardGPU(xb, c.batch);
           return half ? f16ArrayToF32(await m.readBits16(y, c.batch * c.out_features)) : m.readBuffer(y, c.batch * c.out_features * 4);
@@ -184,7 +192,7 @@ async function main() {
   const wall = (performance.now() - t0) / 1000;
   const result = {
     date: new Date().toISOString(), adapter: info, adapterName, host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg: os.loadavg() },
-    method: `median of ${opts.reps} runs after ${opts.warmup} warm-up, wall-clock around onSubmittedWorkDone; correctness on rows ${'first/middle/last'} vs float64`,
+    method: `median of ${opts.reps} runs after ${opts.warmup} warm-up, wall-clock around onSubmittedWorkDone, ${opts.busyPoll ? "Dawn's busy-polling wait" : 'throttled wait (runtime/wait.ts)'} for every row; correctness on rows ${'first/middle/last'} vs float64`,
     quick: !!opts.quick, wall_s: wall, peers_unavailable: failures, first_dispatch: firstDispatch, rows,
   };
   mkdirSync(opts.out, { recursive: true });

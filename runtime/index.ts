@@ -3,7 +3,8 @@
  * compiler (no handlebars, no ts-morph): device acquisition, the Model (forward, forwardGPU,
  * backward, trainer), and safetensors I/O.
  */
-export { Model, hashText, getPipeline, packArena, type CreateOptions, type WeightsInput } from './model.js';
+export { Model, hashText, getPipeline, packArena, type CreateOptions, type WarmupOptions, type WeightsInput } from './model.js';
+export { gpuWait, setWaitOptions, getWaitOptions, type WaitOptions } from './wait.js';
 export { getGPU, getAdapter, getDevice, describeAdapter, type DeviceOptions } from './device.js';
 export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './plan.js';
 export { readSafetensors, writeSafetensors } from './weights/safetensors.js';

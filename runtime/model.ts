@@ -5,10 +5,11 @@
  */
 import type { Plan, PlanKernel, TrainKernel } from './plan.js';
 import { getDevice } from './device.js';
+import { gpuWait } from './wait.js';
 import { DyadcError } from '../compiler/errors.js';
 import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
-import { modelBackward, createTrainer, releaseBackward, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
+import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
 /** Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file. */
 export type WeightsInput = Record<string, Float32Array> | Uint8Array;
@@ -19,6 +20,16 @@ export interface CreateOptions {
   device?: GPUDevice;
   /** With safetensors bytes: the key prefix of this model's tensors (e.g. `model.decoder.layers.0.`). */
   prefix?: string;
+  /** Run `model.warmup()` (with these options when an object) before `create` resolves. Default false. */
+  warmup?: boolean | WarmupOptions;
+}
+
+export interface WarmupOptions {
+  /**
+   * Also dispatch training kernels: `true` = every training kernel of the plan (all losses and
+   * optimizers); default = the kernels of the trainers and `backward` already used on this model.
+   */
+  training?: boolean;
 }
 
 /** FNV-1a 64-bit (as two 32-bit halves) of a string → 16 hex chars; keys the pipeline cache. */
@@ -140,6 +151,7 @@ export class Model {
     const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
     const m = new Model(plan, device, arena, pipelines);
     if (m.arena16) device.queue.writeBuffer(m.arena16, 0, half);
+    if (opts.warmup) await m.warmup(opts.warmup === true ? {} : opts.warmup);
     return m;
   }
 
@@ -305,10 +317,31 @@ export class Model {
     const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     if (bytes > 0) e.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.device.queue.submit([e.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await gpuWait(staging.mapAsync(GPUMapMode.READ));
     const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
     staging.unmap(); staging.destroy();
     return out;
+  }
+
+  /**
+   * Dispatches every forward pipeline once (one row of zeros; outputs discarded) and, per `opts.training`,
+   * the training pipelines (on scratch buffers: weights, gradients and optimizer state are not touched),
+   * then waits for the device. Drivers that compile a shader lazily at its first dispatch (Mesa lavapipe
+   * JITs with LLVM there: 0.3–10 s per kernel cold, LAVAPIPE.md) do that work now instead of in the
+   * first latency-sensitive call. Idempotent; cheap once warm.
+   * @throws DyadcError(USAGE) for `training: true` on a model compiled without training kernels; DyadcError(GPU).
+   */
+  async warmup(opts: WarmupOptions = {}): Promise<void> {
+    this.assertAlive('warmup');
+    this.ensureCapacity(1);
+    this.device.pushErrorScope('validation');
+    const enc = this.device.createCommandEncoder({ label: `${this.plan.name}.warmup` });
+    this.encodeForward(enc, this.ownInput!, 1);
+    this.device.queue.submit([enc.finish()]);
+    await gpuWait(this.device.queue.onSubmittedWorkDone());
+    const err = await this.device.popErrorScope();
+    if (err) throw new DyadcError('GPU', `warmup of ${this.plan.name}: ${err.message}`);
+    await warmupTraining(this, opts.training);
   }
 
   /** Training: dL/dx and dL/dw (by weight name) for input `x` and output gradient `dy`. See runtime/trainer.ts. */

@@ -17,6 +17,7 @@ import { getPipeline, f16Input } from './model.js';
 import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
 import { TRAIN_FORMAT } from './plan.js';
 import { DyadcError } from '../compiler/errors.js';
+import { gpuWait } from './wait.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';
@@ -240,6 +241,44 @@ function checkX(model: Model, x: Float32Array, batch: number, what: string): voi
 
 const backwardExecutors = new WeakMap<Model, Promise<Executor>>();
 
+/** The training kernels each model has run (its trainers' and `backward`'s): what `model.warmup()` dispatches by default. */
+const usedKernels = new WeakMap<Model, Set<TrainKernel>>();
+function noteUsed(model: Model, kernels: TrainKernel[]): void {
+  let s = usedKernels.get(model);
+  if (!s) usedKernels.set(model, (s = new Set()));
+  for (const k of kernels) s.add(k);
+}
+
+/**
+ * Dispatches training kernels once, at batch 1, on a scratch executor (its own values, gradients,
+ * moments, zero inputs), so a driver's lazy shader compilation happens now (Model.warmup). `all`: every
+ * training kernel of the plan; otherwise those the model's trainers and `backward` use (none: nothing).
+ * The optimizers read a zero hyper-parameter block (count 0) and a non-zero status, so they return at
+ * once and the model's weights are never written; the f16 refresh rewrites the f16 copies they already hold.
+ * @throws DyadcError(USAGE) for `all` on a model compiled without training kernels; DyadcError(GPU).
+ */
+export async function warmupTraining(model: Model, all?: boolean): Promise<void> {
+  let kernels: TrainKernel[];
+  if (all) {
+    const t = trainingOf(model);
+    kernels = [...t.forward, ...Object.values(t.losses), ...t.backward, t.checkFinite, ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
+  } else kernels = [...(usedKernels.get(model) ?? [])];
+  if (!kernels.length) return;
+  const ex = await Executor.create(model, kernels);
+  try {
+    ex.allocMoments(true);
+    ex.ensureCapacity(1);
+    const d = model.device;
+    d.queue.writeBuffer(ex.status, 0, new Uint32Array([1, 0, 0, 0]));
+    await ex.scoped('warmup', async () => {
+      const enc = d.createCommandEncoder();
+      ex.encode(enc, kernels, 1, `${model.plan.name}.warmup`);
+      d.queue.submit([enc.finish()]);
+      await gpuWait(d.queue.onSubmittedWorkDone());
+    });
+  } finally { ex.destroy(); }
+}
+
 /** Frees the buffers `model.backward` allocated for this model (called by Model.destroy). */
 export function releaseBackward(model: Model): void {
   const ex = backwardExecutors.get(model);
@@ -264,7 +303,7 @@ export async function modelBackward(model: Model, x: Float32Array, dy: Float32Ar
     throw new DyadcError('USAGE', `backward: dy must be a Float32Array of batch × out_features = ${batch} × ${outF} = ${batch * outF} values, got ${dy?.length}`);
   const t = trainingOf(model);
   let ep = backwardExecutors.get(model);
-  if (!ep) { ep = Executor.create(model, [...t.forward, ...t.backward]); backwardExecutors.set(model, ep); }
+  if (!ep) { ep = Executor.create(model, [...t.forward, ...t.backward]); backwardExecutors.set(model, ep); noteUsed(model, [...t.forward, ...t.backward]); }
   const ex = await ep;
   ex.ensureCapacity(batch);
   const d = model.device;
@@ -304,6 +343,7 @@ export class Trainer {
     this.opt = t.optimizers[options.optimizer.type];
     this.update = [t.checkFinite, this.opt, ...(t.refreshHalf ? [t.refreshHalf] : [])];
     this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), ...this.update];
+    noteUsed(model, this.kernels);
   }
 
   /**
@@ -440,7 +480,7 @@ export class Trainer {
         this.ex.encode(enc, [k], batch, k.name);
         const c0 = cpuUsage?.(), t0 = performance.now();
         d.queue.submit([enc.finish()]);
-        await d.queue.onSubmittedWorkDone();
+        await gpuWait(d.queue.onSubmittedWorkDone());
         const ms = performance.now() - t0, c1 = c0 && cpuUsage?.(c0);
         times.push({ name: k.name, layers: k.layers, ms, ...(c1 ? { cpuMs: (c1.user + c1.system) / 1000 } : {}) });
       }
