@@ -3,6 +3,7 @@
  * compiler (no handlebars, no ts-morph): device acquisition, the Model (forward, forwardGPU,
  * backward, trainer), and safetensors I/O.
  */
+/// <reference types="@webgpu/types" />
 export { Model, hashText, getPipeline, packArena, type CreateOptions, type WeightsInput } from './model.js';
 export { getGPU, getAdapter, getDevice, describeAdapter, type DeviceOptions } from './device.js';
 export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './plan.js';
