@@ -1,30 +1,26 @@
 #!/usr/bin/env node
-// dyadc CLI entry (`npx dyadc`): runs the TypeScript CLI, compiler/cli/main.ts, in this process (no
-// second Node process is spawned). Normally from its precompiled bundle (bin/precompiled.js: one
-// ESM file, rebuilt whenever any source it was built from changes, so never stale), which skips
-// tsx's per-file work at start-up; when that bundle can be neither used nor built, or with
-// DYADC_CLI=tsx, from the sources through tsx's ESM loader.
-import { pathToFileURL } from 'node:url';
+// dyadc CLI entry (`npx dyadc`): runs the built CLI, dist/compiler/cli/main.js (plain ESM made by
+// scripts/build.mjs at `npm pack` / `npm run build`), in this process. In a checkout of the
+// repository whose dist/ is missing or older than a source (scripts/build.mjs distIsStale), or with
+// DYADC_CLI=tsx, it runs the TypeScript sources through tsx instead (a devDependency), so an edit is
+// never run stale; `npm test` and `npm run demo` rebuild dist/ first (scripts/setup).
+import { existsSync } from 'node:fs';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Mesa/Dawn warn without it on headless machines
 const debug = process.argv.includes('--debug');
+if (debug) process.setSourceMapsEnabled(true); // stack traces name the .ts sources (maps are in dist/)
 
 /** @returns {Promise<{ main(argv: string[]): Promise<never> }>} */
 async function loadCli() {
-  if (process.env.DYADC_CLI !== 'tsx') {
-    try {
-      const { precompiledCli } = await import('./precompiled.js');
-      const file = await precompiledCli(undefined, { maps: debug });  // --debug: stacks read the source maps
-      if (debug) process.setSourceMapsEnabled(true); // stacks name the .ts sources
-      return await import(pathToFileURL(file).href);
-    } catch (e) {
-      if (debug) process.stderr.write(`dyadc: running the sources through tsx: no precompiled CLI (${e?.message ?? e})\n`);
-    }
+  const buildScript = new URL('../scripts/build.mjs', import.meta.url);
+  let fromSources = process.env.DYADC_CLI === 'tsx';
+  if (!fromSources && existsSync(buildScript)) {  // a checkout: dist/ may be stale (a published package has no scripts/)
+    const { distIsStale } = await import(buildScript.href);
+    fromSources = distIsStale();
+    if (fromSources && debug) process.stderr.write('dyadc: dist/ is missing or stale: running the sources through tsx (npm run build makes it)\n');
   }
+  if (!fromSources) return import('../dist/compiler/cli/main.js');
   const { register } = await import('tsx/esm/api');
-  // zod's ESM build is ~100 modules: loaded before tsx's (off-thread) hooks are registered it skips a
-  // round trip to them per module (~0.15 s of start-up); the TS sources that import it get this copy.
-  await import('zod');
   register();
   return import('../compiler/cli/main.ts');
 }

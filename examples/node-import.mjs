@@ -20,7 +20,7 @@ const dir = resolve(process.argv[2] ?? 'build/examples');
 const name = process.argv[3] ?? 'opt125m_ff_dyad';
 const batch = Number(process.argv[4] ?? 4);
 
-const mod = await import(pathToFileURL(resolve(dir, `${name}.js`)).href);
+const mod = await import(pathToFileURL(resolve(dir, `${name}.mjs`)).href);
 const weights = new Uint8Array(await readFile(resolve(dir, `${name}.safetensors`)));
 const t0 = performance.now();
 const model = await mod.create({ weights }); // safetensors bytes; or { 'fc1.wl': Float32Array, ... }

@@ -68,7 +68,7 @@ test('compile writes module, bundle, declarations, kernels and a manifest', asyn
   const tr = c.plan.training!;
   const trainKernels = [...tr.forward, ...tr.backward, ...Object.values(tr.losses), tr.checkFinite, ...Object.values(tr.optimizers)];
   t.deepEqual(m.trainingKernels!.map((k) => k.name), trainKernels.map((k) => k.name));
-  t.deepEqual(listing(r.outDir), [...kernels, ...m.trainingKernels!.map((k) => k.wgsl), 'aot_small.d.ts', 'aot_small.js', 'aot_small.manifest.json', 'aot_small.ts'].sort());
+  t.deepEqual(listing(r.outDir), [...kernels, ...m.trainingKernels!.map((k) => k.wgsl), 'aot_small.d.mts', 'aot_small.mjs', 'aot_small.manifest.json', 'aot_small.ts'].sort());
   t.deepEqual(r.files, listing(r.outDir));
   for (const k of c.plan.kernels) t.is(readFileSync(join(r.outDir, 'kernels', `${c.plan.name}.${k.name}.wgsl`), 'utf8').trimEnd(), k.wgsl.trimEnd());
   trainKernels.forEach((k, i) => t.is(readFileSync(join(r.outDir, m.trainingKernels![i].wgsl), 'utf8').trimEnd(), k.wgsl.trimEnd()));
@@ -91,7 +91,7 @@ test('compiling twice gives byte-identical files', async (t) => {
   for (const f of listing(a.outDir)) t.true(readFileSync(join(a.outDir, f)).equals(readFileSync(join(b.outDir, f))), `${f} differs between two compiles`);
   // and the normalised spec and the input object give the same module
   const c = await compileToDirectory(compileSync(SPEC).spec, { outDir: join(tmp, 'c') });
-  t.true(readFileSync(join(c.outDir, 'aot_small.js')).equals(readFileSync(join(a.outDir, 'aot_small.js'))));
+  t.true(readFileSync(join(c.outDir, 'aot_small.mjs')).equals(readFileSync(join(a.outDir, 'aot_small.mjs'))));
 });
 
 test('training: false gives an inference-only module (the plan of compile(spec, { training: false }))', async (t) => {
@@ -100,15 +100,15 @@ test('training: false gives an inference-only module (the plan of compile(spec, 
   t.false(listing(r.outDir).some((f) => f.startsWith('kernels/train/')));
   const dir = join(tmp, 'inference-only');
   mkdirSync(dir);
-  copyFileSync(join(r.outDir, 'aot_small.js'), join(dir, 'aot_small.js'));
-  const mod = await import(pathToFileURL(join(dir, 'aot_small.js')).href) as AotModule;
+  copyFileSync(join(r.outDir, 'aot_small.mjs'), join(dir, 'aot_small.mjs'));
+  const mod = await import(pathToFileURL(join(dir, 'aot_small.mjs')).href) as AotModule;
   t.deepEqual(mod.plan, compileSync(SPEC, { training: false }).plan);
   t.is(mod.plan.training, undefined);
 });
 
 test('the bundle imports nothing but webgpu (dynamically) and embeds no compiler code', async (t) => {
   const r = await compiled();
-  const js = readFileSync(join(r.outDir, 'aot_small.js'), 'utf8');
+  const js = readFileSync(join(r.outDir, 'aot_small.mjs'), 'utf8');
   t.notRegex(js, /^\s*import\s[^(]/m, 'no static imports: the runtime is inlined');
   t.notRegex(js, /\brequire\s*\(/, 'no require()');
   t.notRegex(js, /["'](node:[a-z_/]+|fs|path|url|crypto|module|handlebars|ts-morph|typescript|esbuild|zod|dyadc(\/[a-z]+)?)["']/, 'no Node built-ins, compiler dependencies or dyadc');
@@ -124,8 +124,8 @@ test('the emitted module\'s plan deep-equals the JIT plan', async (t) => {
   const r = await compiled();
   const dir = join(tmp, 'plan');
   mkdirSync(dir);
-  copyFileSync(join(r.outDir, 'aot_small.js'), join(dir, 'aot_small.js'));
-  const mod = await import(pathToFileURL(join(dir, 'aot_small.js')).href) as AotModule;
+  copyFileSync(join(r.outDir, 'aot_small.mjs'), join(dir, 'aot_small.mjs'));
+  const mod = await import(pathToFileURL(join(dir, 'aot_small.mjs')).href) as AotModule;
   const c = compileSync(SPEC);
   t.deepEqual(mod.plan, c.plan);
   t.deepEqual(mod.spec, c.spec);
@@ -144,9 +144,9 @@ test('the standalone bundle (no node_modules, no dyadc) runs: bit-identical to J
   const r = await compiled();
   const dir = join(tmp, 'standalone');
   mkdirSync(dir);
-  copyFileSync(join(r.outDir, 'aot_small.js'), join(dir, 'aot_small.js'));
-  t.deepEqual(readdirSync(dir), ['aot_small.js']);
-  const mod = await import(pathToFileURL(join(dir, 'aot_small.js')).href) as AotModule;
+  copyFileSync(join(r.outDir, 'aot_small.mjs'), join(dir, 'aot_small.mjs'));
+  t.deepEqual(readdirSync(dir), ['aot_small.mjs']);
+  const mod = await import(pathToFileURL(join(dir, 'aot_small.mjs')).href) as AotModule;
   const c = compileSync(SPEC);
   const weights = randomWeights(c.weightShapes, new Rng(SEED));
   const device = await sharedDevice();
@@ -183,9 +183,9 @@ test('the standalone bundle finds WebGPU itself through the webgpu package', asy
   const r = await compiled();
   const dir = join(tmp, 'with-webgpu');
   mkdirSync(join(dir, 'node_modules'), { recursive: true });
-  copyFileSync(join(r.outDir, 'aot_small.js'), join(dir, 'aot_small.js'));
+  copyFileSync(join(r.outDir, 'aot_small.mjs'), join(dir, 'aot_small.mjs'));
   symlinkSync(join(ROOT, 'node_modules', 'webgpu'), join(dir, 'node_modules', 'webgpu'), 'dir');
-  const mod = await import(pathToFileURL(join(dir, 'aot_small.js')).href) as AotModule;
+  const mod = await import(pathToFileURL(join(dir, 'aot_small.mjs')).href) as AotModule;
   const c = compileSync(SPEC);
   const weights = randomWeights(c.weightShapes, new Rng(SEED));
   const m = await mod.create({ weights }); // no device: the bundle acquires one
@@ -205,7 +205,7 @@ test('the .d.ts type-checks a consumer; the generated .ts type-checks against th
   // 1. a consumer that has only the bundle and its declarations (+ @webgpu/types)
   const consumer = join(tmp, 'consumer');
   mkdirSync(consumer);
-  for (const f of ['aot_small.js', 'aot_small.d.ts']) copyFileSync(join(r.outDir, f), join(consumer, f));
+  for (const f of ['aot_small.mjs', 'aot_small.d.mts']) copyFileSync(join(r.outDir, f), join(consumer, f));
   writeFileSync(join(consumer, 'package.json'), '{ "type": "module" }\n');
   writeFileSync(join(consumer, 'tsconfig.json'), JSON.stringify({
     compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'],
@@ -213,7 +213,7 @@ test('the .d.ts type-checks a consumer; the generated .ts type-checks against th
     files: ['consumer.ts'],
   }, null, 2));
   writeFileSync(join(consumer, 'consumer.ts'), `
-import { create, plan, spec, weightShapes, type Model, type CreateOptions, type Plan, type Spec } from './aot_small.js';
+import { create, plan, spec, weightShapes, type Model, type CreateOptions, type Plan, type Spec } from './aot_small.mjs';
 const weights: Record<string, Float32Array> = {};
 for (const [k, s] of Object.entries(weightShapes)) weights[k] = new Float32Array(s.reduce((a, b) => a * b, 1));
 const opts: CreateOptions = { weights };
@@ -285,8 +285,8 @@ test('--tuned: the best schedules of a `dyadc tune` cache override the defaults;
   // the JIT path with the same overrides gives the same plan
   const dir = join(tmp, 'tuned-import');
   mkdirSync(dir);
-  copyFileSync(join(r.outDir, 'aot_small.js'), join(dir, 'aot_small.js'));
-  const mod = await import(pathToFileURL(join(dir, 'aot_small.js')).href) as AotModule;
+  copyFileSync(join(r.outDir, 'aot_small.mjs'), join(dir, 'aot_small.mjs'));
+  const mod = await import(pathToFileURL(join(dir, 'aot_small.mjs')).href) as AotModule;
   t.deepEqual(mod.plan, compileSync(SPEC, { overrides: { fc1: tuned } }).plan);
   // a missing cache is a one-line CACHE error
   await t.throwsAsync(compileToDirectory(SPEC, { outDir: join(tmp, 'x'), tuned: join(tmp, 'nope.json') }), { message: /no tuning cache at/ });

@@ -49,7 +49,7 @@ const SPEC: SpecInput = {
   ],
 };
 
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.safetensors': 'application/octet-stream', '.json': 'application/json' };
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.safetensors': 'application/octet-stream', '.json': 'application/json' };
 
 /** A static file server for `dir` on 127.0.0.1 (a secure context for WebGPU), random port. */
 async function serve(dir: string): Promise<{ server: Server; url: string }> {
@@ -85,7 +85,7 @@ test('the browser bundle runs in Chromium (WebGPU/SwiftShader) and matches the i
   const weights = randomWeights(c.weightShapes, new Rng(SEED));
   writeFileSync(join(dir, 'browser_small.safetensors'), writeSafetensors(
     Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, { data: v, shape: c.weightShapes[k] }]))));
-  const js = readFileSync(join(dir, 'browser_small.js'), 'utf8');
+  const js = readFileSync(join(dir, 'browser_small.mjs'), 'utf8');
   t.notRegex(js, /["']node:/, 'no Node built-ins in the browser bundle');
 
   // references: the interpreter, and the same plan on Node's WebGPU (Dawn)

@@ -1,7 +1,7 @@
 /**
  * The `dyadc` CLI (bin/dyadc.js → compiler/cli/main.ts), run as a user runs it: a child process.
  * Exit codes: 0 ok, 1 error (one line `dyadc: ...` on stderr, no stack unless --debug), 2 usage.
- * Serial: each run is a Node process (start-up ~0.2 s from the precompiled CLI, bin/precompiled.js);
+ * Serial: each run is a Node process (start-up ~0.2 s from the built CLI, dist/);
  * running them one at a time keeps the shared 2-core machine usable and the measured `compile` time
  * meaningful.
  */
@@ -51,7 +51,7 @@ test.serial('compile via the CLI writes the module directory', async (t) => {
   const out = join(tmp, 'compiled');
   const r = await dyadc('compile', 'examples/opt125m-ff-dyad.json', '-o', out);
   t.is(r.code, 0, r.stderr);
-  for (const f of ['opt125m_ff_dyad.ts', 'opt125m_ff_dyad.js', 'opt125m_ff_dyad.d.ts', 'opt125m_ff_dyad.manifest.json', 'kernels/opt125m_ff_dyad.k1_relu_2.wgsl']) t.true(existsSync(join(out, f)), f);
+  for (const f of ['opt125m_ff_dyad.ts', 'opt125m_ff_dyad.mjs', 'opt125m_ff_dyad.d.mts', 'opt125m_ff_dyad.manifest.json', 'kernels/opt125m_ff_dyad.k1_relu_2.wgsl']) t.true(existsSync(join(out, f)), f);
   t.log(`dyadc compile examples/opt125m-ff-dyad.json: ${(r.ms / 1000).toFixed(2)} s wall (process start to exit); ${r.stdout.split('\n')[0]}`);
   const tuned = await dyadc('compile', 'examples/opt125m-ff-dyad.json', '-o', out, '--tuned', join(tmp, 'cache.json'));
   t.is(tuned.code, 1);
@@ -192,4 +192,58 @@ test.serial('init + convert round trip: errors per block count, and the written 
   t.regex(table.stdout, /^fc1\s+16\s+32\s+\d\.\d{6}$/m);
   t.is(wrong.code, 1);
   t.regex(wrong.stderr, /^dyadc: .*missing dense weight of dyad layer fc1 "fc1\.weight" \(fix: the file has "model\.layers\.0\.fc1\.weight": check --prefix\)\n$/);
+});
+
+test.serial('--tuned: one tuning cache resolves blocks "auto" alike for compile, init and convert (the weights fit the bundle)', async (t) => {
+  const { TuneCache } = await import('../compiler/tune/cache.js');
+  const { currentStamp, layerKey } = await import('../compiler/tune/key.js');
+  const autoSpec: SpecInput = { name: 'tuned_auto', input: { features: 32 }, layers: [
+    { op: 'dyad', name: 'fc1', out_features: 64, blocks: 'auto', variant: 'it' }, { op: 'relu' }, { op: 'linear', name: 'fc2', out_features: 32 }] };
+  const specFile = writeSpec('tuned-auto.json', autoSpec);
+  const spec = parseSpec(autoSpec);
+  // the cache: 8 blocks measured fastest for fc1 (the heuristic would pick 4)
+  const adapter = { vendor: 'acme', architecture: 'test', device: 'x1', description: 'ACME test adapter' };
+  const schedule = { kind: 'register', tile: { rows: 2, cols: 4, k: 1 }, workgroup: { rows: 8, cols: 8 } } as const;
+  const entry = (blocks: number, ms: number) => ({
+    key: { adapter, layer: layerKey(spec, 0, blocks, 'it'), batchBucket: 8, dtype: 'f32' as const }, stamp: currentStamp(),
+    best: { schedule, medianMs: ms, confirmed: true }, candidates: [{ schedule, status: 'ok' as const, medianMs: ms, timesMs: [ms] }],
+    timer: 'wall' as const, batch: 8, measuredAt: '2024-01-01T00:00:00.000Z', loadavg: [0, 0, 0], complete: true, maxSchedules: 6,
+  });
+  const cacheFile = join(tmp, 'tuned-auto-cache.json');
+  const cache = await TuneCache.load(cacheFile);
+  for (const [n, ms] of [[1, 1.0], [2, 0.6], [4, 0.4], [8, 0.3]]) cache.put(entry(n, ms));
+  await cache.save();
+
+  const out = join(tmp, 'tuned-auto');
+  const weightsFile = join(tmp, 'tuned-auto.safetensors'), heuristicFile = join(tmp, 'heuristic-auto.safetensors');
+  const comp = await dyadc('compile', specFile, '-o', out, '--tuned', cacheFile, '--no-training');
+  t.is(comp.code, 0, comp.stderr);
+  const init = await dyadc('init', specFile, '-o', weightsFile, '--tuned', cacheFile);
+  t.is(init.code, 0, init.stderr);
+  t.regex(init.stdout, /^fc1: blocks 8 \(tuned: /m);
+  const manifest = JSON.parse((await import('node:fs')).readFileSync(join(out, 'tuned_auto.manifest.json'), 'utf8')) as { weights: { name: string; shape: number[] }[] };
+  t.deepEqual(manifest.weights.find((w) => w.name === 'fc1.wl')!.shape, [8, 8, 4], 'compile --tuned: 8 blocks');
+  const file = await readSafetensorsFile(weightsFile);
+  for (const w of manifest.weights) t.deepEqual(file.info(w.name).shape, w.shape, `init --tuned: ${w.name} fits the bundle`);
+  // without --tuned, init keeps the heuristic (4 blocks), as compile without --tuned does
+  const plain = await dyadc('init', specFile, '-o', heuristicFile);
+  t.is(plain.code, 0, plain.stderr);
+  t.deepEqual((await readSafetensorsFile(heuristicFile)).info('fc1.wl').shape, [4, 16, 8]);
+
+  // convert --tuned projects a dense checkpoint onto the tuned block count
+  const denseSpec: SpecInput = { ...autoSpec, name: 'tuned_dense', layers: [{ op: 'linear', name: 'fc1', out_features: 64 }, { op: 'relu' }, { op: 'linear', name: 'fc2', out_features: 32 }] };
+  const denseFile = join(tmp, 'tuned-dense.safetensors'), convFile = join(tmp, 'tuned-conv.safetensors');
+  t.is((await dyadc('init', writeSpec('tuned-dense.json', denseSpec), '-o', denseFile, '--seed', '3')).code, 0);
+  const conv = await dyadc('convert', specFile, '--dense', denseFile, '-o', convFile, '--tuned', cacheFile);
+  t.is(conv.code, 0, conv.stderr);
+  t.regex(conv.stdout, /dyad blocks=8 variant=it/);
+  const converted = await readSafetensorsFile(convFile);
+  for (const w of manifest.weights) t.deepEqual(converted.info(w.name).shape, w.shape, `convert --tuned: ${w.name} fits the bundle`);
+  const W = (await readSafetensorsFile(denseFile)).get('fc1.weight');
+  t.deepEqual([...converted.get('fc1.wl')], [...projectDense(W, 64, 32, 8, 'it').wl]);
+
+  // --batch without --tuned is a usage error
+  const bad = await dyadc('init', specFile, '-o', weightsFile, '--batch', '8');
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /init: --batch selects the tuned batch bucket: use it with --tuned/);
 });

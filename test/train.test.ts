@@ -112,8 +112,8 @@ test('an AOT module (standalone bundle) trains bit-identically to the JIT model'
     const r = await compileToDirectory(SPEC, { outDir: join(tmp, 'out') });
     const alone = join(tmp, 'alone');
     mkdirSync(alone);
-    copyFileSync(join(r.outDir, `${c.spec.name}.js`), join(alone, `${c.spec.name}.js`));
-    const mod = await import(pathToFileURL(join(alone, `${c.spec.name}.js`)).href) as { plan: Plan; create(o: CreateOptions): Promise<Model> };
+    copyFileSync(join(r.outDir, `${c.spec.name}.mjs`), join(alone, `${c.spec.name}.mjs`));
+    const mod = await import(pathToFileURL(join(alone, `${c.spec.name}.mjs`)).href) as { plan: Plan; create(o: CreateOptions): Promise<Model> };
     t.deepEqual(mod.plan.training, c.plan.training);
     const a = await c.create({ weights: initWeights(c.spec, 9), device: dev });
     const b = await mod.create({ weights: initWeights(c.spec, 9), device: dev });

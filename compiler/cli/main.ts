@@ -1,29 +1,33 @@
 /**
- * The `dyadc` command line (bin/dyadc.js runs it, precompiled by bin/precompiled.js or through tsx).
+ * The `dyadc` command line (bin/dyadc.js runs it: its build, dist/compiler/cli/main.js, or in this
+ * repository while that is stale these sources through tsx).
  *
  *   dyadc doctor                                   WebGPU adapter, limits, features (or why there is none)
  *   dyadc inspect <spec> [--print-after <pass|all>] [--kernel <name>]
  *   dyadc compile <spec> -o <dir> [--target neutral|node|browser] [--no-training] [--fallback-f32] [--tuned <cache.json> [--batch N]]
- *   dyadc init <spec> -o <weights.safetensors> [--seed N] [--prefix p]
- *   dyadc convert <spec> --dense <dense.safetensors> [-o <dyad.safetensors>] [--prefix p] [--blocks 2,4,8]
+ *   dyadc init <spec> -o <weights.safetensors> [--seed N] [--prefix p] [--tuned <cache.json> [--batch N]]
+ *   dyadc convert <spec> --dense <dense.safetensors> [-o <dyad.safetensors>] [--prefix p] [--blocks 2,4,8] [--tuned <cache.json> [--batch N]]
  *   dyadc tune <spec> --batch B ...                 the autotuner (compiler/cli/tune-command.ts)
  *
  * Errors: a DyadcError prints one line `dyadc: <message>` on stderr and exits 1; a usage error
  * (commander's, or a bad option value) exits 2; anything else prints one line and a hint to rerun
  * with --debug, which prints stacks. Each command imports what it needs when it runs, so start-up
- * stays small; bin/dyadc.js runs this file precompiled (bin/precompiled.js), and a warm
- * `dyadc compile` never loads ts-morph (compiler/codegen/module.ts caches what it prints).
+ * stays small; the built `dyadc compile` never loads ts-morph (compiler/codegen/module.ts reads the
+ * skeleton printed at build time).
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DyadcError } from '../errors.js';
+import type { Spec } from '../spec/types.js';
 import { registerTune } from './tune-command.js';
+import { packagePath } from '../util/package-root.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 
 function packageVersion(): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** Thrown by actions for bad option values found after parsing: reported like commander's usage errors (exit 2). */
@@ -92,7 +96,7 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
   let source = nav?.gpu ? 'navigator.gpu' : 'the `webgpu` package (Dawn)';
   if (!nav?.gpu) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL('../../node_modules/webgpu/package.json', import.meta.url), 'utf8')) as { version: string };
+      const pkg = createRequire(packagePath('package.json'))('webgpu/package.json') as { version: string };
       source = `webgpu@${pkg.version} (Dawn)`;
     } catch { /* reported by getAdapter below */ }
   }
@@ -251,17 +255,39 @@ async function compileCmd(file: string, opts: { out: string; tuned?: string; bat
 // init / convert
 // ---------------------------------------------------------------------------------------------
 
+/** `--tuned <cache.json> [--batch N]`: the tuning cache that resolves `blocks: "auto"` (compile, init and convert alike). */
+interface TunedFlags { tuned?: string; batch?: number }
+
+/**
+ * The spec of `file` with `blocks: "auto"` resolved as `dyadc compile` resolves it: from the tuning
+ * cache with --tuned (at the bucket of --batch), else the heuristic (choose-blocks). So one cache
+ * makes compile, init and convert agree on the block counts, and the weights fit the bundle.
+ * Prints each decision taken from the cache.
+ * @throws UsageError for --batch without --tuned; DyadcError(SPEC_* | CACHE).
+ */
+async function blocksResolvedSpec(cmd: string, file: string, opts: TunedFlags): Promise<Spec> {
+  if (opts.batch !== undefined && opts.tuned === undefined) throw new UsageError(`${cmd}: --batch selects the tuned batch bucket: use it with --tuned <cache.json>`);
+  const { loadSpecFile } = await import('../spec/parse.js');
+  const spec = loadSpecFile(file);
+  if (opts.tuned === undefined) {
+    const { chooseBlocks } = await import('../passes/choose-blocks.js');
+    return chooseBlocks(spec).spec;
+  }
+  const { loadTunedOverrides } = await import('../aot.js');
+  const t = await loadTunedOverrides(opts.tuned, spec, { batch: opts.batch });
+  for (const d of t.decisions) out(`${d.layer}: blocks ${d.blocks} (${d.source}: ${d.reason})`);
+  return t.spec;
+}
+
 const fmtInt = (n: number) => n.toLocaleString('en-US');
 const fmtBytes = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
 
 /** `dyadc init <spec> -o file`: fresh weights (compiler/project.ts initWeights) written as safetensors (F32). */
-async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string }): Promise<number> {
-  const { loadSpecFile } = await import('../spec/parse.js');
+async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string } & TunedFlags): Promise<number> {
   const { initWeights } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
-  const { chooseBlocks } = await import('../passes/choose-blocks.js');
-  const spec = chooseBlocks(loadSpecFile(file)).spec;  // blocks: "auto" resolves as compile does
+  const spec = await blocksResolvedSpec('init', file, opts);  // blocks: "auto" resolves as compile does
   const shapes = weightShapes(spec);
   const w = initWeights(spec, opts.seed);
   const prefix = opts.prefix ?? '';
@@ -280,15 +306,13 @@ async function initCmd(file: string, opts: { out: string; seed: number; prefix?:
  * block count (and writes only when -o is given).
  * @throws DyadcError(WEIGHTS) for a missing or wrongly shaped dense tensor; DyadcError(SAFETENSORS).
  */
-async function convertCmd(file: string, opts: { dense: string; out?: string; prefix?: string; blocks?: number[] }): Promise<number> {
+async function convertCmd(file: string, opts: { dense: string; out?: string; prefix?: string; blocks?: number[] } & TunedFlags): Promise<number> {
   if (!opts.out && !opts.blocks) throw new UsageError('convert: give -o <dyad.safetensors> to write, or --blocks <list> to print the error table (or both)');
-  const { loadSpecFile } = await import('../spec/parse.js');
   const { projectDense } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { readSafetensorsFile, writeSafetensorsFile } = await import('../../runtime/weights/node.js');
   const { closeMatches } = await import('../../runtime/weights/names.js');
-  const { chooseBlocks } = await import('../passes/choose-blocks.js');
-  const spec = chooseBlocks(loadSpecFile(file)).spec;  // blocks: "auto" resolves as compile does
+  const spec = await blocksResolvedSpec('convert', file, opts);  // blocks: "auto" resolves as compile does
   const src = await readSafetensorsFile(opts.dense);
   const prefix = opts.prefix ?? '';
   const q = (s: string) => JSON.stringify(s);
@@ -403,7 +427,9 @@ function program(result: { code: number }): Command {
     .requiredOption('-o, --out <file>', 'output .safetensors file')
     .option('--seed <n>', 'random seed', parseSeed, 0)
     .option('--prefix <p>', 'prefix for every tensor name, e.g. model.decoder.layers.0.')
-    .action(run((spec: string, o: { out: string; seed: number; prefix?: string }) => initCmd(spec, o)));
+    .option('--tuned <cache.json>', 'resolve blocks: "auto" from a `dyadc tune` cache, as `compile --tuned` does (so the weights fit that bundle)')
+    .option('--batch <n>', 'with --tuned: the batch the model will run at (as for compile)', parsePositive)
+    .action(run((spec: string, o: { out: string; seed: number; prefix?: string } & TunedFlags) => initCmd(spec, o)));
 
   p.command('convert')
     .description('project dense Linear weights onto the spec\'s DYAD layers (least squares) and report the error')
@@ -412,23 +438,12 @@ function program(result: { code: number }): Command {
     .option('-o, --out <file>', 'output .safetensors file with <prefix><layer>.wl/.wu/.bias')
     .option('--prefix <p>', 'tensor-name prefix in both files, e.g. model.decoder.layers.0.')
     .option('--blocks <list>', 'print the error for these block counts, e.g. 2,4,8', parseBlockList)
-    .action(run((spec: string, o: { dense: string; out?: string; prefix?: string; blocks?: number[] }) => convertCmd(spec, o)));
+    .option('--tuned <cache.json>', 'resolve blocks: "auto" from a `dyadc tune` cache, as `compile --tuned` does (so the weights fit that bundle)')
+    .option('--batch <n>', 'with --tuned: the batch the model will run at (as for compile)', parsePositive)
+    .action(run((spec: string, o: { dense: string; out?: string; prefix?: string; blocks?: number[] } & TunedFlags) => convertCmd(spec, o)));
 
   registerTune(p); // `dyadc tune` (compiler/cli/tune-command.ts; loads the tuner only when it runs)
   return p;
-}
-
-/**
- * Fills the caches `dyadc compile` reads (the precompiled templates; the module generator's runtime
- * types and printed skeleton; ts-morph's V8 code cache when they had to be made), so the first compile is as fast
- * as the next. `scripts/setup` calls it through `node bin/precompiled.js --warm`.
- * @returns whether anything had to be made
- */
-export async function warmCaches(): Promise<boolean> {
-  const { prepareModuleCodegen } = await import('../codegen/module.js');
-  const { templateChecksum } = await import('../codegen/templates.js');
-  templateChecksum();  // loads the templates: precompiles and caches them when not cached yet
-  return prepareModuleCodegen();
 }
 
 function printDebug(e: unknown): void {

@@ -1,23 +1,23 @@
 /**
  * The AOT module generator: a Plan → the TypeScript source of a self-contained model module and
- * its `.d.ts`, both built with ts-morph (structures, not string concatenation; only the plan's
+ * its `.d.mts`, both built with ts-morph (structures, not string concatenation; only the plan's
  * data is rendered as a literal initializer, and with the header comment put into the printed text
- * afterwards). What ts-morph prints is thus the same for every plan: it is printed once and cached
- * (see `skeleton`), so a warm `dyadc compile` does not load ts-morph at all.
+ * afterwards). What ts-morph prints is thus the same for every plan (the "skeleton"): the package
+ * build (scripts/build.mjs) prints it once into dist/compiler/codegen/module-skeleton.json, which the
+ * built module reads, so an installed dyadc never loads ts-morph (a devDependency); run from these
+ * sources (tsx, in this repository) it is printed in the process that needs it.
  *
  * The generated `<name>.ts` declares its own copies of the public runtime types (Spec, Plan,
  * CreateOptions, Model, ...), derived here from the runtime's sources (runtime/plan.ts,
  * runtime/model.ts, compiler/spec/types.ts) so they cannot drift, and imports only the runtime's
- * `Model` class (specifier `dyadc/runtime`, which `compiler/aot.ts` resolves to runtime/model.ts
- * when bundling). The `.d.ts` holds the same declarations plus `declare` forms of the exports, so
+ * `Model` class (specifier `dyadc/runtime`, which `compiler/aot.ts` resolves to the runtime when
+ * bundling). The `.d.mts` holds the same declarations plus `declare` forms of the exports, so
  * it type-checks a consumer that has nothing but the bundle and `@webgpu/types`.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
 import type * as TsMorph from 'ts-morph';
 import type {
   SourceFile, ClassDeclaration, JSDocStructure, OptionalKind, StatementStructures,
@@ -26,68 +26,15 @@ import type {
 } from 'ts-morph';
 import type { Plan } from '../../runtime/plan.js';
 import { DyadcError } from '../errors.js';
-import { cacheDir, readCacheFile, writeCacheFile } from '../util/disk-cache.js';
 
 type Node = TsMorph.Node;
 
-// ts-morph (with its bundled TypeScript) is loaded on first use, so importing this file stays cheap
-// (aot.ts needs `canonicalJSON`), and only when the skeleton is not cached. Loading TypeScript's 9 MB
-// typescript.js is then most of `dyadc compile`'s time, so it goes through a V8 code cache (see
-// `requireWithCodeCache`).
+// ts-morph (with its bundled TypeScript, ~10 MB) is loaded on first use, and only where the skeleton
+// is printed: the package build, or these sources run through tsx.
 let tsMorph: typeof TsMorph | undefined;
-/** Code caches to write once the first emit has compiled the functions it needs (see `saveCodeCache`). */
-let pendingCodeCache: (() => void)[] = [];
 
 function tm(): typeof TsMorph {
-  if (tsMorph) return tsMorph;
-  const req = createRequire(import.meta.url);
-  try {
-    // in dependency order, so each file's require() of the previous one hits require.cache
-    const main = req.resolve('ts-morph');
-    const common = createRequire(main).resolve('@ts-morph/common');
-    for (const f of [join(dirname(common), 'typescript.js'), common, main]) {
-      const save = requireWithCodeCache(f);
-      if (save) pendingCodeCache.push(save);
-    }
-  } catch { /* the cache is an optimisation only: plain require below */ }
-  return (tsMorph = req('ts-morph') as typeof TsMorph);
-}
-
-/**
- * Loads a CommonJS file into `require.cache` through `vm.Script` with V8's code cache, so later
- * processes skip parsing and compiling it (typescript.js: ~0.6 s → ~0.3 s of CPU). The cache file
- * is keyed by path, size, mtime, Node version and arch; V8 also checks it and rejects a stale one,
- * which is then rewritten. Returns a function that writes the cache when it was missing or stale
- * (call it after the work, so the functions compiled lazily meanwhile are included), else undefined.
- */
-function requireWithCodeCache(file: string): (() => void) | undefined {
-  const Module = createRequire(import.meta.url)('node:module') as {
-    new (id: string, parent: null): { filename: string; paths: string[]; exports: unknown; loaded: boolean };
-    wrap(src: string): string; _cache: Record<string, unknown>; _nodeModulePaths(dir: string): string[];
-  };
-  if (Module._cache[file]) return undefined;
-  const dir = cacheDir();
-  const st = statSync(file);
-  const key = createHash('sha256').update([file, st.size, st.mtimeMs, process.version, process.arch].join('|')).digest('hex').slice(0, 16);
-  const cachePath = dir && join(dir, `${basename(file, '.js')}-${key}.v8`);
-  let cachedData: Buffer | undefined;
-  if (cachePath) cachedData = readCacheFile(cachePath);  // digest-checked: a damaged code cache could crash V8
-  const script = new Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
-  const m = new Module(file, null);
-  m.filename = file;
-  m.paths = Module._nodeModulePaths(dirname(file));
-  (script.runInThisContext() as (...a: unknown[]) => void).call(m.exports, m.exports, createRequire(file), m, file, dirname(file));
-  m.loaded = true;
-  Module._cache[file] = m;
-  if (!cachePath || (cachedData && !script.cachedDataRejected)) return undefined;
-  return () => writeCacheFile(cachePath, script.createCachedData());
-}
-
-/** Writes the pending V8 code caches (once per process, after the first emit). */
-function saveCodeCache(): void {
-  const fs = pendingCodeCache;
-  pendingCodeCache = [];
-  for (const f of fs) f();
+  return (tsMorph ??= createRequire(import.meta.url)('ts-morph') as typeof TsMorph);
 }
 
 /** The import specifier generated modules use for the runtime (package.json `exports["./runtime"]`). */
@@ -111,7 +58,7 @@ export interface ModuleInput {
 export interface ModuleSources {
   /** `<name>.ts`: the module (imports `dyadc/runtime`). */
   ts: string;
-  /** `<name>.d.ts`: self-contained declarations of the bundle `<name>.js`. */
+  /** `<name>.d.mts`: self-contained declarations of the bundle `<name>.mjs`. */
   dts: string;
 }
 
@@ -126,52 +73,24 @@ interface SourceDecls { decls: Map<string, TypeDecl>; imports: Map<string, strin
 
 let cachedDecls: TypeDecl[] | undefined;
 
-const sha = (s: string) => createHash('sha256').update(s).digest('hex');
-
-let codegenKeyMemo: string | undefined;
-/** Identifies this generator: sha256 (16 hex) of this file's source, ts-morph's version and what it looks up. Keys the on-disk caches. */
-function codegenKey(): string {
-  if (codegenKeyMemo) return codegenKeyMemo;
-  const req = createRequire(import.meta.url);
-  const tsMorphVersion = (JSON.parse(readFileSync(req.resolve('ts-morph/package.json'), 'utf8')) as { version: string }).version;
-  return (codegenKeyMemo = sha(JSON.stringify([readFileSync(fileURLToPath(import.meta.url), 'utf8'), tsMorphVersion, TYPE_SOURCES, ROOT_TYPES])).slice(0, 16));
-}
-
 /**
  * The runtime's public types as ts-morph structures, for generated modules to re-declare: starting
  * from `ROOT_TYPES` in `TYPE_SOURCES`, every interface, type alias, literal const (named by a
  * `typeof`) and class (turned into an interface of its public instance members: `Model`,
  * `Trainer`, ...) they reference, followed through relative imports into other files, in load
- * order then source order. Cached in memory and on disk (node_modules/.cache/dyadc/, keyed by
- * this file and ts-morph, checked against the hash of every source file it was derived from).
- * Members without a type annotation are declared with a type inferred from a literal initializer,
- * else `unknown` (never an error: a missing annotation must not break `dyadc compile`).
+ * order then source order. Read from the TypeScript sources (only where the skeleton is printed);
+ * cached in memory. Members without a type annotation are declared with a type inferred from a
+ * literal initializer, else `unknown` (never an error: a missing annotation must not break the build).
  */
 export function runtimeTypeDeclarations(): TypeDecl[] {
   if (cachedDecls) return cachedDecls;
-  const key = codegenKey();
-  const dir = cacheDir();
-  const cachePath = dir && join(dir, `runtime-types-${key}.json`);
-  // source files are recorded relative to the package root, so a copied or moved checkout checks its own files
-  const root = fileURLToPath(new URL('../../', import.meta.url));
-  try {
-    const data = cachePath && readCacheFile(cachePath);
-    if (data) {
-      const c = JSON.parse(data.toString('utf8')) as { files: Record<string, string>; decls: TypeDecl[] };
-      if (Object.entries(c.files).every(([f, h]) => !isAbsolute(f) && sha(readFileSync(join(root, f), 'utf8')) === h)) return (cachedDecls = c.decls);
-    }
-  } catch { /* not cached yet, or a source file moved */ }
-
   const { Project } = tm();
   const project = new Project({ useInMemoryFileSystem: true, skipLoadingLibFiles: true });
   const files = new Map<string, SourceDecls>();
-  const hashes: Record<string, string> = {};
   const load = (file: string): SourceDecls => {
     let sd = files.get(file);
     if (!sd) {
-      const text = readFileSync(file, 'utf8');
-      hashes[relative(root, file)] = sha(text);
-      sd = collect(project.createSourceFile(`/f${files.size}.ts`, text), file);
+      sd = collect(project.createSourceFile(`/f${files.size}.ts`, readFileSync(file, 'utf8')), file);
       files.set(file, sd);
     }
     return sd;
@@ -199,7 +118,6 @@ export function runtimeTypeDeclarations(): TypeDecl[] {
     || [...files.get(x.file)!.decls.keys()].indexOf(x.decl.name) - [...files.get(y.file)!.decls.keys()].indexOf(y.decl.name));
   // structures are plain data (strings, numbers, arrays): a JSON round trip keeps them intact
   cachedDecls = JSON.parse(JSON.stringify(picked.map((p) => p.decl))) as TypeDecl[];
-  if (cachePath) writeCacheFile(cachePath, JSON.stringify({ files: hashes, decls: cachedDecls }));
   return cachedDecls;
 }
 
@@ -365,14 +283,14 @@ function header(inp: ModuleInput, what: string): string {
     `Layers: ${layers.join(', ')}.`,
     '',
     'Usage (Node with the `webgpu` package, or a browser with WebGPU):',
-    `  import { create } from './${p.name}.js';`,
+    `  import { create } from './${p.name}.mjs';`,
     '  const model = await create({ weights });   // Record<name, Float32Array> or safetensors bytes',
     '  const y = await model.forward(x, batch);   // x: Float32Array [batch, in] → [batch, out]',
     'Type-checking against these declarations needs the WebGPU types: npm install -D @webgpu/types',
   ].join('\n');
 }
 
-/** The runtime's types as statements (ambient `declare` on consts for a .d.ts). */
+/** The runtime's types as statements (ambient `declare` on consts for a .d.mts). */
 function typeStatements(ambient: boolean): StatementStructures[] {
   return runtimeTypeDeclarations().map((d) =>
     d.kind === 'const' ? { ...d.structure, hasDeclareKeyword: ambient } : d.structure);
@@ -447,9 +365,7 @@ function printSkeleton(headers?: { ts: string; dts: string }): Skeleton {
       createFn(true),
     ],
   });
-  const result = { ts: ts.getFullText(), dts: dts.getFullText() };
-  saveCodeCache();
-  return result;
+  return { ts: ts.getFullText(), dts: dts.getFullText() };
 }
 
 /** Replaces each slot of `text` by its value in one pass. @throws DyadcError(IR_INVALID) unless each of `values`' slots occurs exactly once. */
@@ -467,58 +383,46 @@ function fillSlots(text: string, values: Partial<Record<Slot, string>>): string 
 
 let cachedSkeleton: Skeleton | undefined;
 
+/** Where the package build puts the printed skeleton: next to the built module (dist/compiler/codegen/). */
+const SKELETON_FILE = fileURLToPath(new URL('module-skeleton.json', import.meta.url));
+/** Run from the TypeScript sources (tsx) rather than from the package build. */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+
+/** `text`'s slots in order, comma-separated. */
+const slotsOf = (text: unknown) => (typeof text === 'string' ? [...text.matchAll(SLOT_RE)].map((m) => m[1]).join() : '');
+
 /**
- * The skeleton with the header slot: the same for every plan, so printed once and cached in memory
- * and on disk (node_modules/.cache/dyadc/module-skeleton-<key>.json, keyed by this file, ts-morph's
- * version and the runtime type declarations): a warm `dyadc compile` never loads ts-morph.
+ * The skeleton with the header slot: the same for every plan. From the sources it is printed now
+ * (once per process); the built package reads the one printed at build time.
+ * @throws DyadcError(IR_INVALID) when the built package's skeleton file is missing or damaged (reinstall dyadc).
  */
 function skeleton(): Skeleton {
   if (cachedSkeleton) return cachedSkeleton;
-  const onDisk = cachedSkeletonOnDisk();
-  if (onDisk) return (cachedSkeleton = onDisk);
-  cachedSkeleton = printSkeleton();
-  const cachePath = skeletonCachePath();
-  if (cachePath) writeCacheFile(cachePath, JSON.stringify(cachedSkeleton));
-  return cachedSkeleton;
-}
-
-function skeletonCachePath(): string | undefined {
-  const dir = cacheDir();
-  return dir && join(dir, `module-skeleton-${sha(JSON.stringify([codegenKey(), runtimeTypeDeclarations()])).slice(0, 16)}.json`);
-}
-
-/** The skeleton cached on disk for this generator and these runtime types, if any (and whole: every slot in place). */
-function cachedSkeletonOnDisk(): Skeleton | undefined {
-  const slots = (text: unknown) => (typeof text === 'string' ? [...text.matchAll(SLOT_RE)].map((m) => m[1]).join() : '');
-  try {
-    const cachePath = skeletonCachePath();
-    const data = cachePath && readCacheFile(cachePath);
-    const c = data ? JSON.parse(data.toString('utf8')) as Skeleton : undefined;
-    if (c && slots(c.ts) === 'header,plan,weightShapes' && slots(c.dts) === 'header') return { ts: c.ts, dts: c.dts };
-  } catch { /* not cached yet */ }
-  return undefined;
+  if (FROM_SOURCES) return (cachedSkeleton = printSkeleton());
+  let c: Partial<Skeleton> | undefined;
+  try { c = JSON.parse(readFileSync(SKELETON_FILE, 'utf8')) as Partial<Skeleton>; } catch { /* reported below */ }
+  if (!c || slotsOf(c.ts) !== 'header,plan,weightShapes' || slotsOf(c.dts) !== 'header') {
+    throw new DyadcError('IR_INVALID', `module codegen: ${SKELETON_FILE} is ${existsSync(SKELETON_FILE) ? 'damaged' : 'missing'}`, { fix: 'reinstall dyadc (or run `npm run build` in its repository)' });
+  }
+  return (cachedSkeleton = { ts: c.ts!, dts: c.dts! });
 }
 
 /**
- * Derives (or loads from the cache) everything module emission needs but the plan: the runtime's
- * types and the printed skeleton. `scripts/setup` calls it (through bin/precompiled.js) so the
- * first `dyadc compile` is as fast as the next.
- * @returns whether anything had to be made (false: all cached already)
+ * Prints the skeleton (ts-morph, from the TypeScript sources) into `file`: the package build
+ * (scripts/build.mjs) writes dist/compiler/codegen/module-skeleton.json with it.
  */
-export function prepareModuleCodegen(): boolean {
-  const had = cachedSkeleton !== undefined || cachedSkeletonOnDisk();
-  skeleton();
-  return !had;
+export function writeSkeletonFile(file: string): void {
+  writeFileSync(file, JSON.stringify(printSkeleton()) + '\n');
 }
 
 /**
  * Generates the TypeScript module and its declarations for a plan. Both are printed by ts-morph
  * from statement structures; the header comment and the data (the plan, the weight shapes) go
  * into slots of that text afterwards, which keeps what ts-morph prints the same for every plan,
- * so it is printed once and cached (see `skeleton`; `{ cache: false }` prints everything now,
- * headers included, and gives the same bytes). The `.ts` embeds the plan (sorted keys, WGSL as
- * template literals) and imports the runtime from `dyadc/runtime`; the `.d.ts` describes the
- * bundled `.js` and references only `@webgpu/types`. Output is a pure function of the input
+ * so it is printed once (see `skeleton`; `{ cache: false }` prints everything now, headers
+ * included, and gives the same bytes). The `.ts` embeds the plan (sorted keys, WGSL as
+ * template literals) and imports the runtime from `dyadc/runtime`; the `.d.mts` describes the
+ * bundled `.mjs` and references only `@webgpu/types`. Output is a pure function of the input
  * (byte-identical runs).
  * @throws DyadcError(IR_INVALID) when the runtime's public types cannot be derived (see `runtimeTypeDeclarations`).
  */

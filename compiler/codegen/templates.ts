@@ -14,16 +14,16 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
 import type * as HandlebarsNS from 'handlebars';
 import { cacheDir, readCacheFile, writeCacheFile } from '../util/disk-cache.js';
+import { packagePath } from '../util/package-root.js';
 
 type Template = (view: object) => string;
 type Runtime = Pick<typeof HandlebarsNS, 'template' | 'registerPartial' | 'compile' | 'precompile'>;
 
-const dir = fileURLToPath(new URL('../../templates/', import.meta.url));
+const dir = packagePath('templates');
 /** noEscape: WGSL is not HTML; strict: a field the view model lacks is an error, not an empty string */
 const OPTIONS = { noEscape: true, strict: true } as const;
 let loaded: Map<string, Template> | undefined;

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { DType, Layer, Spec, Variant } from '../spec/types.js';
 import { templateChecksum } from '../codegen/templates.js';
+import { packagePath } from '../util/package-root.js';
 
 export interface AdapterKey { vendor: string; architecture: string; device: string; description: string }
 export interface LayerKey {
@@ -93,7 +94,7 @@ export function keyString(k: CacheKey): string {
 let version: string | undefined;
 /** This dyadc's version (package.json). */
 export function dyadcVersion(): string {
-  version ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  version ??= (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
   return version;
 }
 

@@ -12,14 +12,14 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from './package-root.js';
 
 const HEADER = 'dyadc-cache sha256=';
 const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** node_modules/.cache/dyadc/ of this package, or undefined if it cannot be created. */
 export function cacheDir(): string | undefined {
-  const dir = fileURLToPath(new URL('../../node_modules/.cache/dyadc/', import.meta.url));
+  const dir = packagePath('node_modules', '.cache', 'dyadc');
   try { mkdirSync(dir, { recursive: true }); return dir; } catch { return undefined; }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Browser example: imports a dyadc-compiled module (`<model>.js`, built with
+ * Browser example: imports a dyadc-compiled module (`<model>.mjs`, built with
  * `dyadc compile <spec> -o <dir> --target browser`), fetches `<model>.safetensors` (from
  * `dyadc init <spec> -o <dir>/<model>.safetensors`) from the same directory, runs one forward pass
  * on WebGPU (navigator.gpu) and prints the result into the page. The result is also left in
@@ -18,7 +18,7 @@ const out = document.getElementById('out');
 
 async function run() {
   if (!navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
-  const mod = await import(`./${name}.js`);
+  const mod = await import(`./${name}.mjs`);
   status.textContent = `fetching ${name}.safetensors…`;
   const res = await fetch(`./${name}.safetensors`);
   if (!res.ok) throw new Error(`fetching ${name}.safetensors: HTTP ${res.status}`);
