@@ -15,7 +15,16 @@ import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
 
 const ELEMENTWISE_WG = 256;
-const ROWS_WG = 64;
+
+/**
+ * Workgroup size of the row-reduction kernels (row statistics, norm backward rows, losses), which run
+ * one workgroup per row: the power of two nearest `features / 8` (each invocation sums ~8 features
+ * pairwise, then the workgroup's tree), between 8 (the subgroup of lavapipe's AVX2 lanes) and 256 (the
+ * WebGPU default maxComputeInvocationsPerWorkgroup).
+ */
+export function rowWorkgroup(features: number): number {
+  return Math.min(256, Math.max(8, 2 ** Math.round(Math.log2(Math.max(1, features / 8)))));
+}
 
 /**
  * Arena layout: every tensor in the f32 arena (the master copy, which training updates), in
@@ -75,9 +84,10 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
         break;
       }
       case 'rowstats': {
+        const inF = features.get(n.inputs[0])!;
         const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
-          features: features.get(n.inputs[0]), workgroupSize: ROWS_WG, xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
-        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: ROWS_WG },
+          features: inF, workgroupSize: rowWorkgroup(inF), xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
+        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: 1 },
           bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }] });
         break;
       }
