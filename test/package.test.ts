@@ -5,7 +5,8 @@
  *  - `import { compile } from 'dyadc'` in plain Node runs a forward (checked against the float64 interpreter);
  *  - `npx dyadc compile | tune --report | init | convert`;
  *  - the AOT bundle (`.mjs`) imported from a `"type": "commonjs"` package (require and import()) and
- *    from a `"type": "module"` one, each running a forward (checked against the interpreter);
+ *    from a `"type": "module"` one, each running a forward (checked against the interpreter), and
+ *    `require('dyadc')` from the commonjs one;
  *  - a TypeScript consumer of `dyadc`, `dyadc/runtime` and the bundle's `.d.mts` type-checks with
  *    NodeNext and with Bundler module resolution.
  * One pack and one install (the npm cache is warm), shared by every test.
@@ -186,6 +187,9 @@ process.exit(0);
   if (major > 22 || (major === 22 && minor >= 12) || (major === 20 && minor >= 19)) {
     await sh(process.execPath, ['require.js'], cjs);
     checkForward(t, join(cjs, 'y-require.json'), 'commonjs package, require()');
+    // the package itself is ESM too: require('dyadc') works the same way
+    writeFileSync(join(cjs, 'require-dyadc.js'), "const { compileSync } = require('dyadc'); console.log(compileSync(require('../spec.json')).plan.kernels.length);\n");
+    t.is((await sh(process.execPath, ['require-dyadc.js'], cjs)).trim(), String(c.plan.kernels.length), "require('dyadc') from a commonjs package");
   }
   await sh(process.execPath, ['index.js'], esm);
   checkForward(t, join(esm, 'y-esm.json'), 'module package, static import');
