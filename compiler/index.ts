@@ -19,6 +19,9 @@ import { buildTraining } from './codegen/train-plan.js';
 import type { TrainGraph } from './passes/autodiff.js';
 import type { Plan } from '../runtime/plan.js';
 import { Model, type CreateOptions } from '../runtime/model.js';
+import { checkStorageBuffers } from './codegen/binding-limits.js';
+import { DEFAULT_LIMITS } from './passes/schedule.js';
+import { trainingKernels } from '../runtime/plan.js';
 
 export interface CompileOptions extends PipelineOptions {
   /**
@@ -57,7 +60,8 @@ export function toSpec(spec: string | SpecInput | Spec): Spec {
 
 /**
  * Compiles a spec to a plan and returns a factory for models.
- * @throws DyadcError(SPEC_*) for a bad spec, DyadcError(LIMIT) when a schedule or the weights exceed a limit.
+ * @throws DyadcError(SPEC_*) for a bad spec, DyadcError(LIMIT) when a schedule, the weights or a kernel's
+ *   storage buffers (maxStorageBuffersPerShaderStage, forward and training kernels) exceed a limit.
  */
 export async function compile(spec: string | SpecInput | Spec, opts: CompileOptions = {}): Promise<Compiled> {
   return compileSync(spec, opts);
@@ -77,6 +81,9 @@ export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptio
   const f16 = spec.dtype === 'f16' || spec.layers.some((l) => 'dtype' in l && l.dtype === 'f16');
   const training = opts.training === false ? undefined : buildTraining(scheduled, spec, opts);
   if (training) plan.training = training.training;
+  const maxStorage = opts.limits?.maxStorageBuffersPerShaderStage ?? DEFAULT_LIMITS.maxStorageBuffersPerShaderStage;
+  checkStorageBuffers(plan.kernels, maxStorage, `model ${spec.name}`);
+  if (plan.training) checkStorageBuffers(trainingKernels(plan.training), maxStorage, `model ${spec.name} (training)`);
   if (f16 && opts.fallbackF32) {
     const f32: Spec = { ...spec, dtype: 'f32', layers: spec.layers.map((l) => ('dtype' in l ? { ...l, dtype: 'f32' as const } : l)) };
     plan.fallback = compileSync(f32, { ...opts, fallbackF32: false, onStage: undefined }).plan;

@@ -515,3 +515,20 @@ test(`fuzz: ${FUZZ_CASES} byte flips / truncations / splices of valid files neve
   t.true(maxMs < 2000, `slowest case took ${maxMs} ms`);
   t.log(`${succeeded}/${FUZZ_CASES} mutated files were still valid; slowest case ${maxMs.toFixed(1)} ms`);
 });
+
+// issue 13: follow the official reader (huggingface/safetensors, Rust, read_metadata at its May 2026 head)
+test('official reader: "__metadata__": null means no metadata (serde Option::None)', (t) => {
+  const f = readSafetensors(mk('{"__metadata__":null,"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', new Uint8Array(new Float32Array([1.5, -2]).buffer)));
+  t.deepEqual(f.metadata, {});
+  t.deepEqual([...f.names], ['x']);
+  t.deepEqual([...f.get('x')], [1.5, -2]);
+});
+
+test('official reader: JSON whitespace before the header\'s { and after its } is accepted (safetensors#686), anything else is not', (t) => {
+  // the official test's header, byte for byte: "\t\n{}\r "
+  t.deepEqual([...readSafetensors(mk('\t\n{}\r ')).names], []);
+  const f = readSafetensors(mk('  \n{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}  ', new Uint8Array(new Float32Array([3]).buffer)));
+  t.deepEqual([...f.get('x')], [3]);
+  rejects(t, mk('\u00a0{}'), /header is not valid JSON/);  // a non-JSON space (serde_json refuses it too)
+  rejects(t, mk('\ufeff{}'), /header is not valid JSON/);  // a BOM
+});

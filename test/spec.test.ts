@@ -338,3 +338,46 @@ test('example shapes: OPT-125m FF and MNIST MLP', (t) => {
   const mnistDyad = loadSpecFile(join(EXAMPLES, 'mnist-mlp-dyad.json'));
   t.deepEqual(mnistDyad.layers.map((l) => l.op), ['dyad', 'relu', 'dyad', 'relu', 'linear']);
 });
+
+// --- issue 13: constants printed into WGSL, name lengths, nesting (exact messages) -----------------
+
+const epsSpec = (eps: number | string) => `{"name":"ln","input":{"features":16},"layers":[{"op":"layernorm","name":"n","eps":${eps}}]}`;
+
+test('eps must be a normal finite f32 (it is printed into WGSL): exact messages', (t) => {
+  const fix = ' (fix: use a small positive number such as 1e-5)';
+  const cases: [string, string][] = [
+    ['1e39', 'spec.layers[0].eps: 1e39 is not a finite f32 (largest 3.40282347e38); eps is written into the WGSL kernels as an f32'],
+    ['3.5e38', 'spec.layers[0].eps: 3.5e38 is not a finite f32 (largest 3.40282347e38); eps is written into the WGSL kernels as an f32'],
+    ['1e-39', 'spec.layers[0].eps: 1e-39 is below the smallest normal f32 1.1754944e-38: GPUs may flush it to 0 in the WGSL kernels, and eps = 0 divides constant rows by zero'],
+    ['0', 'spec.layers[0].eps: eps 0 must be a positive finite f32'],
+    ['-1e-5', 'spec.layers[0].eps: eps -0.00001 must be a positive finite f32'],
+  ];
+  for (const [eps, message] of cases) {
+    t.throws(() => parseSpecText(epsSpec(eps)), { instanceOf: DyadcError, message: message + fix }, eps);
+  }
+  // the extremes that are normal finite f32 pass
+  t.is((parseSpecText(epsSpec('3.4e38')).layers[0] as { eps: number }).eps, 3.4e38);
+  t.is((parseSpecText(epsSpec('1.1754944e-38')).layers[0] as { eps: number }).eps, 1.1754944e-38);
+  // 1e400 is Infinity after JSON.parse: the type check names it
+  t.throws(() => parseSpecText(epsSpec('1e400')), { instanceOf: DyadcError, message: /^spec\.layers\[0\]\.eps: expected a finite number, got Infinity/ });
+});
+
+test('spec and layer names have a length limit (they become file names), with exact messages', (t) => {
+  const spec = (name: string, layer = 'fc') => ({ name, input: { features: 8 }, layers: [{ op: 'linear', name: layer, out_features: 4 }] });
+  t.throws(() => parseSpec(spec('a'.repeat(300))), { instanceOf: DyadcError,
+    message: `spec.name: name is 300 characters long, more than 64 (it becomes file names) (fix: shorten it, e.g. "${'a'.repeat(32)}")` });
+  t.notThrows(() => parseSpec(spec('a'.repeat(64))));
+  t.throws(() => parseSpec(spec('m', 'b'.repeat(129))), { instanceOf: DyadcError,
+    message: `spec.layers[0].name: layer name is 129 characters long, more than 128 (it names kernels and their files) (fix: shorten it, e.g. "${'b'.repeat(32)}")` });
+  t.notThrows(() => parseSpec(spec('m', 'b'.repeat(128))));
+});
+
+test('JSON nested 10,000 levels deep is refused at parse time (no stack overflow), naming the position', (t) => {
+  const fix = ' (fix: write the spec as in examples/*.json: {"name", "input": {"features"}, "layers": [{...}, ...]})';
+  t.throws(() => parseSpecText('['.repeat(10000) + ']'.repeat(10000), 'deep.json'), { instanceOf: DyadcError,
+    message: 'deep.json:1:33: JSON nests deeper than 32 levels (a spec nests 4)' + fix });
+  const inLayer = `{"name":"x","input":{"features":8},"layers":[{"op":"linear","name":"a","out_features":4,"bias":${'['.repeat(10000)}${']'.repeat(10000)}}]}`;
+  t.throws(() => parseSpecText(inLayer, 's.json'), { instanceOf: DyadcError, message: /^s\.json:1:125: JSON nests deeper than 32 levels/ });
+  // brackets inside strings do not count
+  t.throws(() => parseSpecText(`{"name":"${'['.repeat(100)}","input":{"features":8},"layers":[]}`), { instanceOf: DyadcError, message: /^spec\.name: name is 100 characters long/ });
+});

@@ -13,6 +13,7 @@ import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
+import { checkArenaBytes } from './binding-limits.js';
 
 const ELEMENTWISE_WG = 256;
 
@@ -59,9 +60,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   const { offsets, offsets16, weights, length, length16 } = layoutWeights(g);
   const dtypes = new Map<string, DType>(g.nodes.map((n) => [n.id, n.kind === 'rowstats' ? 'f32' : n.dtype]));
   const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
-  if (length * 4 > lim.maxStorageBufferBindingSize)
-    throw new DyadcError('LIMIT', `model ${g.name}: weights need ${length * 4} bytes but maxStorageBufferBindingSize is ${lim.maxStorageBufferBindingSize}`,
-      { fix: 'use more DYAD blocks, f16 weights, or an adapter with a larger binding limit' });
+  checkArenaBytes(g.name, length * 4, lim);  // the adapter's binding size, clamped to what u32 indices address
   const features = new Map(g.nodes.map((n) => [n.id, n.features]));
   const kernels: PlanKernel[] = [];
   const value = (id: string): PlanBinding['buffer'] => ({ kind: 'value', id });
@@ -116,8 +115,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   }
   const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: types.valueDtype(n.id) }));
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
-  if (length16 * 2 > lim.maxStorageBufferBindingSize)
-    throw new DyadcError('LIMIT', `model ${g.name}: f16 weights need ${length16 * 2} bytes but maxStorageBufferBindingSize is ${lim.maxStorageBufferBindingSize}`);
+  checkArenaBytes(g.name, length16 * 2, lim, 'f16 weights');
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };

@@ -26,6 +26,7 @@ import { buildPlan, layoutWeights, rowWorkgroup } from './plan.js';
 import { render } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
+import { ownValue } from '../util/own.js';
 
 const ELEMENTWISE_WG = 256;
 const ROWS_WG = 64;
@@ -38,7 +39,7 @@ export function scheduleBackward(tg: TrainGraph, opts: ScheduleOptions = {}): Tr
   for (const s of tg.steps) {
     if (s.kind === 'data_grad') {
       const n = s.node;
-      const sch = o[n.id] ?? n.schedule ?? defaultSchedule(n);
+      const sch = ownValue(o, n.id) ?? n.schedule ?? defaultSchedule(n);
       checkSchedule(sch, n, limits);
       n.schedule = sch;
     } else if (s.kind === 'weight_grad') {

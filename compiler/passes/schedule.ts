@@ -6,6 +6,7 @@
 import type { Graph, BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { cloneGraph } from '../ir/graph.js';
 import { DyadcError } from '../errors.js';
+import { ownValue } from '../util/own.js';
 
 /** The subset of GPUSupportedLimits the compiler plans against. */
 export interface Limits {
@@ -81,7 +82,7 @@ export function schedule(g0: Graph, opts: ScheduleOptions = {}): Graph {
   for (const n of g.nodes) {
     if (n.kind !== 'blockgemm') continue;
     const o = opts.overrides ?? {};
-    const s = o[n.id] ?? n.layers.map((l) => o[l]).find(Boolean) ?? n.schedule ?? defaultSchedule(n);
+    const s = ownValue(o, n.id) ?? n.layers.map((l) => ownValue(o, l)).find(Boolean) ?? n.schedule ?? defaultSchedule(n);
     checkSchedule(s, n, limits);
     n.schedule = s;
   }

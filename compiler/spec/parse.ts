@@ -31,6 +31,22 @@ const SPEC_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LAYER_NAME_RE = /^[A-Za-z_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?$/;
 /** `residual.from` value that names the spec input rather than a layer. */
 const INPUT_REF = 'input';
+/**
+ * Longest spec name and layer name, in characters: the spec name becomes file names
+ * (`<name>.d.ts`, `kernels/<name>.<kernel>.wgsl`, where the kernel name holds a layer name), and
+ * file systems stop at 255 bytes per name (NAME_MAX); 64 + 128 + the affixes stay well below.
+ */
+export const MAX_SPEC_NAME = 64;
+export const MAX_LAYER_NAME = 128;
+/**
+ * Deepest JSON nesting a spec file may have. A valid spec nests 4 levels (spec, layers, layer,
+ * input); deeper text is refused before any recursive parser sees it (10,000 levels overflowed
+ * the stack).
+ */
+export const MAX_SPEC_DEPTH = 32;
+/** Largest finite f32 (2^128 − 2^104) and the smallest normal f32 (2^-126). */
+const F32_MAX = 3.4028234663852886e38;
+const F32_MIN_NORMAL = 2 ** -126;
 
 // ---------------------------------------------------------------------------------------------
 // zod schema: structure and JSON types only; value ranges are checked semantically below so the
@@ -87,6 +103,12 @@ function layerKeys(op: unknown): string[] {
  */
 export function parseSpecText(text: string, source = '<spec>'): Spec {
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const deep = tooDeep(body, MAX_SPEC_DEPTH);
+  if (deep !== undefined) {
+    const { line, column } = lineColumn(body, deep);
+    throw new DyadcError('SPEC_INVALID', `${source}:${line}:${column}: JSON nests deeper than ${MAX_SPEC_DEPTH} levels (a spec nests 4)`,
+      { fix: 'write the spec as in examples/*.json: {"name", "input": {"features"}, "layers": [{...}, ...]}' });
+  }
   let value: unknown;
   try {
     value = JSON.parse(body);
@@ -173,6 +195,10 @@ function normalise(s: SpecInput): Spec {
 }
 
 function checkSpecName(name: string): void {
+  if (name.length > MAX_SPEC_NAME) {
+    throw invalid('spec.name', `name is ${name.length} characters long, more than ${MAX_SPEC_NAME} (it becomes file names)`,
+      `shorten it, e.g. ${JSON.stringify(sanitizeName(name, false).slice(0, 32))}`);
+  }
   if (!SPEC_NAME_RE.test(name)) {
     throw invalid('spec.name', `name ${JSON.stringify(name)} is not an identifier (it becomes a file and module name)`,
       `use letters, digits and "_", not starting with a digit, e.g. ${JSON.stringify(sanitizeName(name, false))}`);
@@ -200,6 +226,10 @@ function checkLayerName(name: string, path: string): void {
   if (name === INPUT_REF) {
     throw invalid(path, `layer name "input" is reserved (residual "from": "input" means the spec input)`,
       'choose another name, e.g. "input_proj"');
+  }
+  if (name.length > MAX_LAYER_NAME) {
+    throw invalid(path, `layer name is ${name.length} characters long, more than ${MAX_LAYER_NAME} (it names kernels and their files)`,
+      `shorten it, e.g. ${JSON.stringify(sanitizeName(name, true).slice(0, 32))}`);
   }
   if (!LAYER_NAME_RE.test(name) || name.includes('..')) {
     throw invalid(path, `layer name ${JSON.stringify(name)} is not valid (letters, digits, "_" and inner "."; must not start with a digit or "." nor end with ".")`,
@@ -261,10 +291,45 @@ function checkBlocks(blocks: number | 'auto', inF: number, outF: number, path: s
   if (outF % blocks !== 0) throw invalid(path, `${blocks} does not divide out_features ${outF} (${list})`, fix);
 }
 
+/**
+ * `eps` is printed into WGSL as an f32 literal, so it must be one the shader compiler accepts and
+ * keeps: a positive, finite, *normal* f32 in [2^-126, F32_MAX]. Beyond F32_MAX the WGSL compiler
+ * refuses the literal ("cannot be represented as 'f32'"); below 2^-126 it is subnormal, which WGSL
+ * lets a GPU flush to zero, and eps = 0 divides a constant row by zero. Refused here, at parse time.
+ */
 function checkEps(eps: number, path: string): void {
-  if (!(Number.isFinite(eps) && eps > 0)) {
-    throw invalid(path, `eps ${eps} must be a positive finite number`, `use a small positive number such as ${DEFAULT_EPS.toExponential()}`);
+  const fix = `use a small positive number such as ${DEFAULT_EPS.toExponential()}`;
+  const shown = formatNumber(eps);
+  if (Number.isNaN(eps) || eps <= 0) throw invalid(path, `eps ${shown} must be a positive finite f32`, fix);
+  if (!(eps <= F32_MAX)) throw invalid(path, `${shown} is not a finite f32 (largest ${formatNumber(Number(F32_MAX.toPrecision(9)))}); eps is written into the WGSL kernels as an f32`, fix);
+  if (eps < F32_MIN_NORMAL) {
+    throw invalid(path, `${shown} is below the smallest normal f32 ${F32_MIN_NORMAL.toPrecision(8)}: GPUs may flush it to 0 in the WGSL kernels, and eps = 0 divides constant rows by zero`, fix);
   }
+}
+
+/** A number as JSON would write it, without the `+` of a positive exponent (`1e39`, not `1e+39`). */
+function formatNumber(n: number): string {
+  return String(n).replace('e+', 'e');
+}
+
+/**
+ * Offset of the first bracket that opens container number `max + 1` on the current path, or
+ * undefined when `text` nests at most `max` levels. A linear scan (strings skipped), so it cannot
+ * overflow the stack whatever the depth; it does not check the syntax (JSON.parse does next).
+ */
+function tooDeep(text: string, max: number): number | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x7b || c === 0x5b /* { [ */) {
+      if (++depth > max) return i;
+    } else if (c === 0x7d || c === 0x5d /* } ] */) {
+      depth--;
+    }
+  }
+  return undefined;
 }
 
 /** A residual adds the output of an earlier layer (or the spec input) of the same width. */

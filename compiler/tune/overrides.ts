@@ -10,6 +10,7 @@ import type { Schedule } from '../ir/graph.js';
 import type { Spec, SpecInput } from '../spec/types.js';
 import { parseSpec, parseSpecText } from '../spec/parse.js';
 import { DyadcError } from '../errors.js';
+import { setOwn } from '../util/own.js';
 import { type BlockDecision, type BlockRule, type TunedLookup, chooseBlocks } from '../passes/choose-blocks.js';
 import { type AdapterKey, adapterId, adapterKey, adapterLabel, batchBucket, currentStamp, epilogueSignature, sameStamp } from './key.js';
 import { type CacheEntry, readCacheFile } from './cache.js';
@@ -114,11 +115,11 @@ export function loadTunedOverrides(cachePath: string, spec0: string | SpecInput 
   resolved.layers.forEach((l, i) => {
     if (l.op !== 'linear' && l.op !== 'dyad') return;
     const n = l.op === 'dyad' ? (l.blocks as number) : 1;
-    if (l.op === 'dyad') blocks[l.name] = n;
+    if (l.op === 'dyad') setOwn(blocks, l.name, n);
     const { list, bucket } = entriesFor(i, resolved);
     const e = list.find((x) => x.key.layer.blocks === n && (n === 1 || x.key.layer.variant === (l.op === 'dyad' ? l.variant : 'dense')));
     if (e?.best) {
-      overrides[l.name] = e.best.schedule;
+      setOwn(overrides, l.name, e.best.schedule);
       if (opts.batch === undefined && bucket !== null) notes.push(`${l.name}: schedule from batch bucket ${bucket}`);
     } else {
       notes.push(`${l.name}: no fresh tuned entry for n=${n}${l.op === 'dyad' ? ` ${l.variant}` : ''} on this device: default schedule`);

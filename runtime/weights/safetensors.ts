@@ -12,6 +12,12 @@
  * can never read out of bounds. Every problem with the file raises `DyadcError('SAFETENSORS')`
  * naming the tensor and field.
  *
+ * Where the format leaves room, this reader follows the official one (huggingface/safetensors,
+ * Rust, `SafeTensors::read_metadata`, checked at its May 2026 head): JSON whitespace (space, tab,
+ * LF, CR) before the header's `{` and after its `}` is accepted (writers may pad the header to align
+ * the data; safetensors#686 made leading padding explicit), and `"__metadata__": null` means no
+ * metadata (serde reads it as `Option::None`); metadata values must be strings.
+ *
  * Also exported: exact float32 <-> float16 / bfloat16 conversions (round to nearest, ties to
  * even), reused by the half-precision kernels.
  */
@@ -340,6 +346,7 @@ export function readSafetensorsHeader(prefix: Uint8Array, fileLength = prefix.le
   for (const name of Object.keys(parsed)) {
     const v = parsed[name];
     if (name === '__metadata__') {
+      if (v === null) continue;  // as the official reader: `Option<HashMap<String, String>>`, null = no metadata
       if (!isPlainObject(v)) throw bad(`__metadata__ must be an object of strings, got ${describe(v)}`, 'header.__metadata__');
       for (const k of Object.keys(v)) {
         if (typeof v[k] !== 'string') {
