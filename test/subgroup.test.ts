@@ -18,7 +18,8 @@ import test from 'ava';
 import { compile, type Compiled } from '../compiler/index.js';
 import type { Schedule } from '../compiler/ir/graph.js';
 import type { SpecInput } from '../compiler/spec/types.js';
-import { checkSchedule, defaultSchedule } from '../compiler/passes/schedule.js';
+import { checkSchedule, defaultSchedule, registerSchedule } from '../compiler/passes/schedule.js';
+import { SPACE, groupSpace, nextSchedule, scheduleLabel } from '../compiler/tune/space.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward } from '../compiler/interp/backward.js';
 import { Rng } from '../compiler/util/rng.js';
@@ -112,6 +113,25 @@ test('a subgroup schedule with tile.k 1, columns not a multiple of 4, or workgro
   }
   t.notThrows(() => checkSchedule(sg(4, 8, 1), n, lim));
   t.throws(() => checkSchedule({ kind: 'subgroup', tile: { rows: 2, cols: 16, k: 4 }, workgroup: { rows: 512, cols: 1 } }, n, lim), { message: /maxComputeInvocationsPerWorkgroup/ });
+});
+
+test('tuner space: subgroup tiles and workgroups only where the device has subgroups; the first point is what the device runs by default', async (t) => {
+  const c = await compile({ name: 's', input: { features: 768 }, layers: [{ op: 'dyad', name: 'fc', out_features: 3072, blocks: 4, variant: 'it' }] }, { training: false });
+  const n = c.scheduled.nodes.find((x) => x.kind === 'blockgemm')!;
+  if (n.kind !== 'blockgemm') return t.fail();
+  const lim = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupsPerDimension: 65535,
+    maxStorageBufferBindingSize: 1 << 27, maxStorageBuffersPerShaderStage: 8, maxBufferSize: 1 << 28 };
+  const with_ = groupSpace(n, lim, 256, true), without = groupSpace(n, lim, 256, false);
+  t.deepEqual(with_.first, defaultSchedule(n));
+  t.deepEqual(without.first, registerSchedule(n));
+  t.false(without.legal.some((s) => s.kind === 'subgroup'));
+  const sg = with_.legal.filter((s) => s.kind === 'subgroup');
+  t.is(sg.length, SPACE.subgroup.tileRows.length * SPACE.subgroup.tileCols.length * SPACE.subgroup.workgroupRows.length);
+  // the walk explores subgroup neighbours of the default before any register point
+  const tried = [with_.first];
+  for (let i = 0; i < 3; i++) tried.push(nextSchedule(with_, tried, with_.first)!);
+  t.true(tried.every((s) => s.kind === 'subgroup'), tried.map(scheduleLabel).join('; '));
+  t.is(scheduleLabel(with_.first), 'subgroup tile 2x16x4 wg 64x1');
 });
 
 // ---------------------------------------------------------------------------------------------
