@@ -64,7 +64,7 @@ export async function getDevice(opts: DeviceOptions = {}): Promise<GPUDevice> {
       { fix: f === 'shader-f16' ? 'use dtype f32 (or --fallback-f32)' : 'use another adapter' });
   }
   // optional features any dyadc model may use, requested when the adapter has them so one device serves every model
-  for (const f of ['timestamp-query', 'shader-f16'] as const) if (adapter.features.has(f)) required.add(f);
+  for (const f of ['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]) if (adapter.features.has(f)) required.add(f);
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) requiredLimits[k] = (adapter.limits as unknown as Record<string, number>)[k];
   return adapter.requestDevice({ requiredFeatures: [...required] as GPUFeatureName[], requiredLimits });

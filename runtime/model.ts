@@ -6,6 +6,7 @@
 import type { Plan, PlanKernel, TrainKernel } from './plan.js';
 import { getDevice } from './device.js';
 import { gpuWait } from './wait.js';
+import { planForDevice } from './variants.js';
 import { DyadcError } from '../compiler/errors.js';
 import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
@@ -141,6 +142,7 @@ export class Model {
       console.warn(`dyadc: ${e.message}; running ${plan.name} in f32 (compiled with fallbackF32)`);
       return Model.create(plan.fallback, opts);
     }
+    plan = planForDevice(plan, device);  // subgroup kernels where the device has subgroups, register kernels elsewhere
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
     const bytes = plan.arenaLength * 4;

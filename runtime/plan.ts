@@ -37,7 +37,16 @@ export interface PlanKernel {
   shapes: string;
   /** the schedule (tile, workgroup, kind) for gemms */
   config?: unknown;
+  /**
+   * Subgroup versions of this gemm, widest broadcast first; `wgsl`/`grid`/`config` above are then the
+   * register fallback. The runtime (runtime/variants.ts) runs the widest one the device allows
+   * (`subgroups` feature, subgroupMinSize ≥ width) and the fallback elsewhere; bindings are shared.
+   */
+  subgroup?: SubgroupVariant[];
 }
+
+/** One subgroup rendering of a gemm: correct on devices whose subgroups always have ≥ `width` lanes. */
+export interface SubgroupVariant { width: number; wgsl: string; grid: PlanGrid; config: unknown }
 
 export interface Plan {
   format: typeof PLAN_FORMAT;

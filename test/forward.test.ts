@@ -19,6 +19,7 @@ import { columnMode, type ColumnMode } from '../compiler/codegen/blockgemm.js';
 import { Rng } from '../compiler/util/rng.js';
 import { Model } from '../runtime/model.js';
 import type { Plan } from '../runtime/plan.js';
+import { deviceSubgroupWidth, selectKernel } from '../runtime/variants.js';
 import { compare, runPoisoned, since, sharedDevice, testSeed } from './helpers/gpu.js';
 import { build, checkBatches, reference, TOL, type Built } from './helpers/harness.js';
 
@@ -99,10 +100,11 @@ test.serial('forward() (the public, chunking path) agrees with the poisoned forw
 test.serial('poisoning works: rows a (deliberately short) dispatch never writes read back as NaN and fail the comparison', async (t) => {
   const b = built.get('dyad n4 ot 20→40 bias silu');
   if (!b) return t.fail('model missing (an earlier test failed)');
-  const k = b.c.plan.kernels[0];
+  // the kernel this device runs (subgroup rendering or register fallback)
+  const k = selectKernel(b.c.plan.kernels[0], deviceSubgroupWidth(await sharedDevice()));
   if (k.grid.kind !== 'tiles') return t.fail(`unexpected grid ${JSON.stringify(k.grid)}`);
   // same WGSL (no new JIT), but the runtime is told each workgroup covers twice the rows it does
-  const plan: Plan = { ...b.c.plan, kernels: [{ ...k, grid: { ...k.grid, rowsPerWorkgroup: 2 * k.grid.rowsPerWorkgroup } }] };
+  const plan: Plan = { ...b.c.plan, kernels: [{ ...k, subgroup: undefined, grid: { ...k.grid, rowsPerWorkgroup: 2 * k.grid.rowsPerWorkgroup } }] };
   const short = await Model.create(plan, { weights: b.weights, device: await sharedDevice() });
   try {
     const batch = 129;

@@ -6,12 +6,20 @@
  * one block — so they share their input slice. With all output maps contiguous the columns of a
  * group are one block's outputs; with all strided, one strided block's; with both (ot/dt, and the
  * backward of it), a group is (contiguous block g, residue c): outputs r = g·D + f + t·n, r ≡ c (mod n).
+ *
+ * Kinds (Schedule.kind): `register` and `shared` (one invocation = TILE_ROWS × TILE_COLS outputs,
+ * statements generated here), and `subgroup` (lanes = rows; the template owns the K loop, the
+ * broadcast and the vec4 accumulators; generated functions load x through the index map and the norm
+ * prologue, load w, and store through the epilogue). A subgroup kernel is rendered for a broadcast
+ * width W (lanes 0..W-1 each gather one column's weights; every lane reads all W by
+ * `subgroupBroadcast`), correct on any device whose subgroups have at least W lanes.
  */
 import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
-import { SHARED_K_CHUNK } from '../passes/schedule.js';
+import { SHARED_K_CHUNK, reductionLength, registerSchedule, subgroupWidths } from '../passes/schedule.js';
+import type { PlanBinding, PlanGrid, SubgroupVariant } from '../../runtime/plan.js';
 
 export type ColumnMode = 'contiguous' | 'strided' | 'mixed';
 
@@ -67,16 +75,23 @@ export interface GemmKernel {
   colWorkgroups: number;
 }
 
-/** Renders one blockgemm node to WGSL with its binding list. */
-export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES): GemmKernel {
+/**
+ * Renders one blockgemm node to WGSL with its binding list.
+ * @param subgroupWidth with a `subgroup` schedule: the broadcast width W (a power of two ≥ 4 dividing
+ *   tile.cols); the kernel is then correct on devices whose subgroup size is always ≥ W.
+ * @throws Error for a subgroup schedule without a valid width (a compiler bug: see `subgroupWidths`).
+ */
+export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES, subgroupWidth?: number): GemmKernel {
   const s: Schedule = n.schedule!;
   const TM = s.tile.rows, TN = s.tile.cols, KV = s.tile.k;
+  const subgroup = s.kind === 'subgroup';
+  if (subgroup && !(subgroupWidth && subgroupWidths(s).includes(subgroupWidth))) throw new Error(`blockgemm ${kernelName}: subgroup width ${subgroupWidth} is not one of ${subgroupWidths(s)}`);
   const IN = n.in_features, OUT = n.features;
   const nb = n.parts[0].blocks, D = n.parts[0].outMap.blockSize;
   const { mode, perGroup, chunks } = columnChunks(n, TN);
   const shared = s.kind === 'shared';
   const wgPerGroup = ceil(perGroup, s.workgroup.cols);
-  const chunkWGs = shared ? (chunks / perGroup) * wgPerGroup : ceil(chunks, s.workgroup.cols);
+  const chunkWGs = shared ? (chunks / perGroup) * wgPerGroup : ceil(chunks, s.workgroup.cols);  // subgroup: workgroup.cols = 1
   const xVec = IN % 4 === 0;
   const xT = types.valueDtype(n.inputs[0]), yT = n.dtype;
   // which arena each tensor is read from (f16 copy if there is one)
@@ -119,6 +134,10 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const norm = (v: string, m: string, f: string) => pro
     ? `((${v}) - mean_${m}) * rstd_${m} * ${wScalar(pro.weight, f)}${pro.bias ? ` + ${wScalar(pro.bias, f)}` : ''}`
     : v;
+  /** the norm prologue applied to a vec4 `v` of x at 4 consecutive features from `feature` (mean_m / rstd_m in scope) */
+  const normVec = (v: string, m: string, feature: string) => pro
+    ? `(${v} - vec4<f32>(mean_${m})) * rstd_${m} * ${wVec(pro.weight, `(${off(pro.weight)}u + ${feature}) >> 2u`)}${pro.bias ? ` + ${wVec(pro.bias, `(${off(pro.bias)}u + ${feature}) >> 2u`)}` : ''}`
+    : v;
   const xAccessor = [
     `fn x_at(row: u32, feature: u32) -> f32 { return ${raw('row * IN_FEATURES + feature')}; }`,
     uses32 ? 'fn weight_at(i: u32) -> f32 { return weights[i >> 2u][i & 3u]; }' : '',
@@ -150,27 +169,28 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       : { blk: 'c', row0: `(g * ${D}u + first - c) / ${nb}u`, stride: '1u' });
   }
   // per part: block, then the weight base of each column (clamped to the first column when invalid)
+  /** the weight base (arena element of k = 0) of part `pi` for the column chunk's column `col` (a u32 expression) */
+  const weightBase = (pi: number, col: string): string => {
+    const p = n.parts[pi], r = partRows[pi];
+    const row = `${r.row0} + ${col} * ${r.stride}`;
+    return p.transposed
+      ? `${off(p.weight)}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
+      : `${off(p.weight)}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
+  };
   n.parts.forEach((p, pi) => {
-    const r = partRows[pi];
-    decode.push(`let blk_${pi} = ${r.blk};  // ${p.label}`);
-    for (let j = 0; j < TN; j++) {
-      const row = `${r.row0} + ${j === 0 ? '0u' : `select(0u, ${j}u, ${j}u < valid_cols)`} * ${r.stride}`;
-      const base = p.transposed
-        ? `${off(p.weight)}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
-        : `${off(p.weight)}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
-      decode.push(`let w${pi}_${j} = ${base};`);
-    }
+    decode.push(`let blk_${pi} = ${partRows[pi].blk};  // ${p.label}`);
+    if (!subgroup) for (let j = 0; j < TN; j++) decode.push(`let w${pi}_${j} = ${weightBase(pi, j === 0 ? '0u' : `select(0u, ${j}u, ${j}u < valid_cols)`)};`);
   });
 
   const rowLines: string[] = [];
-  for (let m = 0; m < TM; m++) {
+  for (let m = 0; m < (subgroup ? 0 : TM); m++) {
     rowLines.push(`let row_${m} = min(row0 + ${m}u, last_row);`);
     if (pro) rowLines.push(`let mean_${m} = stats[2u * row_${m}];  let rstd_${m} = stats[2u * row_${m} + 1u];`);
   }
   const accumulators: string[] = [];
-  for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) accumulators.push(`acc_${m}_${j}`);
+  if (!subgroup) for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) accumulators.push(`acc_${m}_${j}`);
 
-  const parts = n.parts.map((p, pi) => {
+  const parts = subgroup ? [] : n.parts.map((p, pi) => {
     const K = p.transposed ? p.dOut : p.dIn;
     const kStride = p.transposed ? p.dIn : 1;
     const feat = (k: string) => p.inMap.wgsl(`blk_${pi}`, k);
@@ -190,9 +210,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       for (let m = 0; m < TM; m++) {
         if (contiguousVec) {
           const v = widen(xT, `x[(row_${m} * IN_FEATURES + feature) >> 2u]`, true);
-          body.push(pro
-            ? `let x_${m} = (${v} - vec4<f32>(mean_${m})) * rstd_${m} * ${wVec(pro.weight, `(${off(pro.weight)}u + feature) >> 2u`)}${pro.bias ? ` + ${wVec(pro.bias, `(${off(pro.bias)}u + feature) >> 2u`)}` : ''};`
-            : `let x_${m} = ${v};`);
+          body.push(`let x_${m} = ${normVec(v, String(m), 'feature')};`);
         } else {
           const comps = [0, 1, 2, 3].map((q) => { const f = feat(q ? `(k + ${q}u)` : 'k'); return norm(`x_at(row_${m}, ${f})`, String(m), f); });
           body.push(`let x_${m} = vec4<f32>(${comps.join(', ')});`);
@@ -212,25 +230,71 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [] };
   });
 
-  const epilogue: string[] = [];
   const acts: Partial<Record<Activation, boolean>> = {};
-  for (let m = 0; m < TM; m++) {
+  /** from `var v` (the sum) at output column `o` of row `y_row`: bias, saved pre-activation, epilogue ops, the store */
+  const storeLines = (): string[] => {
+    const lines: string[] = [];
+    if (n.bias) lines.push(`v = v + ${wScalar(n.bias, 'o')};`);
+    if (n.savePre) lines.push('pre[y_row + o] = v;');
+    for (const e of n.epilogue) {
+      if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
+      else lines.push(`v = v + ${widen(types.valueDtype(e.from), `${resNames.get(e.from)}[y_row + o]`)};`);
+    }
+    lines.push(yT === 'f16' ? 'y[y_row + o] = f16(v);' : 'y[y_row + o] = v;');
+    return lines;
+  };
+  const epilogue: string[] = [];
+  for (let m = 0; m < (subgroup ? 0 : TM); m++) {
     epilogue.push(`if (${shared ? 'in_range && ' : ''}row0 + ${m}u < params.batch) {`);
     epilogue.push(`  let y_row = (row0 + ${m}u) * OUT_FEATURES;`);
     for (let j = 0; j < TN; j++) {
-      const lines = [`let o = out0 + ${j}u * out_stride;`, `var v = acc_${m}_${j};`];
-      if (n.bias) lines.push(`v = v + ${wScalar(n.bias, 'o')};`);
-      if (n.savePre) lines.push('pre[y_row + o] = v;');
-      for (const e of n.epilogue) {
-        if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
-        else lines.push(`v = v + ${widen(types.valueDtype(e.from), `${resNames.get(e.from)}[y_row + o]`)};`);
-      }
-      lines.push(yT === 'f16' ? 'y[y_row + o] = f16(v);' : 'y[y_row + o] = v;');
+      const lines = [`let o = out0 + ${j}u * out_stride;`, `var v = acc_${m}_${j};`, ...storeLines()];
       epilogue.push(`  if (${j}u < valid_cols) { ${lines.join(' ')} }`);
     }
     epilogue.push('}');
   }
+  const sg = subgroup ? subgroupView(subgroupWidth!) : undefined;
   const epilogueDesc = [n.bias ? `+ ${n.bias}` : '', ...n.epilogue.map((e) => (e.op === 'act' ? e.act : `+ %${e.from}`))].filter(Boolean).join(', ') || 'store';
+
+  /**
+   * The subgroup kind's view: per part, functions returning x (4 consecutive reduction indices from k,
+   * through the index map and the prologue) and w (the same 4 of one column) as vec4<f32>, zero past
+   * the reduction length K (both operands, so no garbage meets a zero); one store function; the
+   * broadcast lanes in quads (one vec4 accumulator update per 4 columns).
+   */
+  function subgroupView(W: number) {
+    const fns: string[] = [];
+    const sgParts = n.parts.map((p, pi) => {
+      const K = reductionLength(p);
+      const ragged = K % 4 !== 0;
+      const kq = (q: number) => (ragged ? `min(k + ${q}u, ${K - 1}u)` : q ? `(k + ${q}u)` : 'k');
+      const guard = (q: number, e: string) => (ragged ? `select(0.0, ${e}, k + ${q}u < ${K}u)` : e);
+      const stat = pro ? ['  let mean_r = stat.x;  let rstd_r = stat.y;'] : [];
+      let xBody: string[];
+      if (xVec && p.inMap.kind === 'contiguous' && !ragged) {
+        xBody = [`  let feature = ${p.inMap.wgsl('blk', 'k')};`,
+          `  return ${normVec(widen(xT, 'x[(row * IN_FEATURES + feature) >> 2u]', true), 'r', 'feature')};`];
+      } else {
+        xBody = ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => {
+          const f = p.inMap.wgsl('blk', kq(q));
+          return `    ${guard(q, norm(`x_at(row, ${f})`, 'r', f))}${q < 3 ? ',' : ''}`;
+        }), '  );'];
+      }
+      const wAt = is16(p.weight) ? 'weight16_at' : 'weight_at';
+      const wBody = !p.transposed && !ragged
+        ? [`  return ${wVec(p.weight, '(base + k) >> 2u')};`]
+        : ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => `    ${guard(q, `${wAt}(base + ${kq(q)}${p.transposed ? ` * ${p.dIn}u` : ''})`)}${q < 3 ? ',' : ''}`), '  );'];
+      fns.push(`// part ${p.label}${p.transposed ? ' (transposed)' : ''}: x[${p.inMap}] of block blk at reduction index k .. k+3 (of ${K})${pro ? `, ${pro.norm} applied` : ''}`,
+        `fn x_${pi}(row: u32, blk: u32, k: u32, stat: vec2<f32>) -> vec4<f32> {`, ...stat, ...xBody, '}',
+        `// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, one output column (weights from \`base\`) at reduction index k .. k+3${p.transposed ? `, stride ${p.dIn}` : ''}`,
+        `fn w_${pi}(base: u32, k: u32) -> vec4<f32> {`, ...wBody, '}');
+      return { index: pi, label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, weightBase: weightBase(pi, 'col') };
+    });
+    fns.push('// bias, saved pre-activation, epilogue, store of one output', 'fn store_y(row: u32, o: u32, sum: f32) {',
+      '  let y_row = row * OUT_FEATURES;', '  var v = sum;', ...storeLines().map((l) => `  ${l}`), '}');
+    const quads = Array.from({ length: W / 4 }, (_, q) => ({ q, lanes: [0, 1, 2, 3].map((i) => 4 * q + i) }));
+    return { width: W, groups: TN / W, groupQuads: W / 4, colQuads: TN / 4, functions: fns.join('\n'), parts: sgParts, quads };
+  }
 
   const header = [
     `layer(s): ${n.layers.join(' + ')}  ->  %${n.id}`,
@@ -239,13 +303,43 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     pro ? `prologue: ${pro.norm} (eps ${pro.eps}) folded into x loads, stats from %${pro.stats}` : 'prologue: none',
     `epilogue: ${epilogueDesc}`,
     `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
+    ...(sg ? [`subgroup broadcast width ${sg.width}: correct for subgroup sizes >= ${sg.width}`] : []),
   ];
   const wgsl = render('blockgemm', {
     name: kernelName, header, f16, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
     tile: s.tile, workgroup: s.workgroup, workgroupSize: s.workgroup.rows * s.workgroup.cols,
     colChunks: chunks, chunksPerGroup: perGroup, chunkWorkgroups: chunkWGs, columnMode: mode,
     shared, workgroupsPerGroup: wgPerGroup, kChunk: SHARED_K_CHUNK, sharedFloats: SHARED_K_CHUNK * TM * s.workgroup.rows,
-    xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc,
+    xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc, subgroup: sg ?? false, prologue: !!pro,
   });
   return { name: kernelName, wgsl, bindings: list, workgroupSize: s.workgroup.rows * s.workgroup.cols, rowsPerWorkgroup: TM * s.workgroup.rows, colWorkgroups: chunkWGs };
+}
+
+/** The fields of a gemm's plan kernel (runtime/plan.ts PlanKernel) besides its name, layers, shapes and output. */
+export interface GemmPlanFields {
+  wgsl: string;
+  grid: PlanGrid;
+  config: Schedule;
+  bindings: PlanBinding[];
+  subgroup?: SubgroupVariant[];
+}
+
+const tilesGrid = (r: GemmKernel): PlanGrid => ({ kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups });
+
+/**
+ * Renders a gemm for the plan. With a `subgroup` schedule the plan is still device-independent: the
+ * kernel's own WGSL is the node's register schedule (`registerSchedule`), and `subgroup` lists one
+ * rendering per broadcast width (`subgroupWidths`), from which the runtime picks (runtime/variants.ts).
+ */
+export function gemmPlanFields(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES): GemmPlanFields {
+  const s = n.schedule!;
+  const base = s.kind === 'subgroup' ? { ...n, schedule: registerSchedule(n) } : n;
+  const r = renderBlockGemm(base, offsets, kernelName, types);
+  const out: GemmPlanFields = { wgsl: r.wgsl, grid: tilesGrid(r), config: base.schedule!,
+    bindings: r.bindings.map((b) => ({ binding: b.binding, buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : { kind: 'value', id: b.value! } })) };
+  if (s.kind === 'subgroup') out.subgroup = subgroupWidths(s).map((width) => {
+    const v = renderBlockGemm(n, offsets, kernelName, types, width);
+    return { width, wgsl: v.wgsl, grid: tilesGrid(v), config: s };
+  });
+  return out;
 }

@@ -7,7 +7,7 @@ import { tensorsOf } from '../ir/graph.js';
 import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
-import { renderBlockGemm, type Offsets, type KernelTypes } from './blockgemm.js';
+import { gemmPlanFields, type Offsets, type KernelTypes } from './blockgemm.js';
 import type { DType } from '../spec/types.js';
 import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
@@ -76,10 +76,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
     switch (n.kind) {
       case 'input': continue;
       case 'blockgemm': {
-        const r = renderBlockGemm(n, offsets, name, types);
-        kernels.push({ name, layers: n.layers, wgsl: r.wgsl, shapes, output: n.id, config: n.schedule,
-          grid: { kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups },
-          bindings: r.bindings.map((b) => ({ binding: b.binding, buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : value(b.value!) })) });
+        kernels.push({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, types) });
         break;
       }
       case 'rowstats': {

@@ -20,7 +20,7 @@ import type { PlanTraining, TrainKernel, TrainBinding, PlanKernel } from '../../
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
 import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type NormGradStep, type NormParamGradStep } from '../passes/autodiff.js';
 import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
-import { renderBlockGemm, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
+import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
 import { buildPlan, layoutWeights, rowWorkgroup } from './plan.js';
 import { render } from './templates.js';
@@ -140,11 +140,7 @@ function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<s
   switch (s.kind) {
     case 'data_grad': {
       const n: BlockGemmNode = s.node;
-      const r = renderBlockGemm(n, offsets, name, types);
-      return { name, layers, wgsl: r.wgsl, output: n.id, config: n.schedule, shapes: `[batch,${n.in_features}] -> [batch,${n.features}]`,
-        grid: { kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups },
-        bindings: r.bindings.map((b) => ({ binding: b.binding,
-          buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : { kind: 'value', id: b.value! } })) };
+      return { name, layers, output: n.id, shapes: `[batch,${n.in_features}] -> [batch,${n.features}]`, ...gemmPlanFields(n, offsets, name, types) };
     }
     case 'weight_grad': {
       const r = renderWeightGrad(s, offsets, name, types);

@@ -59,8 +59,12 @@ export interface Schedule {
   tile: { rows: number; cols: number; k: number };
   /** invocations along rows and along column chunks; product = workgroup size */
   workgroup: { rows: number; cols: number };
-  /** 'register': each invocation streams its operands from memory; 'shared': tiles staged in workgroup memory */
-  kind: 'register' | 'shared';
+  /**
+   * 'register': each invocation streams its operands from memory; 'shared': tiles staged in workgroup
+   * memory; 'subgroup': lanes = rows, one weight gather per lane shared across the subgroup with
+   * `subgroupBroadcast` (needs the `subgroups` feature; the plan carries a register fallback).
+   */
+  kind: 'register' | 'shared' | 'subgroup';
 }
 
 /**

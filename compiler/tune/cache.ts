@@ -65,7 +65,7 @@ export interface CacheEntry {
 }
 
 const ScheduleSchema = z.object({
-  kind: z.enum(['register', 'shared']),
+  kind: z.enum(['register', 'shared', 'subgroup']),
   tile: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive(), k: z.number().int().positive() }),
   workgroup: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive() }),
 });

@@ -21,6 +21,7 @@ import { type Limits, DEFAULT_LIMITS } from '../passes/schedule.js';
 import { compileSync } from '../index.js';
 import { Model } from '../../runtime/model.js';
 import { getAdapter, getDevice } from '../../runtime/device.js';
+import { deviceSubgroupWidth } from '../../runtime/variants.js';
 import { DyadcError } from '../errors.js';
 import { type AdapterKey, adapterKey } from './key.js';
 
@@ -53,6 +54,8 @@ export interface CandidateRunner {
   readonly limits: Limits;
   /** how `time` measures */
   readonly timer: 'timestamp' | 'wall';
+  /** the subgroup broadcast width the device allows (runtime/variants.ts; 0 or absent: no subgroups, subgroup schedules are not explored) */
+  readonly subgroupWidth?: number;
   /** what the runner had to work around (optional; the tuner reports these) */
   readonly notes?: string[];
   /** Compiles, warms up and verifies-runs one candidate. @throws on compile/run failure (the tuner records it as failed) */
@@ -76,6 +79,7 @@ function limitsOf(l: GPUSupportedLimits): Limits {
 export class GpuRunner implements CandidateRunner {
   readonly adapter: AdapterKey;
   readonly limits: Limits;
+  readonly subgroupWidth: number;
   readonly timer: 'timestamp' | 'wall';
   /** what the runner had to work around (the tuner reports these) */
   readonly notes: string[] = [];
@@ -85,6 +89,7 @@ export class GpuRunner implements CandidateRunner {
   private constructor(private device: GPUDevice, adapter: AdapterKey, forceWall: boolean) {
     this.adapter = adapter;
     this.limits = limitsOf(device.limits);
+    this.subgroupWidth = deviceSubgroupWidth(device);
     this.timer = !forceWall && device.features.has('timestamp-query') ? 'timestamp' : 'wall';
   }
 

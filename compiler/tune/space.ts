@@ -10,6 +10,10 @@
  *                  tile.cols      4, 8, 2         output columns per invocation
  *                  tile.k         4, 1            K vector width (4 only where every block width allows)
  *                  workgroup      4×16, 8×8, 2×32, 1×64, 4×32, 8×16, 16×16  (rows × column chunks)
+ *                  kind subgroup  (only where the device has `subgroups`): lanes = rows, weights
+ *                                 broadcast; tile.rows 2, 1, 4; tile.cols 16, 32, 8, 4; tile.k 4;
+ *                                 workgroup 64×1, 32×1, 128×1. Without subgroups the register
+ *                                 schedule is the group's first point (what such a device runs).
  *
  * Pruning (each pruned point keeps its reason, for the report):
  *   - device limits: `checkSchedule` with the adapter's limits (invocations, workgroup size, memory, k);
@@ -17,21 +21,31 @@
  *     than a column group: small blocks);
  *   - wasted rows: a workgroup spans more than twice the batch.
  *
+ * Compile time is part of the budget (tuner.ts estimates each candidate's first run from the ones
+ * measured, scaled by tile size): subgroup 2×32 costs ~4 s of JIT on lavapipe against 1.1 s for 2×16.
+ *
  * Walk: the default schedule first (the compiler's choice: the baseline every group has), then
  * greedily the unmeasured legal point nearest to the group's best so far (distance: |Δlog2 rows| +
  * |Δlog2 cols| + 2·[k differs] + 1.5·[workgroup differs]: tile shapes first, then workgroup shapes;
  * ties: the larger tile, then the axis order above), up to `maxSchedules` per group (default 6).
  */
 import type { BlockGemmNode, Schedule } from '../ir/graph.js';
-import { type Limits, checkSchedule, defaultSchedule } from '../passes/schedule.js';
+import { type Limits, checkSchedule, defaultSchedule, registerSchedule } from '../passes/schedule.js';
 import { columnChunks } from '../codegen/blockgemm.js';
 
 export const SPACE = {
+  /** kinds walked with the shared axes below (subgroup has its own) */
   kinds: ['register', 'shared'] as Schedule['kind'][],
   tileRows: [4, 8, 2],
   tileCols: [4, 8, 2],
   tileK: [4, 1],
   workgroups: [[4, 16], [8, 8], [2, 32], [1, 64], [4, 32], [8, 16], [16, 16]] as [number, number][],
+  /** the subgroup kind's own axes (tile.k is always 4, workgroup.cols always 1) */
+  subgroup: {
+    tileRows: [2, 1, 4],
+    tileCols: [16, 32, 8, 4],
+    workgroupRows: [64, 32, 128],
+  },
 } as const;
 
 export const DEFAULT_MAX_SCHEDULES = 6;
@@ -64,12 +78,16 @@ export interface GroupSpace {
  * The legal points of the declared space for one blockgemm node (a one-layer spec's), at `batch`.
  * @returns never an empty `legal` unless no point at all fits the limits.
  */
-export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number): GroupSpace {
+export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, subgroups = false): GroupSpace {
   const legal: Schedule[] = [];
   const pruned: GroupSpace['pruned'] = [];
-  const def = defaultSchedule(node);
-  for (const kind of SPACE.kinds) for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups) {
-    const s: Schedule = { kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } };
+  const def = subgroups ? defaultSchedule(node) : registerSchedule(node);
+  const points: Schedule[] = [];
+  for (const kind of SPACE.kinds) for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups)
+    points.push({ kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } });
+  if (subgroups) for (const rows of SPACE.subgroup.tileRows) for (const cols of SPACE.subgroup.tileCols) for (const wr of SPACE.subgroup.workgroupRows)
+    points.push({ kind: 'subgroup', tile: { rows, cols, k: 4 }, workgroup: { rows: wr, cols: 1 } });
+  for (const s of points) {
     const reason = pruneReason(s, node, limits, batch);
     if (reason && !(sameSchedule(s, def) && reason.startsWith('wasted'))) pruned.push({ schedule: s, reason });
     else legal.push(s);

@@ -389,7 +389,7 @@ export async function tune(opts: TuneOptions): Promise<TuneResult> {
       const c = compileSync(sub, { limits: runner.limits });
       const node = c.scheduled.nodes.find((n) => n.kind === 'blockgemm');
       if (!node || node.kind !== 'blockgemm') throw new DyadcError('IR_INVALID', `tuning ${l.name}: the one-layer spec has no blockgemm`);
-      g.space = groupSpace(node, runner.limits, batch);
+      g.space = groupSpace(node, runner.limits, batch, (runner.subgroupWidth ?? 0) >= 4);
       const rng = new Rng((seed ^ hash32(g.keyStr)) >>> 0);
       const weights: Record<string, Float32Array> = {};
       for (const [name, shape] of Object.entries(c.weightShapes)) {
