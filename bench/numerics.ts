@@ -52,8 +52,8 @@ async function main(): Promise<void> {
     m.destroy();
   }
 
-  console.log('\n## softmax cross-entropy (identity linear, zero bias, batch 1; 3 draws per case, worst shown)\n');
-  console.log('| classes | logits | loss: dyadc | loss: ref | loss rel err | dlogits rel err |');
+  console.log('\n## softmax cross-entropy (identity linear, zero bias, batch 1; loss of the first draw, worst errors of 3 draws)\n');
+  console.log('| classes | logits | loss: dyadc | loss: float64 | loss rel err | dlogits rel err |');
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const C of quick ? [2, 10] : [2, 10, 1000]) {
     const probe = await lossProbe(device, C);
@@ -65,15 +65,17 @@ async function main(): Promise<void> {
       for (let i = 0; i < C; i++) x[i] = off + 3 * rng.normal();
       cases.push({ label: `${e(off)} + 3·N(0,1)`, x, y: rng.int(0, C - 1) });
     }
-    const worst = new Map<string, { loss: number; ref: number; le: number; ge: number }>();
+    // per case label: the loss of its first draw (same logits before/after) and the worst errors over its draws
+    const rowsOut = new Map<string, { loss: number; ref: number; le: number; ge: number }>();
     for (const cs of cases) {
       const { loss, dlogits: g } = await probe.run(cs.x, cs.y);
       const ref = softmaxCrossEntropy(cs.x, [cs.y], 1, C);
       const le = Math.abs(loss - ref.loss) / Math.abs(ref.loss), ge = relError(g, ref.grad);
-      const w = worst.get(cs.label);
-      if (!w || Math.max(le, ge) > Math.max(w.le, w.ge)) worst.set(cs.label, { loss, ref: ref.loss, le, ge });
+      const w = rowsOut.get(cs.label);
+      if (!w) rowsOut.set(cs.label, { loss, ref: ref.loss, le, ge });
+      else { w.le = Math.max(w.le, le); w.ge = Math.max(w.ge, ge); }
     }
-    for (const [label, w] of worst) console.log(`| ${C} | ${label} | ${w.loss.toPrecision(7)} | ${w.ref.toPrecision(7)} | ${e(w.le)} | ${e(w.ge)} |`);
+    for (const [label, w] of rowsOut) console.log(`| ${C} | ${label} | ${w.loss.toPrecision(7)} | ${w.ref.toPrecision(7)} | ${e(w.le)} | ${e(w.ge)} |`);
     probe.destroy();
   }
   device.destroy();

@@ -178,6 +178,28 @@ test.serial('softmax cross-entropy with logits offset 0…1e8 (2, 10, 1000 class
   }
 });
 
+test.serial('softmax cross-entropy over 8192 classes (several invocations per row and a workgroup tree): loss against float64', async (t) => {
+  const device = await sharedDevice();
+  const C = 8192;
+  // relu of positive logits is the identity: the loss kernel sees x exactly
+  const c = await compile({ name: 'r', input: { features: C }, layers: [{ op: 'relu' }] });
+  t.true(c.plan.training!.losses.softmax_cross_entropy.wgsl.includes('workgroupBarrier'), 'this width takes the tree path');
+  const m = await c.create({ weights: {}, device });
+  const tr = await m.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'sgd', lr: 1e-3 } });
+  const rng = new Rng(testSeed(8192));
+  try {
+    for (const off of [20, 1e4, 1e7]) {  // ≥ 6.7σ above 0: relu keeps every logit
+      const B = 3;
+      const x = Float32Array.from({ length: B * C }, () => off + 3 * rng.normal());
+      const labels = Int32Array.from({ length: B }, () => rng.int(0, C - 1));
+      tr.poison(B);
+      const loss = await tr.step(x, labels, B);
+      const ref = softmaxCrossEntropy(x, labels, B, C);
+      t.true(Math.abs(loss - ref.loss) <= 1e-6 * ref.loss, `offset ${off}: loss ${loss}, float64 ${ref.loss}`);
+    }
+  } finally { tr.destroy(); m.destroy(); }
+});
+
 test.serial('mse loss over 32768 outputs is summed pairwise: within K× of careful f32', async (t) => {
   const device = await sharedDevice();
   const F = 32768;

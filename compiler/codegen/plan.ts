@@ -17,14 +17,30 @@ import { checkArenaBytes } from './binding-limits.js';
 
 const ELEMENTWISE_WG = 256;
 
+/** Workgroup of the row-reduction kernels (row statistics, norm backward rows, losses). */
+export interface RowReduction {
+  /** invocations per row (a power of two): each sums every `lanes`-th feature, then a tree joins them */
+  lanes: number;
+  /** rows per workgroup = workgroupSize / lanes */
+  rowsPerWorkgroup: number;
+  workgroupSize: number;
+  /** lanes > 1: the lanes' sums meet in a workgroup-memory tree (with barriers) */
+  tree: boolean;
+}
+
 /**
- * Workgroup size of the row-reduction kernels (row statistics, norm backward rows, losses), which run
- * one workgroup per row: the power of two nearest `features / 8` (each invocation sums ~8 features
- * pairwise, then the workgroup's tree), between 8 (the subgroup of lavapipe's AVX2 lanes) and 256 (the
- * WebGPU default maxComputeInvocationsPerWorkgroup).
+ * How the row-reduction kernels spread a row of `features` over invocations: one invocation per row
+ * below 2048 features, else lanes = 2^floor(log2(features / 512)) (≤ 64) invocations per row, so every
+ * invocation sums ≥ 512 features; workgroups of 64 hold 64 / lanes rows. Measured on lavapipe
+ * (shared/LAVAPIPE.md's machine), where a workgroup barrier is dear: a 16-feature row per 8-lane
+ * workgroup made the row statistics 20–60× slower than one invocation per row, 32 lanes on 768
+ * features 4–5×; the radix-4 register sums with one invocation per row cost 1.6–2× the old sequential
+ * sum on 768 features (milliseconds against a layer's GEMM of a second).
  */
-export function rowWorkgroup(features: number): number {
-  return Math.min(256, Math.max(8, 2 ** Math.round(Math.log2(Math.max(1, features / 8)))));
+export function rowReduction(features: number): RowReduction {
+  const workgroupSize = 64;
+  const lanes = features < 2048 ? 1 : Math.min(workgroupSize, 2 ** Math.floor(Math.log2(features / 512)));
+  return { lanes, rowsPerWorkgroup: workgroupSize / lanes, workgroupSize, tree: lanes > 1 };
 }
 
 /**
@@ -80,10 +96,10 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
         break;
       }
       case 'rowstats': {
-        const inF = features.get(n.inputs[0])!;
+        const inF = features.get(n.inputs[0])!, rr = rowReduction(inF);
         const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
-          features: inF, workgroupSize: rowWorkgroup(inF), xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
-        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: 1 },
+          features: inF, ...rr, xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
+        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup },
           bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }] });
         break;
       }

@@ -22,7 +22,7 @@ import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type 
 import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
-import { buildPlan, layoutWeights, rowWorkgroup } from './plan.js';
+import { buildPlan, layoutWeights, rowReduction } from './plan.js';
 import { render } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
@@ -128,11 +128,11 @@ export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Off
   }
   const header = [`layer(s): ${s.layers.join(' + ')}  ->  ${rows ? `%${s.id}` : `grads of ${s.weight}${s.kind === 'norm_param_grad' && s.bias ? `, ${s.bias}` : ''}`}`,
     `${s.norm} backward over ${F} features`];
-  const wg = rows ? rowWorkgroup(F) : ROWS_WG;
-  const wgsl = render('norm-grad', { name, header, f16: xT === 'f16', bindings: decls, features: F, workgroupSize: wg, rows, layernorm: s.norm === 'layernorm',
+  const rr = rows ? rowReduction(F) : { lanes: 1, rowsPerWorkgroup: ROWS_WG, workgroupSize: ROWS_WG, tree: false };
+  const wgsl = render('norm-grad', { name, header, f16: xT === 'f16', bindings: decls, features: F, ...rr, rows, layernorm: s.norm === 'layernorm',
     weightOffset: offsets[s.weight], acc: rows && !!s.acc, hasBias: s.kind === 'norm_param_grad' && !!s.bias,
     biasOffset: s.kind === 'norm_param_grad' && s.bias ? offsets[s.bias] : 0 });
-  return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: 1 } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
+  return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
 }
 
 function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>, types: KernelTypes): TrainKernel {
@@ -161,10 +161,11 @@ function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<s
 export function renderLosses(features: number, output: string, outputGrad: string, zType: DType = 'f32'): PlanTraining['losses'] {
   const mk = (ce: boolean): TrainKernel => {
     const name = ce ? `softmax_cross_entropy_${features}` : `mse_${features}`;
+    const rr = rowReduction(features);
     return {
       name, layers: ['loss'], output: outputGrad, shapes: `[batch,${features}]`,
-      wgsl: render('loss', { name, ce, features, workgroupSize: rowWorkgroup(features), zType, f16: zType === 'f16' }),
-      grid: { kind: 'elements', perRow: 1, perWorkgroup: 1 },
+      wgsl: render('loss', { name, ce, features, ...rr, zType, f16: zType === 'f16' }),
+      grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup },
       bindings: [{ binding: 1, buffer: { kind: 'value', id: output } }, { binding: 2, buffer: { kind: 'labels' } },
         { binding: 3, buffer: { kind: 'value', id: outputGrad } }, { binding: 4, buffer: { kind: 'loss' } }],
     };
