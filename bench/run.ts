@@ -26,6 +26,7 @@ import type { Model } from '../runtime/model.js';
 import { gpuWait, setWaitOptions } from '../runtime/wait.js';
 import { f32ArrayToF16Padded, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { loadPeers, type PeerCase, type PeerRunner } from './peers/index.js';
+import { ceilingAvailable, ceilingRunner } from './ceiling.js';
 
 type Variant = 'it' | 'ot' | 'dt';
 interface Shape { model: string; layer: string; in_features: number; out_features: number }
@@ -40,7 +41,7 @@ const program = new Command()
   .option('--batch <n>', 'with --quick: the batch (default 256)', (v) => parseInt(v, 10))
   .option('--reps <n>', 'timed runs per row (median reported)', (v) => parseInt(v, 10), 5)
   .option('--warmup <n>', 'untimed runs before timing', (v) => parseInt(v, 10), 1)
-  .option('--only <names>', 'comma-separated impl names to keep (dyadc, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
+  .option('--only <names>', 'comma-separated impl names to keep (dyadc, ceiling, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
   .option('--out <dir>', 'results directory', 'bench/results')
   .option('--no-peers', 'time dyadc alone')
   .option('--busy-poll', "wait with Dawn's busy polling (the runtime before runtime/wait.ts) instead of the throttled wait")
@@ -137,8 +138,11 @@ async function main() {
   const adapter = await getAdapter();
   const info = describeAdapter(adapter.info);
   const adapterName = [info.vendor, info.architecture, info.description || info.device].filter(Boolean).join(' ') || 'unknown-adapter';
-  const device = await getDevice();
+  // subgroups when the adapter has them: the ceiling reference (bench/ceiling.ts) needs them
+  const device = await getDevice({ features: adapter.features.has('subgroups') ? ['subgroups'] : [] });
   const runners: PeerRunner[] = [dyadcRunner(device)];
+  const noCeiling = ceilingAvailable(device, adapter.info);
+  if (noCeiling) console.warn(`bench: no ceiling reference row: ${noCeiling}`); else runners.push(ceilingRunner(device));
   if (device.features.has('shader-f16')) runners.push(dyadcRunner(device, undefined, 'f16'));
   const failures: { name: string; reason: string }[] = [];
   if (opts.peers) {
@@ -164,6 +168,7 @@ async function main() {
       for (const r of [...runners, ...gelu]) {
         if (!r.kinds.includes(c.kind) || !keep(r.name)) continue;
         if (r.name !== 'dyadc' && !r.name.startsWith('dyadc') && !item.peers) continue;
+        if (r.name === 'ceiling' && c.kind === 'dyad' && (c.variant !== 'it' || c.blocks !== 4)) continue;
         if (r.name.startsWith('tfjs') && c.kind === 'dyad' && c.blocks !== 4) continue; // TF.js DYAD-by-ops at n = 4 only
         if (r.name === 'dyadc-f16' && c.kind === 'dyad' && !(c.blocks === 4 && c.variant === 'it')) continue;
         if (r.name.startsWith('ort') && c.kind === 'dyad' && !(c.blocks === 4 && c.variant === 'it')) continue;
@@ -239,6 +244,8 @@ function markdown(r: { date: string; adapterName: string; method: string; host: 
     ratio('dyadc dense vs TF.js WebGPU fused', dense, t('tfjs-webgpu-fused', 'dense'), '≥ 1.6×');
     ratio('dyadc dense vs TF.js WebGPU matMul', dense, t('tfjs-webgpu-matmul', 'dense'));
     ratio('dyadc dense vs ORT CPU (MLAS) dense', dense, t('ort-cpu', 'dense'));
+    ratio('dyadc dense vs the ceiling reference dense (bench/ceiling.ts)', dense, t('ceiling', 'dense'), '≥ 0.9×');
+    ratio('dyadc DYAD it n=4 vs the ceiling reference DYAD it n=4', t('dyadc', 'dyad', 4, 'it'), t('ceiling', 'dyad', 4, 'it'));
     for (const n of [2, 4, 8]) ratio(`dyadc DYAD it n=${n} vs dyadc dense`, t('dyadc', 'dyad', n, 'it'), dense, n === 4 ? '≥ 1.6×' : n === 8 ? '≥ 3.2×' : '');
     for (const v of ['ot', 'dt']) { const a = t('dyadc', 'dyad', 4, v), b = t('dyadc', 'dyad', 4, 'it'); if (a && b) out.push(`| ${shape} | ${batch} | dyadc ${v} n=4 time / it n=4 time | ${(a / b).toFixed(2)} | ≤ 1.10 |`); }
     ratio('dyadc DYAD it n=4 vs DYAD by TF.js ops', t('dyadc', 'dyad', 4, 'it'), t('tfjs-webgpu-ops', 'dyad', 4, 'it'), '≥ 1.8×');

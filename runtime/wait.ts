@@ -43,8 +43,9 @@ export function setWaitOptions(o: Partial<WaitOptions> = DEFAULTS): WaitOptions 
 export function getWaitOptions(): WaitOptions { return { ...options }; }
 
 type Immediate = (fn: () => void) => unknown;
-const g = globalThis as { setImmediate?: Immediate; process?: { versions?: { node?: string } }; SharedArrayBuffer?: typeof SharedArrayBuffer };
-const node = !!g.process?.versions?.node && typeof g.setImmediate === 'function' && typeof g.SharedArrayBuffer === 'function';
+const g = globalThis as { setImmediate?: Immediate; process?: { versions?: { node?: string } }; SharedArrayBuffer?: typeof SharedArrayBuffer; navigator?: { gpu?: unknown } };
+/** Node with Dawn's binding: not a browser-like host with its own navigator.gpu (e.g. Electron), where the GPU process polls */
+let node = !!g.process?.versions?.node && !g.navigator?.gpu && typeof g.setImmediate === 'function' && typeof g.SharedArrayBuffer === 'function';
 const cell = node ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
 
 /** start times (performance.now(), ms) of the pending waits */
@@ -56,7 +57,10 @@ function turn(): void {
   if (pending.size === 0) { ticking = false; return; }
   let oldest = Infinity;
   for (const w of pending) oldest = Math.min(oldest, w.t0);
-  if (options.sliceMs > 0 && performance.now() - oldest >= options.spinMs) Atomics.wait(cell!, 0, 0, options.sliceMs);
+  if (options.sliceMs > 0 && performance.now() - oldest >= options.spinMs) {
+    // a thread that may not block (Atomics.wait throws there) keeps Dawn's polling: never throttle again
+    try { Atomics.wait(cell!, 0, 0, options.sliceMs); } catch { node = false; pending.clear(); }
+  }
   g.setImmediate!(turn);
 }
 

@@ -117,7 +117,9 @@ export function renderWeightGrad(s: WeightGradStep, offsets: Offsets, kernelName
   // either fully valid or clamped to the first, valid, chunk)
   const gVec = TO % 4 === 0 && dOut % 4 === 0 && OUT % 4 === 0 && s.parts.every((p) => p.outMap.kind === 'contiguous');
   // x as vec4 (a lane's TILE_A inputs consecutive) measured no faster on lavapipe (MNIST dw kernels, CPU time
-  // ratio 0.82–1.03 interleaved): x stays scalar, lanes strided by the workgroup size
+  // ratio 0.82–1.03 interleaved): x stays scalar, lanes strided by the workgroup size. The g loads are about
+  // half of the kernel's time there (replacing them by constants: 33 → 16 ms CPU), but staging each chunk's g
+  // rows in workgroup memory was slower (0.54–0.96×): the subgroup designs of issue 14 are the next lever.
   const xVecOk = false;
   const xVec = (p: GemmPart) => xVecOk && p.inMap.kind === 'contiguous';
   if (gVec) decls.push({ binding: 6, name: 'g4', access: 'read', type: 'array<vec4<f32>>', comment: `[batch, ${OUT}] %${s.g} as vec4` });
