@@ -17,6 +17,9 @@ const CHUNK = 64 * 1024 * 1024;
 const IO_FIX: Record<string, string> = {
   ENOENT: 'check the path', EISDIR: 'give a file path, not a directory', EACCES: 'check the permissions',
   ENOTDIR: 'a parent of the path is a file', ENOSPC: 'free disk space',
+  // mkdir -p of the file's directory meets a file where a directory should be
+  EEXIST: 'a parent of the path is a file, not a directory', ENAMETOOLONG: 'use a shorter file name or path',
+  EROFS: 'write somewhere writable', EPERM: 'check the permissions',
 };
 
 /** One clean line: what failed, the OS reason (no temp-file names), and a fix. */
