@@ -3,8 +3,8 @@
  * `dyadc: …` line and a non-zero exit; `--debug` adds the stack. Each case checks the exact line.
  */
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,4 +96,16 @@ test('layers named like Object.prototype members compile and inspect (was: inter
   const i = await dyadc('inspect', f, '--kernel', '__proto__');
   t.is(i.code, 0, i.stderr);
   t.regex(i.stdout, /kernel k2___proto__ \(__proto__/);
+});
+
+test('output paths that are not regular files are refused before anything is replaced (-o /dev/full was replaced by the atomic rename); empty -o is a usage error', async (t) => {
+  const f = spec('s6.json', small());
+  const fifo = join(tmp, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  oneLine(t, await dyadc('init', f, '-o', 'fifo'), 1, 'dyadc: fifo: cannot write file: it exists and is not a regular file (a device, pipe or socket) (fix: give the path of a regular file (it is replaced atomically))');
+  t.true(statSync(fifo).isFIFO(), 'the fifo is still there');
+  mkdirSync(join(tmp, 'adir'));
+  oneLine(t, await dyadc('init', f, '-o', 'adir'), 1, 'dyadc: adir: cannot write file: it exists and is a directory (fix: give the path of a regular file (it is replaced atomically))');
+  oneLine(t, await dyadc('init', f, '-o', ''), 1, 'dyadc: the output file name is empty (fix: give a file path, e.g. weights.safetensors)');
+  oneLine(t, await dyadc('compile', f, '-o', ''), 2, 'dyadc: compile: -o is empty (fix: give an output directory, e.g. -o build)');
 });

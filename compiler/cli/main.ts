@@ -230,6 +230,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
 /** `dyadc compile <spec> -o <dir>`: AOT module, bundle, declarations, kernels, manifest (compiler/aot.ts). */
 async function compileCmd(file: string, opts: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser' }): Promise<number> {
   if (opts.batch !== undefined && opts.tuned === undefined) throw new UsageError('compile: --batch selects tuned schedules: use it with --tuned <cache.json>');
+  if (opts.out.trim() === '') throw new UsageError('compile: -o is empty (fix: give an output directory, e.g. -o build)');
   const existing = statSync(opts.out, { throwIfNoEntry: false });
   if (existing && !existing.isDirectory()) throw new UsageError(`compile: -o ${opts.out} is a file; compile writes a directory of files (fix: pass a directory path; it is created when missing)`);
   if (!existing) makeDirectory(resolve(opts.out));
