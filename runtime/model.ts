@@ -81,6 +81,8 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
     catch (e) { err = e; }
     const scopeErr = await device.popErrorScope();
     if (err || scopeErr || !pipeline) {
+      const lost = await Promise.race([device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
+      if (lost) throw deviceLost(lost, `kernel ${k.name}`);
       const info = await module.getCompilationInfo();
       const msgs = info.messages.filter((x) => x.type === 'error').map((x) => `line ${x.lineNum}:${x.linePos} ${x.message}`).slice(0, 5).join('; ');
       throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${msgs || scopeErr?.message || String(err)}`, { cause: err });
@@ -90,6 +92,12 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
   p.catch(() => m!.delete(key));
   m.set(key, p);
   return p;
+}
+
+/** A device that is lost (or was destroyed), as an error naming what needed it. */
+function deviceLost(info: GPUDeviceLostInfo, what: string): DyadcError {
+  return new DyadcError('GPU', `${what}: the GPU device was ${info.reason === 'destroyed' ? 'destroyed' : `lost${info.message ? ` (${info.message})` : ''}`}`,
+    { fix: 'create the model on a live device (without device, create() uses a default one and replaces it when lost)' });
 }
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
@@ -164,6 +172,8 @@ export class Model {
       console.warn(`dyadc: ${e.message}; running ${plan.name} in f32 (compiled with fallbackF32)`);
       return Model.create(plan.fallback, opts);
     }
+    const lost = await Promise.race([device.lost, Promise.resolve(undefined)]);  // already settled: the device is gone
+    if (lost) throw deviceLost(lost, `model ${plan.name}`);
     checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
@@ -178,11 +188,14 @@ export class Model {
     return m;
   }
 
-  /** Replaces all weights (same names and shapes as at creation). */
-  setWeights(weights: Record<string, Float32Array>): void {
+  /**
+   * Replaces all weights: the same kinds and rules as `create()` (a Record or safetensors bytes,
+   * `prefix`, `strict`), checked completely before anything is written.
+   * @throws as create() for the weights (DyadcError USAGE | WEIGHTS | SAFETENSORS)
+   */
+  setWeights(weights: WeightsInput, opts: Pick<CreateOptions, 'prefix' | 'strict'> = {}): void {
     this.assertAlive('setWeights');
-    weights = canonicalNames(weights);
-    const data = packArena(this.plan, weights);
+    const data = packArena(this.plan, namedWeights(this.plan, weights, opts.prefix, opts.strict ?? true));
     const half = halfArena(this.plan, data);  // checked before anything is written
     this.device.queue.writeBuffer(this.arena, 0, data);
     if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
@@ -329,7 +342,8 @@ export class Model {
    * Copies the first `bytes` (a multiple of 4) of a buffer to the CPU, after the commands in `enc` if given.
    * The copy is checked before it is recorded (a copy WebGPU rejects would read back zeros); errors of the
    * commands in `enc` stay with the caller's error scope.
-   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer, or the buffer lacks COPY_SRC.
+   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer, or the buffer lacks COPY_SRC;
+   *   DyadcError(GPU) when the device was lost or destroyed, or the read-back failed.
    */
   async readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
     const name = src.label || '(unlabelled)';
@@ -340,7 +354,12 @@ export class Model {
     const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     if (bytes > 0) e.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.device.queue.submit([e.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    try { await staging.mapAsync(GPUMapMode.READ); } catch (e) {
+      staging.destroy();
+      const lost = await Promise.race([this.device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
+      if (lost) throw deviceLost(lost, `model ${this.plan.name}`);
+      throw new DyadcError('GPU', `readBuffer: reading ${name} back failed: ${(e as Error)?.message || String(e)}`, { cause: e });
+    }
     const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
     staging.unmap(); staging.destroy();
     return out;

@@ -16,6 +16,7 @@ import { interpret } from '../compiler/interp/interpreter.js';
 import { Rng } from '../compiler/util/rng.js';
 import { writeSafetensors } from '../runtime/weights/safetensors.js';
 import { pipelineStats } from '../runtime/model.js';
+import { getDevice } from '../runtime/device.js';
 import { compare, randomWeights, testSeed } from './helpers/gpu.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
@@ -188,4 +189,30 @@ test.serial('a lost default device is replaced: destroy it, and the next create(
   t.not(n.device, old);
   t.true(compare(await n.forward(X, 3), interpret(cc.graph, w, X, 3), 4, 1e-5).ok);
   n.destroy();
+});
+
+test.serial('a destroyed device: create() and forward name it instead of a bare AbortError', async (t) => {
+  const cc = await c();
+  const w = await weightsOf();
+  const fix = ' (fix: create the model on a live device (without device, create() uses a default one and replaces it when lost))';
+  const dead = await getDevice();
+  dead.destroy();
+  // named by create() when Dawn has already reported the loss, else by the first pipeline it compiles
+  await t.throwsAsync(cc.create({ weights: w, device: dead }), { instanceOf: DyadcError, message: /^(model small|kernel \w+): the GPU device was destroyed \(fix: create the model on a live device/ });
+  const own = await getDevice();
+  const m = await cc.create({ weights: w, device: own });
+  own.destroy();
+  await t.throwsAsync(m.forward(X, 3), { instanceOf: DyadcError, message: `model small: the GPU device was destroyed${fix}` });
+});
+
+test.serial('setWeights takes what create takes (safetensors bytes, strict); compile(null) is a spec error', async (t) => {
+  const cc = await c();
+  const w = await weightsOf();
+  const m = await cc.create({ weights: Object.fromEntries(Object.entries(w).map(([k, v]) => [k, v.map((x) => x * 2)])) });
+  m.setWeights((await fileOf(w)).slice().buffer);
+  t.true(compare(await m.forward(X, 3), interpret(cc.graph, w, X, 3), 4, 1e-5).ok);
+  const withExtra = await fileOf(w, { extra: new Float32Array(1) });
+  t.throws(() => m.setWeights(withExtra), { instanceOf: DyadcError, message: /^extra: 1 unexpected tensor, no weight of the spec: "extra"/ });
+  m.destroy();
+  await t.throwsAsync(compile(null as never), { instanceOf: DyadcError, message: /^spec: spec must be a JSON object, got null/ });
 });
