@@ -54,7 +54,8 @@ export interface Compiled {
 /** Normalises any accepted spec form. @throws DyadcError(SPEC_JSON | SPEC_INVALID) */
 export function toSpec(spec: string | SpecInput | Spec): Spec {
   if (typeof spec === 'string') return parseSpecText(spec);
-  if ((spec as Spec).output && (spec as Spec).layers?.every((l) => 'in_features' in l)) return spec as Spec;
+  if (typeof spec === 'object' && spec !== null && (spec as Spec).output && Array.isArray((spec as Spec).layers)
+    && (spec as Spec).layers.every((l) => typeof l === 'object' && l !== null && 'in_features' in l)) return spec as Spec;
   return parseSpec(spec);
 }
 

@@ -4,23 +4,48 @@
  * pipelines are cached per device by WGSL hash and compiled concurrently.
  */
 import type { Plan, PlanKernel, TrainKernel } from './plan.js';
-import { getDevice } from './device.js';
+import { getDevice, defaultDevice, describeValue } from './device.js';
 import { gpuWait } from './wait.js';
 import { planForDevice } from './variants.js';
+import { bindingBytesLimit, checkStorageBuffers } from '../compiler/codegen/binding-limits.js';
+import { hasOwn, setOwn } from '../compiler/util/own.js';
 import { DyadcError } from '../compiler/errors.js';
 import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
-/** Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file. */
-export type WeightsInput = Record<string, Float32Array> | Uint8Array;
+/**
+ * Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file: an ArrayBuffer (what
+ * `fetch(url).then((r) => r.arrayBuffer())` gives) or a byte view of one (Uint8Array, Node Buffer,
+ * DataView, Int8Array, Uint8ClampedArray).
+ */
+export type WeightsInput = Record<string, Float32Array> | ArrayBuffer | Uint8Array | DataView;
 
 export interface CreateOptions {
   weights: WeightsInput;
-  /** Use this device instead of acquiring one. */
+  /**
+   * Run on this device instead of the shared default one. In Node with the `webgpu` package, keep
+   * the `GPU` object your device came from (`const gpu = create([])`) referenced for as long as the
+   * device is used: Dawn destroys the instance when that object is collected, and the device then
+   * crashes the process (segfault). Or pass `gpu` instead and let dyadc hold it.
+   */
   device?: GPUDevice;
-  /** With safetensors bytes: the key prefix of this model's tensors (e.g. `model.decoder.layers.0.`). */
+  /**
+   * Request the adapter and device from this `GPU` object (`navigator.gpu`, or `create([])` of the
+   * `webgpu` package) instead of dyadc's own; dyadc keeps it referenced while the device lives.
+   * Models given the same `gpu` share one device. Ignored when `device` is given.
+   */
+  gpu?: GPU;
+  /**
+   * The key prefix of this model's tensors in a larger checkpoint (e.g. `model.decoder.layers.0.`),
+   * for safetensors bytes and in-memory weights alike: tensors outside the prefix are ignored.
+   */
   prefix?: string;
+  /**
+   * Refuse tensors under the prefix (every tensor without one) that are no weight of the spec
+   * (default true, like PyTorch's `load_state_dict(strict=True)`); false ignores them.
+   */
+  strict?: boolean;
   /** Run `model.warmup()` (with these options when an object) before `create` resolves. Default false. */
   warmup?: boolean | WarmupOptions;
 }
@@ -68,6 +93,8 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
     catch (e) { err = e; }
     const scopeErr = await device.popErrorScope();
     if (err || scopeErr || !pipeline) {
+      const lost = await Promise.race([device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
+      if (lost) throw deviceLost(lost, `kernel ${k.name}`);
       const info = await module.getCompilationInfo();
       const msgs = info.messages.filter((x) => x.type === 'error').map((x) => `line ${x.lineNum}:${x.linePos} ${x.message}`).slice(0, 5).join('; ');
       throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${msgs || scopeErr?.message || String(err)}`, { cause: err });
@@ -77,6 +104,12 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
   p.catch(() => m!.delete(key));
   m.set(key, p);
   return p;
+}
+
+/** A device that is lost (or was destroyed), as an error naming what needed it. */
+function deviceLost(info: GPUDeviceLostInfo, what: string): DyadcError {
+  return new DyadcError('GPU', `${what}: the GPU device was ${info.reason === 'destroyed' ? 'destroyed' : `lost${info.message ? ` (${info.message})` : ''}`}`,
+    { fix: 'create the model on a live device (without device, create() uses a default one and replaces it when lost)' });
 }
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
@@ -123,31 +156,43 @@ export class Model {
     if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights16` });
     this.uniforms = plan.kernels.map((k) => device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` }));
     const widest = Math.max(...plan.values.map((v) => v.features));
-    const lim = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
-    this.maxRowsPerDispatch = Math.floor(lim / (widest * 4));
+    // Index math: kernels address values with u32 element indices (row * features + col), so one
+    // binding may hold no more than u32 indices can address: the adapter's binding size is clamped
+    // to MAX_INDEXED_BINDING_BYTES (2^32 bytes, compiler/codegen/binding-limits.ts) before the rows are counted.
+    this.maxRowsPerDispatch = Math.floor(bindingBytesLimit(device.limits) / (widest * 4));
   }
 
   /**
-   * Creates a model: acquires a device (unless given), checks and uploads the weights, compiles every
-   * pipeline concurrently.
-   * @throws DyadcError(WEIGHTS) for a missing, extra or wrongly-sized tensor (naming key and shapes);
-   *         DyadcError(LIMIT) when the weights exceed the device's binding limit; DyadcError(GPU).
+   * Creates a model: takes the device (given, from `opts.gpu`, or the process's shared default
+   * device), checks and uploads the weights, compiles every pipeline concurrently (cached per device).
+   * @throws DyadcError(USAGE) when `opts`, `weights`, `device` or `gpu` is of the wrong kind (naming what was passed);
+   *         DyadcError(WEIGHTS) for a missing, extra (see `strict`), wrongly-sized or non-finite tensor (naming key,
+   *         index and shapes); DyadcError(SAFETENSORS) for malformed file bytes; DyadcError(LIMIT) when the weights
+   *         exceed the device's binding limit or a kernel its storage buffers per stage; DyadcError(GPU).
    */
   static async create(plan: Plan, opts: CreateOptions): Promise<Model> {
-    if (!opts || !opts.weights) throw new DyadcError('USAGE', 'create() needs { weights }', { fix: 'pass weights by name or safetensors bytes' });
-    const weights = opts.weights instanceof Uint8Array ? resolveLayerTensors(readSafetensors(opts.weights), plan.spec, { prefix: opts.prefix }) : canonicalNames(opts.weights);
+    if (typeof opts !== 'object' || opts === null || opts.weights === undefined || opts.weights === null)
+      throw new DyadcError('USAGE', `create() needs { weights }, got ${opts && typeof opts === 'object' ? `weights ${describeValue(opts.weights)}` : describeValue(opts)}`, { fix: 'pass weights by name ({ "fc1.weight": Float32Array, ... }) or the bytes of a safetensors file' });
+    if (opts.prefix !== undefined && typeof opts.prefix !== 'string') throw new DyadcError('USAGE', `create(): prefix must be a string, got ${describeValue(opts.prefix)}`);
+    const weights = namedWeights(plan, opts.weights, opts.prefix, opts.strict ?? true);
     let device: GPUDevice;
-    try { device = await getDevice({ device: opts.device, features: plan.features }); } catch (e) {
-      if (!(plan.fallback && e instanceof DyadcError && plan.features.includes('shader-f16'))) throw e;
+    try {
+      device = opts.device !== undefined ? await getDevice({ device: opts.device, features: plan.features })
+        : await defaultDevice({ gpu: opts.gpu, features: plan.features });
+    } catch (e) {
+      if (!(plan.fallback && e instanceof DyadcError && e.code === 'GPU' && plan.features.includes('shader-f16'))) throw e;
       console.warn(`dyadc: ${e.message}; running ${plan.name} in f32 (compiled with fallbackF32)`);
       return Model.create(plan.fallback, opts);
     }
+    const lost = await Promise.race([device.lost, Promise.resolve(undefined)]);  // already settled: the device is gone
+    if (lost) throw deviceLost(lost, `model ${plan.name}`);
     plan = planForDevice(plan, device);  // subgroup kernels where the device has subgroups, register kernels elsewhere
+    checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
-    const bytes = plan.arenaLength * 4;
-    if (bytes > device.limits.maxStorageBufferBindingSize)
-      throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${device.limits.maxStorageBufferBindingSize}`);
+    const bytes = plan.arenaLength * 4, maxBinding = bindingBytesLimit(device.limits);
+    if (bytes > maxBinding)
+      throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${maxBinding}`);
     const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
     device.queue.writeBuffer(arena, 0, arenaData);
     const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
@@ -157,11 +202,14 @@ export class Model {
     return m;
   }
 
-  /** Replaces all weights (same names and shapes as at creation). */
-  setWeights(weights: Record<string, Float32Array>): void {
+  /**
+   * Replaces all weights: the same kinds and rules as `create()` (a Record or safetensors bytes,
+   * `prefix`, `strict`), checked completely before anything is written.
+   * @throws as create() for the weights (DyadcError USAGE | WEIGHTS | SAFETENSORS)
+   */
+  setWeights(weights: WeightsInput, opts: Pick<CreateOptions, 'prefix' | 'strict'> = {}): void {
     this.assertAlive('setWeights');
-    weights = canonicalNames(weights);
-    const data = packArena(this.plan, weights);
+    const data = packArena(this.plan, namedWeights(this.plan, weights, opts.prefix, opts.strict ?? true));
     const half = halfArena(this.plan, data);  // checked before anything is written
     this.device.queue.writeBuffer(this.arena, 0, data);
     if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
@@ -247,7 +295,7 @@ export class Model {
 
   private check(batch: number, what: string): void {
     this.assertAlive(what);
-    if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${batch}`);
+    if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${typeof batch === 'number' ? batch : describeValue(batch)}`);
   }
 
   /** Element type of the input buffer `forwardGPU` reads: 'f16' when the first layer stores f16 activations, else 'f32'. */
@@ -281,7 +329,7 @@ export class Model {
   async forward(x: Float32Array, batch: number): Promise<Float32Array> {
     this.check(batch, 'forward');
     const inF = this.plan.inFeatures, outF = this.plan.outFeatures;
-    if (!(x instanceof Float32Array) || x.length !== batch * inF) throw new DyadcError('USAGE', `forward: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values, got ${x?.length}`);
+    checkArray(x, Float32Array, batch * inF, `forward: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
     const y = new Float32Array(batch * outF);
     for (let r0 = 0; r0 < batch; r0 += this.maxRowsPerDispatch) {
       const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
@@ -308,7 +356,8 @@ export class Model {
    * Copies the first `bytes` (a multiple of 4) of a buffer to the CPU, after the commands in `enc` if given.
    * The copy is checked before it is recorded (a copy WebGPU rejects would read back zeros); errors of the
    * commands in `enc` stay with the caller's error scope.
-   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer, or the buffer lacks COPY_SRC.
+   * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer, or the buffer lacks COPY_SRC;
+   *   DyadcError(GPU) when the device was lost or destroyed, or the read-back failed.
    */
   async readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
     const name = src.label || '(unlabelled)';
@@ -319,7 +368,12 @@ export class Model {
     const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     if (bytes > 0) e.copyBufferToBuffer(src, 0, staging, 0, bytes);
     this.device.queue.submit([e.finish()]);
-    await gpuWait(staging.mapAsync(GPUMapMode.READ));
+    try { await gpuWait(staging.mapAsync(GPUMapMode.READ)); } catch (e) {
+      staging.destroy();
+      const lost = await Promise.race([this.device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
+      if (lost) throw deviceLost(lost, `model ${this.plan.name}`);
+      throw new DyadcError('GPU', `readBuffer: reading ${name} back failed: ${(e as Error)?.message || String(e)}`, { cause: e });
+    }
     const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
     staging.unmap(); staging.destroy();
     return out;
@@ -382,6 +436,57 @@ export class Model {
 }
 
 /**
+ * `a Float64Array of 48 values`, `an Array of 48 values`, `a Float32Array of 47 values`, `undefined`:
+ * what an array argument was, for messages.
+ */
+export function describeArray(v: unknown): string {
+  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return `${describeValue(v)} of ${(v as unknown as ArrayLike<number>).length} values`;
+  if (Array.isArray(v)) return `an Array of ${v.length} values`;
+  return describeValue(v);
+}
+
+/**
+ * @throws DyadcError(USAGE) `<expect>, got <what was passed>` when `v` is not a `type` of `length` elements;
+ *   the fix for another numeric array says how to convert it.
+ */
+export function checkArray<T extends ArrayLike<number>>(v: unknown, type: { new(n: number): T; name: string }, length: number, expect: string): asserts v is T {
+  if (v instanceof type && (v as T).length === length) return;
+  const numeric = Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+  throw new DyadcError('USAGE', `${expect}, got ${describeArray(v)}`,
+    numeric && !(v instanceof type) ? { fix: `convert it with ${type.name}.from(x)` } : {});
+}
+
+/**
+ * The weights `create()` was given, by the spec's names: safetensors bytes are parsed and resolved
+ * (`resolveLayerTensors`), a Record takes the Blocks spellings and `prefix`; both follow one rule for
+ * extra tensors (`strict`, see CreateOptions) before `packArena` checks the rest.
+ * @throws DyadcError(USAGE) for anything but a Record of tensors or the bytes of a safetensors file, naming what it is.
+ */
+function namedWeights(plan: Plan, w: unknown, prefix: string | undefined, strict: boolean): Record<string, Float32Array> {
+  const bytes = w instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && w instanceof SharedArrayBuffer) ? new Uint8Array(w)
+    : w instanceof Uint8Array || w instanceof Int8Array || w instanceof Uint8ClampedArray || w instanceof DataView ? new Uint8Array(w.buffer, w.byteOffset, w.byteLength)
+    : undefined;
+  if (bytes) return resolveLayerTensors(readSafetensors(bytes), plan.spec, { prefix, strict });
+  const plain = typeof w === 'object' && w !== null && !ArrayBuffer.isView(w) && !Array.isArray(w) && (Object.getPrototypeOf(w) === Object.prototype || Object.getPrototypeOf(w) === null);
+  if (!plain) {
+    throw new DyadcError('USAGE', `create(): weights must be a Record of Float32Arrays by name or the bytes of a safetensors file, got ${describeArray(w)}`,
+      { fix: w instanceof Map ? 'pass Object.fromEntries(map)' : 'pass { "fc1.weight": Float32Array, ... }, an ArrayBuffer (fetch(url).then((r) => r.arrayBuffer())) or a Uint8Array/Buffer of the file' });
+  }
+  const rec = w as Record<string, Float32Array>;
+  let picked: Record<string, Float32Array> = rec;
+  if (prefix !== undefined) {  // tensors outside the prefix belong to another part of a larger checkpoint
+    picked = {};
+    for (const k of Object.keys(rec)) if (k.startsWith(prefix)) setOwn(picked, k.slice(prefix.length), rec[k]);
+  }
+  const named = canonicalNames(picked);
+  if (strict) return named;  // extras are refused by packArena's checkWeights
+  const wanted = new Set(plan.weights.map((p) => p.name));
+  const used: Record<string, Float32Array> = {};
+  for (const k of Object.keys(named)) if (wanted.has(k)) setOwn(used, k, named[k]);
+  return used;
+}
+
+/**
  * Accepts the Blocks library's names (`<layer>.w_lower`, `<layer>.w_upper`) for DYAD's `wl`/`wu` in
  * in-memory weights, as safetensors loading does.
  * @throws DyadcError(WEIGHTS) when a layer gives both spellings.
@@ -390,8 +495,8 @@ export function canonicalNames(weights: Record<string, Float32Array>): Record<st
   const out: Record<string, Float32Array> = {};
   for (const [k, v] of Object.entries(weights)) {
     const c = k.replace(/\.w_lower$/, '.wl').replace(/\.w_upper$/, '.wu');
-    if (c !== k && c in weights) throw new DyadcError('WEIGHTS', `both ${c} and ${k} are given`, { fix: 'give one spelling per tensor' });
-    out[c] = v;
+    if (c !== k && hasOwn(weights, c)) throw new DyadcError('WEIGHTS', `both ${c} and ${k} are given`, { fix: 'give one spelling per tensor' });
+    setOwn(out, c, v);
   }
   return out;
 }
@@ -415,12 +520,33 @@ export function halfArena(plan: Plan, arena: Float32Array): Uint16Array<ArrayBuf
 }
 
 /**
- * Packs named weights into the arena layout of the plan.
- * @throws DyadcError(WEIGHTS) naming a missing, extra or wrongly-sized tensor with both shapes.
+ * Packs named weights into the arena layout of the plan. Weights must be finite: a NaN or ±Inf in a
+ * checkpoint is never intended (PyTorch saves what training produced; a diverged run is the usual
+ * source) and would turn every output it touches into NaN, so it is refused, for files and
+ * in-memory weights alike, naming the tensor and the element.
+ * @throws DyadcError(WEIGHTS) naming a missing, extra or wrongly-sized tensor with both shapes, or
+ *   the first non-finite element (`fc1.weight[2, 5] = NaN`).
  */
 export function packArena(plan: Plan, weights: Record<string, Float32Array>): Float32Array<ArrayBuffer> {
   checkWeights(weights, Object.fromEntries(plan.weights.map((w) => [w.name, w.shape])));
   const arena = new Float32Array(plan.arenaLength);
-  for (const w of plan.weights) arena.set(weights[w.name], w.offset);
+  for (const w of plan.weights) {
+    const src = weights[w.name];
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i];
+      if (v - v !== 0) {  // NaN or ±Inf (x − x is 0 for every finite x)
+        throw new DyadcError('WEIGHTS', `${JSON.stringify(w.name)}${formatIndex(i, w.shape)} = ${v} is not finite`,
+          { path: w.name, fix: 'weights must be finite: check how the checkpoint was produced (a diverged training run?)' });
+      }
+    }
+    arena.set(src, w.offset);
+  }
   return arena;
+}
+
+/** Flat index `i` of a row-major `shape` as `[a, b, c]`. */
+function formatIndex(i: number, shape: readonly number[]): string {
+  const idx: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) { idx.unshift(i % shape[d]); i = Math.floor(i / shape[d]); }
+  return `[${idx.join(', ')}]`;
 }

@@ -13,11 +13,14 @@
  * reused between steps.
  */
 import type { Model } from './model.js';
-import { getPipeline, f16Input } from './model.js';
+import { getPipeline, f16Input, checkArray } from './model.js';
+import { describeValue } from './device.js';
+import { ownValue } from '../compiler/util/own.js';
 import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
 import { TRAIN_FORMAT } from './plan.js';
 import { DyadcError } from '../compiler/errors.js';
 import { gpuWait } from './wait.js';
+import { bindingBytesLimit } from '../compiler/codegen/binding-limits.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';
@@ -100,7 +103,7 @@ class Executor {
     let cap = 1;
     while (cap < batch) cap *= 2;
     const widest = Math.max(...this.t.values.map((v) => v.features));
-    const lim = Math.min(d.limits.maxStorageBufferBindingSize, d.limits.maxBufferSize);
+    const lim = bindingBytesLimit(d.limits);  // clamped to what the kernels' u32 element indices address
     if (batch * widest * 4 > lim) throw new DyadcError('LIMIT', `training batch ${batch} needs ${batch * widest * 4} bytes per value, over the binding limit ${lim}`, { fix: 'use a smaller batch' });
     cap = Math.max(batch, Math.min(cap, Math.floor(lim / (widest * 4))));
     for (const b of this.values.values()) b.destroy();
@@ -233,10 +236,9 @@ class Executor {
 }
 
 function checkX(model: Model, x: Float32Array, batch: number, what: string): void {
-  if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${typeof batch === 'number' ? batch : describeValue(batch)}`);
   const inF = model.plan.inFeatures;
-  if (!(x instanceof Float32Array) || x.length !== batch * inF)
-    throw new DyadcError('USAGE', `${what}: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values, got ${x?.length}`);
+  checkArray(x, Float32Array, batch * inF, `${what}: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
 }
 
 const backwardExecutors = new WeakMap<Model, Promise<Executor>>();
@@ -299,8 +301,7 @@ export interface BackwardOptions {
 export async function modelBackward(model: Model, x: Float32Array, dy: Float32Array, batch: number, opts: BackwardOptions = {}): Promise<BackwardOutput> {
   checkX(model, x, batch, 'backward');
   const outF = model.plan.outFeatures;
-  if (!(dy instanceof Float32Array) || dy.length !== batch * outF)
-    throw new DyadcError('USAGE', `backward: dy must be a Float32Array of batch × out_features = ${batch} × ${outF} = ${batch * outF} values, got ${dy?.length}`);
+  checkArray(dy, Float32Array, batch * outF, `backward: dy must be a Float32Array of batch × out_features = ${batch} × ${outF} = ${batch * outF} values`);
   const t = trainingOf(model);
   let ep = backwardExecutors.get(model);
   if (!ep) { ep = Executor.create(model, [...t.forward, ...t.backward]); backwardExecutors.set(model, ep); noteUsed(model, [...t.forward, ...t.backward]); }
@@ -397,12 +398,11 @@ export class Trainer {
     checkX(this.model, x, batch, what);
     const outF = this.model.plan.outFeatures;
     if (this.options.loss === 'softmax_cross_entropy') {
-      if (!(labels instanceof Int32Array) || labels.length !== batch)
-        throw new DyadcError('USAGE', `step: softmax_cross_entropy needs an Int32Array of ${batch} class labels, got ${labels?.constructor?.name} of ${labels?.length}`);
+      checkArray(labels, Int32Array, batch, `${what}: softmax_cross_entropy needs an Int32Array of ${batch} class labels`);
       for (let i = 0; i < batch; i++) if (!(labels[i] >= 0 && labels[i] < outF))
         throw new DyadcError('USAGE', `step: label ${labels[i]} at row ${i} is outside [0, ${outF})`);
-    } else if (!(labels instanceof Float32Array) || labels.length !== batch * outF) {
-      throw new DyadcError('USAGE', `step: mse needs a Float32Array of batch × out_features = ${batch * outF} targets, got ${labels?.constructor?.name} of ${labels?.length}`);
+    } else {
+      checkArray(labels, Float32Array, batch * outF, `${what}: mse needs a Float32Array of batch × out_features = ${batch * outF} targets`);
     }
     const inF = this.model.plan.inFeatures;
     for (let i = 0; i < batch * inF; i++) if (!Number.isFinite(x[i]))
@@ -501,8 +501,8 @@ export class Trainer {
     const plan = this.model.plan;
     const arena = new Float32Array(plan.arenaLength);
     for (const w of plan.weights) {
-      const g = grads[w.name], n = w.shape.reduce((a, b) => a * b, 1);
-      if (!(g instanceof Float32Array) || g.length !== n) throw new DyadcError('WEIGHTS', `applyGradients: ${w.name} needs a Float32Array of ${n} values, got ${g?.length}`);
+      const g = ownValue(grads, w.name), n = w.shape.reduce((a, b) => a * b, 1);
+      checkArray(g, Float32Array, n, `applyGradients: ${w.name} needs a Float32Array of ${n} values`);
       arena.set(g, w.offset);
     }
     this.ex.ensureCapacity(1);

@@ -34,11 +34,26 @@ function file(prefix: string, rename: Record<string, string> = {}, reshape: Reco
   return { f: readSafetensors(writeSafetensors(tensors)), values };
 }
 
-test('names: plain names load with values intact; extra tensors ignored', (t) => {
+test('names: plain names load with values intact; an extra tensor is refused (strict), ignored with strict: false', (t) => {
   const { f, values } = file('');
-  const w = resolveLayerTensors(f, spec());
+  const e = t.throws(() => resolveLayerTensors(f, spec()), { instanceOf: DyadcError }) as DyadcError;
+  t.is(e.code, 'WEIGHTS');
+  t.is(e.message, 'unrelated.tensor: 1 unexpected tensor, no weight of the spec: "unrelated.tensor" (fix: check the spec against the weights; pass strict: false to ignore extra tensors, or prefix to take only the tensors under it)');
+  const w = resolveLayerTensors(f, spec(), { strict: false });
   t.deepEqual(Object.keys(w).sort(), Object.keys(values).sort());
   for (const k of Object.keys(values)) t.deepEqual(w[k], values[k]);
+});
+
+test('names: with a prefix, tensors outside it are ignored, extra ones under it refused (strict)', (t) => {
+  const { f } = file('model.');  // 'unrelated.tensor' lies outside the prefix
+  t.notThrows(() => resolveLayerTensors(f, spec(), { prefix: 'model.' }));
+  const rng = new Rng(3);
+  const tensors: Record<string, TensorToWrite> = { 'model.extra': { data: rng.f32(2), shape: [2] } };
+  for (const [k, shape] of Object.entries(weightShapes(spec()))) tensors[`model.${k}`] = { data: rng.f32(shape.reduce((a, b) => a * b, 1)), shape };
+  const g = readSafetensors(writeSafetensors(tensors));
+  t.throws(() => resolveLayerTensors(g, spec(), { prefix: 'model.' }), { instanceOf: DyadcError,
+    message: 'model.extra: 1 unexpected tensor under prefix "model.", no weight of the spec: "model.extra" (fix: check the spec against the weights; pass strict: false to ignore extra tensors)' });
+  t.notThrows(() => resolveLayerTensors(g, spec(), { prefix: 'model.', strict: false }));
 });
 
 test('names: prefix (model.decoder.layers.0.)', (t) => {
@@ -74,7 +89,7 @@ test('names: both spellings present is ambiguous', (t) => {
 
 test('names: bias as [out, 1] (the authors\' layout) for dyad and linear', (t) => {
   const { f, values } = file('', {}, { 'fc1.bias': [64, 1], 'fc2.bias': [32, 1] });
-  const w = resolveLayerTensors(f, spec());
+  const w = resolveLayerTensors(f, spec(), { strict: false });
   t.deepEqual(w['fc1.bias'], values['fc1.bias']);
   t.is(w['fc2.bias'].length, 32);
   // but not for layernorm, and not [1, out]
@@ -90,7 +105,7 @@ test('names: the shared dyad-layer.safetensors loads with its authors\' names', 
     name: 'one', input: { features: 32 }, output: { features: 64 }, dtype: 'f32',
     layers: [{ op: 'dyad', name: 'fc1', in_features: 32, out_features: 64, blocks: 4, variant: 'it', bias: true, dtype: 'f32' }],
   };
-  const w = resolveLayerTensors(f, s);
+  const w = resolveLayerTensors(f, s, { strict: false });  // the file also holds test vectors (input, expected_*)
   t.deepEqual(Object.keys(w), ['fc1.wl', 'fc1.wu', 'fc1.bias']);
   t.is(w['fc1.bias'].length, 64);
 });

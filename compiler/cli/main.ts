@@ -15,8 +15,9 @@
  * stays small; the built `dyadc compile` never loads ts-morph (compiler/codegen/module.ts reads the
  * skeleton printed at build time).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DyadcError } from '../errors.js';
 import type { Spec } from '../spec/types.js';
@@ -233,6 +234,10 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
 /** `dyadc compile <spec> -o <dir>`: AOT module, bundle, declarations, kernels, manifest (compiler/aot.ts). */
 async function compileCmd(file: string, opts: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser' }): Promise<number> {
   if (opts.batch !== undefined && opts.tuned === undefined) throw new UsageError('compile: --batch selects tuned schedules: use it with --tuned <cache.json>');
+  if (opts.out.trim() === '') throw new UsageError('compile: -o is empty (fix: give an output directory, e.g. -o build)');
+  const existing = statSync(opts.out, { throwIfNoEntry: false });
+  if (existing && !existing.isDirectory()) throw new UsageError(`compile: -o ${opts.out} is a file; compile writes a directory of files (fix: pass a directory path; it is created when missing)`);
+  if (!existing) makeDirectory(resolve(opts.out));
   const t0 = performance.now();
   const { loadSpecFile } = await import('../spec/parse.js');
   const { compileToDirectory } = await import('../aot.js');
@@ -282,12 +287,37 @@ async function blocksResolvedSpec(cmd: string, file: string, opts: TunedFlags): 
 const fmtInt = (n: number) => n.toLocaleString('en-US');
 const fmtBytes = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
 
+/**
+ * mkdir -p, one level at a time from the deepest existing ancestor: Node's `mkdirSync(p, { recursive:
+ * true })` retries forever where mkdir fails with ENOENT under a directory that exists (`-o /proc/x`
+ * hung); here that is one clean error. @throws Node's fs error (reported by fsErrorLine)
+ */
+function makeDirectory(dir: string): void {
+  const parent = dirname(dir);
+  if (parent !== dir && !statSync(parent, { throwIfNoEntry: false })) makeDirectory(parent);
+  mkdirSync(dir);
+}
+
+/**
+ * The LIMIT error `inspect`/`compile` give for weights that do not fit one binding (the plan's
+ * arena, WebGPU's default limits), raised before `init`/`convert` allocate them.
+ * @throws DyadcError(LIMIT)
+ */
+async function checkWeightsFit(spec: import('../spec/types.js').Spec): Promise<void> {
+  const { buildGraph } = await import('../ir/build.js');
+  const { layoutWeights } = await import('../codegen/plan.js');
+  const { checkArenaBytes } = await import('../codegen/binding-limits.js');
+  const { DEFAULT_LIMITS } = await import('../passes/schedule.js');
+  checkArenaBytes(spec.name, layoutWeights(buildGraph(spec)).length * 4, DEFAULT_LIMITS);
+}
+
 /** `dyadc init <spec> -o file`: fresh weights (compiler/project.ts initWeights) written as safetensors (F32). */
 async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string } & TunedFlags): Promise<number> {
   const { initWeights } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
   const spec = await blocksResolvedSpec('init', file, opts);  // blocks: "auto" resolves as compile does
+  await checkWeightsFit(spec);
   const shapes = weightShapes(spec);
   const w = initWeights(spec, opts.seed);
   const prefix = opts.prefix ?? '';
@@ -313,6 +343,7 @@ async function convertCmd(file: string, opts: { dense: string; out?: string; pre
   const { readSafetensorsFile, writeSafetensorsFile } = await import('../../runtime/weights/node.js');
   const { closeMatches } = await import('../../runtime/weights/names.js');
   const spec = await blocksResolvedSpec('convert', file, opts);  // blocks: "auto" resolves as compile does
+  await checkWeightsFit(spec);
   const src = await readSafetensorsFile(opts.dense);
   const prefix = opts.prefix ?? '';
   const q = (s: string) => JSON.stringify(s);
@@ -446,6 +477,27 @@ function program(result: { code: number }): Command {
   return p;
 }
 
+/** What to do about a file-system error, by errno code. */
+const FS_FIX: Record<string, string> = {
+  ENOENT: 'check the path', ENOTDIR: 'a part of the path is a file, not a directory: choose another path',
+  EISDIR: 'give a file path, not a directory', EEXIST: 'remove it or choose another path',
+  EACCES: 'check the permissions', EPERM: 'check the permissions', EROFS: 'write somewhere writable',
+  ENAMETOOLONG: 'use a shorter path or name', ENOSPC: 'free disk space', EMFILE: 'close other programs and retry',
+};
+
+/**
+ * One line for an error Node's fs raised (it carries `code` like `ENOTDIR`, `syscall` and `path`):
+ * `cannot mkdir <path>: not a directory (fix: …)`; undefined for any other error.
+ */
+export function fsErrorLine(e: unknown): string | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof err.code !== 'string' || !/^E[A-Z]+$/.test(err.code) || typeof err.syscall !== 'string') return undefined;
+  const reason = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '[^']*'( -> '[^']*')?$/, '');
+  const where = err.path ? ` ${err.path.length > 120 ? `${err.path.slice(0, 60)}…${err.path.slice(-40)}` : err.path}` : '';
+  const fix = Object.prototype.hasOwnProperty.call(FS_FIX, err.code) ? ` (fix: ${FS_FIX[err.code]})` : '';
+  return `cannot ${err.syscall}${where}: ${reason}${fix}`;
+}
+
 function printDebug(e: unknown): void {
   let cur: unknown = e;
   for (let depth = 0; cur !== undefined && depth < 5; depth++) {
@@ -476,6 +528,10 @@ export async function main(argv: string[] = process.argv): Promise<never> {
     } else if (e instanceof DyadcError) {
       if (debug()) printDebug(e);
       else process.stderr.write(`dyadc: ${oneLine(e.message)}\n`);
+      result.code = 1;
+    } else if (fsErrorLine(e) !== undefined) {
+      if (debug()) printDebug(e);
+      else process.stderr.write(`dyadc: ${fsErrorLine(e)}\n`);
       result.code = 1;
     } else {
       if (debug()) printDebug(e);

@@ -61,13 +61,19 @@ function missingError(expected: string, alternates: string[], unprefixed: string
  * Load every tensor `spec` needs (names and shapes from `weightShapes(spec)`) from `src`.
  * Keys of the result are the spec's names without prefix (`fc1.wl`); the file keys are
  * `prefix + name`, where a dyad `wl`/`wu` may also be spelled `w_lower`/`w_upper` and a linear or
- * dyad bias may be `[out, 1]`. Extra tensors in the source are ignored. Arrays come from
- * `src.get` unchanged (for a safetensors file possibly zero-copy views: copy before mutating).
+ * dyad bias may be `[out, 1]`. Arrays come from `src.get` unchanged (for a safetensors file
+ * possibly zero-copy views: copy before mutating).
+ *
+ * Extra tensors (the same rule as for in-memory weights in `create()`): with `strict` (the default,
+ * like PyTorch's `load_state_dict(strict=True)`) a tensor whose name starts with `prefix` (every
+ * tensor when there is no prefix) but is no weight of the spec is refused, naming it; tensors
+ * outside the prefix belong to other parts of a larger checkpoint and are ignored. `strict: false`
+ * ignores every extra tensor.
  * @throws DyadcError(WEIGHTS) for a missing tensor (names the expected key, close matches in the
- *   file and a prefix hint), a tensor present under both spellings, or a wrong shape (names the
- *   key and both shapes); whatever `weightShapes` throws (`blocks: "auto"`).
+ *   file and a prefix hint), a tensor present under both spellings, a wrong shape (names the
+ *   key and both shapes), or (strict) unexpected tensors; whatever `weightShapes` throws (`blocks: "auto"`).
  */
-export function resolveLayerTensors(src: TensorSource, spec: Spec, opts: { prefix?: string } = {}): Record<string, Float32Array> {
+export function resolveLayerTensors(src: TensorSource, spec: Spec, opts: { prefix?: string; strict?: boolean } = {}): Record<string, Float32Array> {
   const prefix = opts.prefix ?? '';
   const shapes = weightShapes(spec);
   const present = new Set(src.names);
@@ -103,7 +109,23 @@ export function resolveLayerTensors(src: TensorSource, spec: Spec, opts: { prefi
     }
     out[key] = src.get(name);
   }
+  if (opts.strict ?? true) {
+    const used = new Set(Object.keys(shapes).flatMap(spellingsOf));
+    refuseExtras(src.names.filter((n) => n.startsWith(prefix) && !used.has(n)), prefix, Object.keys(shapes).map((k) => prefix + k));
+  }
   return out;
+}
+
+/** @throws DyadcError(WEIGHTS) naming the unexpected tensors (up to 5) and how to accept them. */
+function refuseExtras(extra: readonly string[], prefix: string, expected: readonly string[]): void {
+  if (!extra.length) return;
+  const shown = extra.slice(0, 5).map((n) => {
+    const close = closeMatches(n, expected, 1);
+    return `${q(n)}${close.length ? ` (did you mean ${q(close[0])}?)` : ''}`;
+  }).join(', ') + (extra.length > 5 ? `, … (${extra.length} in all)` : '');
+  const where = prefix ? ` under prefix ${q(prefix)}` : '';
+  throw new DyadcError('WEIGHTS', `${extra.length} unexpected tensor${extra.length > 1 ? 's' : ''}${where}, no weight of the spec: ${shown}`,
+    { path: extra[0], fix: `check the spec against the weights; pass strict: false to ignore extra tensors${prefix ? '' : ', or prefix to take only the tensors under it'}` });
 }
 
 /**
@@ -140,6 +162,8 @@ export function checkWeights(weights: Record<string, Float32Array>, shapes: Reco
   if (problems.length) {
     const shown = problems.slice(0, 10).map((p) => p.msg);
     if (problems.length > 10) shown.push(`… and ${problems.length - 10} more`);
-    throw new DyadcError('WEIGHTS', `${problems.length} weight problem${problems.length > 1 ? 's' : ''}: ${shown.join('; ')}`, { path: problems[0].key });
+    const extra = keys.some((k) => !Object.prototype.hasOwnProperty.call(shapes, k));
+    throw new DyadcError('WEIGHTS', `${problems.length} weight problem${problems.length > 1 ? 's' : ''}: ${shown.join('; ')}`,
+      { path: problems[0].key, fix: extra ? 'check the spec against the weights; create({ strict: false }) ignores extra tensors' : undefined });
   }
 }

@@ -17,6 +17,9 @@ const CHUNK = 64 * 1024 * 1024;
 const IO_FIX: Record<string, string> = {
   ENOENT: 'check the path', EISDIR: 'give a file path, not a directory', EACCES: 'check the permissions',
   ENOTDIR: 'a parent of the path is a file', ENOSPC: 'free disk space',
+  // mkdir -p of the file's directory meets a file where a directory should be
+  EEXIST: 'a parent of the path is a file, not a directory', ENAMETOOLONG: 'use a shorter file name or path',
+  EROFS: 'write somewhere writable', EPERM: 'check the permissions',
 };
 
 /** One clean line: what failed, the OS reason (no temp-file names), and a fix. */
@@ -119,9 +122,17 @@ function withFile<T>(file: string, f: () => T): T {
 /**
  * Write tensors to `file` atomically: the bytes go to a temp file in the same directory, are
  * fsync'ed, then renamed over `file`, so readers never see a half-written file.
- * @throws what `writeSafetensors` throws; DyadcError(SAFETENSORS) on I/O failure (temp file removed).
+ * @throws what `writeSafetensors` throws; DyadcError(SAFETENSORS) on I/O failure (temp file removed) or when
+ *   `file` exists and is no regular file (a directory, device, pipe: the rename would replace it); DyadcError(USAGE) for an empty name.
  */
 export async function writeSafetensorsFile(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+  if (typeof file !== 'string' || file.trim() === '') throw new DyadcError('USAGE', `the output file name is empty`, { fix: 'give a file path, e.g. weights.safetensors' });
+  // the rename below would replace whatever is there: refuse anything but a regular file (`-o /dev/full` replaced the device node)
+  const existing = await fsp.stat(file).catch(() => undefined);
+  if (existing && !existing.isFile()) {
+    throw new DyadcError('SAFETENSORS', `cannot write file: it exists and is ${existing.isDirectory() ? 'a directory' : 'not a regular file (a device, pipe or socket)'}`,
+      { path: file, fix: 'give the path of a regular file (it is replaced atomically)' });
+  }
   const bytes = writeSafetensors(tensors, metadata);
   const dir = path.dirname(path.resolve(file));
   try { await fsp.mkdir(dir, { recursive: true }); } catch (e) { throw ioError(file, 'create the directory', e); }

@@ -1,0 +1,111 @@
+/**
+ * Issue 13: CLI inputs that used to end in `internal error: …` (or a hang) end in one clean
+ * `dyadc: …` line and a non-zero exit; `--debug` adds the stack. Each case checks the exact line.
+ */
+import test from 'ava';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'dyadc.js');
+const tmp = mkdtempSync(join(tmpdir(), 'dyadc-cli-errors-'));
+test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Run { code: number; stderr: string; stdout: string }
+
+function dyadc(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: tmp, env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' }, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+}
+
+function spec(name: string, s: unknown): string {
+  const f = join(tmp, name);
+  writeFileSync(f, typeof s === 'string' ? s : JSON.stringify(s));
+  return f;
+}
+
+const small = (name = 'm', layer = 'fc') => ({ name, input: { features: 8 }, layers: [{ op: 'linear', name: layer, out_features: 4 }] });
+
+/** Asserts one stderr line, equal to `line` (string) or matching it (RegExp), and the exit code. */
+function oneLine(t: import('ava').ExecutionContext, r: Run, code: number, line: string | RegExp): void {
+  t.is(r.code, code, r.stderr);
+  const lines = r.stderr.split('\n').filter(Boolean);
+  t.is(lines.length, 1, r.stderr);
+  if (typeof line === 'string') t.is(lines[0], line);
+  else t.regex(lines[0]!, line);
+  t.notRegex(r.stderr, /internal error|\n\s+at /);
+}
+
+test('compile -o <existing file>: a usage error naming the path (was: internal error ENOTDIR)', async (t) => {
+  const f = spec('s1.json', small());
+  writeFileSync(join(tmp, 'afile'), 'x');
+  oneLine(t, await dyadc('compile', f, '-o', 'afile'), 2, 'dyadc: compile: -o afile is a file; compile writes a directory of files (fix: pass a directory path; it is created when missing)');
+  oneLine(t, await dyadc('compile', f, '-o', 'afile/sub'), 1, 'dyadc: cannot stat afile/sub: not a directory (fix: a part of the path is a file, not a directory: choose another path)');
+  // --debug shows the stack instead
+  const dbg = await dyadc('compile', f, '-o', 'afile/sub', '--debug');
+  t.is(dbg.code, 1);
+  t.regex(dbg.stderr, /ENOTDIR[^\n]*\n\s+at /);
+});
+
+test('compile -o where mkdir fails with ENOENT under an existing directory: a clean error, not a hang (Node\'s recursive mkdir loops on /proc)', async (t) => {
+  oneLine(t, await dyadc('compile', spec('s2.json', small()), '-o', '/proc/dyadc-test/out'), 1, 'dyadc: cannot mkdir /proc/dyadc-test: no such file or directory (fix: check the path)');
+});
+
+test('a 300-character model name is refused by the spec parser (was: ENAMETOOLONG); file names too long are one line', async (t) => {
+  oneLine(t, await dyadc('compile', spec('s3.json', small('a'.repeat(300))), '-o', 'out3'), 1,
+    `dyadc: spec.name: name is 300 characters long, more than 64 (it becomes file names) (fix: shorten it, e.g. "${'a'.repeat(32)}")`);
+  oneLine(t, await dyadc('init', spec('s4.json', small()), '-o', `${'b'.repeat(300)}.safetensors`), 1,
+    `dyadc: ${'b'.repeat(300)}.safetensors: cannot write file: name too long (fix: use a shorter file name or path)`);
+  writeFileSync(join(tmp, 'afile2'), 'x');
+  oneLine(t, await dyadc('init', spec('s5.json', small()), '-o', 'afile2/x.safetensors'), 1,
+    'dyadc: afile2/x.safetensors: cannot create the directory: file already exists (fix: a parent of the path is a file, not a directory)');
+});
+
+test('init / convert of a 1048576 -> 1048576 layer: the LIMIT error compile gives (was: Invalid typed array length)', async (t) => {
+  const big = (op: 'linear' | 'dyad') => ({ name: 'big', input: { features: 1048576 }, layers: [op === 'linear' ? { op, name: 'fc', out_features: 1048576 } : { op, name: 'fc', out_features: 1048576, blocks: 4 }] });
+  const line = 'dyadc: model big: weights need 4398050705408 bytes but maxStorageBufferBindingSize is 134217728 (fix: use more DYAD blocks, f16 weights, or an adapter with a larger binding limit)';
+  const f = spec('big.json', big('linear'));
+  oneLine(t, await dyadc('init', f, '-o', 'big.safetensors'), 1, line);
+  oneLine(t, await dyadc('compile', f, '-o', 'bigout'), 1, line);
+  oneLine(t, await dyadc('convert', spec('bigd.json', big('dyad')), '--dense', 'none.safetensors', '-o', 'x.safetensors'), 1,
+    'dyadc: model big: weights need 2199027449856 bytes but maxStorageBufferBindingSize is 134217728 (fix: use more DYAD blocks, f16 weights, or an adapter with a larger binding limit)');
+});
+
+test('a spec nested 10,000 levels deep is refused at parse time (was: Maximum call stack size exceeded)', async (t) => {
+  spec('deep.json', '['.repeat(10000) + ']'.repeat(10000));
+  oneLine(t, await dyadc('inspect', 'deep.json'), 1,
+    'dyadc: deep.json:1:33: JSON nests deeper than 32 levels (a spec nests 4) (fix: write the spec as in examples/*.json: {"name", "input": {"features"}, "layers": [{...}, ...]})');
+});
+
+test('eps 1e39 fails `dyadc compile` cleanly (was: exit 0, then a WGSL compiler error at create())', async (t) => {
+  oneLine(t, await dyadc('compile', spec('eps.json', '{"name":"ln","input":{"features":16},"layers":[{"op":"layernorm","name":"n","eps":1e39}]}'), '-o', 'epsout'), 1,
+    'dyadc: spec.layers[0].eps: 1e39 is not a finite f32 (largest 3.40282347e38); eps is written into the WGSL kernels as an f32 (fix: use a small positive number such as 1e-5)');
+});
+
+test('layers named like Object.prototype members compile and inspect (was: internal error reading \'rows\')', async (t) => {
+  const s = { name: 'm', input: { features: 8 }, layers: ['toString', 'constructor', '__proto__', 'valueOf', 'hasOwnProperty'].map((name) => ({ op: 'linear', name, out_features: 8 })) };
+  const f = spec('proto.json', s);
+  const r = await dyadc('compile', f, '-o', 'protoout');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^dyadc: compiled m \(5 \+ \d+ training kernels/);
+  const i = await dyadc('inspect', f, '--kernel', '__proto__');
+  t.is(i.code, 0, i.stderr);
+  t.regex(i.stdout, /kernel k2___proto__ \(__proto__/);
+});
+
+test('output paths that are not regular files are refused before anything is replaced (-o /dev/full was replaced by the atomic rename); empty -o is a usage error', async (t) => {
+  const f = spec('s6.json', small());
+  const fifo = join(tmp, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  oneLine(t, await dyadc('init', f, '-o', 'fifo'), 1, 'dyadc: fifo: cannot write file: it exists and is not a regular file (a device, pipe or socket) (fix: give the path of a regular file (it is replaced atomically))');
+  t.true(statSync(fifo).isFIFO(), 'the fifo is still there');
+  mkdirSync(join(tmp, 'adir'));
+  oneLine(t, await dyadc('init', f, '-o', 'adir'), 1, 'dyadc: adir: cannot write file: it exists and is a directory (fix: give the path of a regular file (it is replaced atomically))');
+  oneLine(t, await dyadc('init', f, '-o', ''), 1, 'dyadc: the output file name is empty (fix: give a file path, e.g. weights.safetensors)');
+  oneLine(t, await dyadc('compile', f, '-o', ''), 2, 'dyadc: compile: -o is empty (fix: give an output directory, e.g. -o build)');
+});
