@@ -154,42 +154,46 @@ const chain = (async () => {
   return { c, w };
 })();
 
-test.serial('width 4 (SwiftShader\'s subgroup size) on wider subgroups: forward of it/ot/dt n=2/4/8 + dense, ragged K and columns, batches 1, 7, 130', async (t) => {
+/** CHAIN at width 4 on the shared device (one model for the forward and backward tests); undefined without subgroups. */
+let width4: Promise<Model | undefined> | undefined;
+const width4Model = () => (width4 ??= (async () => {
   const device = await sharedDevice();
-  if (deviceSubgroupWidth(device) < 4) return t.pass('this adapter has no subgroups: the register fallback is covered by the rest of the suite');
+  if (deviceSubgroupWidth(device) < 4) return undefined;
   const { c, w } = await chain;
-  const m = await Model.create(onlyWidth(c.plan, 4), { weights: w, device });
-  try {
-    for (const k of gemmKernels(m.plan)) t.true(k.wgsl.includes('const SG_WIDTH: u32 = 4u;'), `${k.name} runs width 4`);
-    await checkForward(t, c, m, w, [1, 7, 130], SEED + 1, 'width 4');
-    // NaN / ±Inf in x: non-finite rows stay in their rows, exactly as the interpreter says
-    const batch = 7, inF = 40, outF = 24;
-    const x = new Rng(SEED + 2).f32(batch * inF, -2, 2);
-    x[0] = NaN; x[2 * inF + 39] = Infinity; x[4 * inF + 17] = -Infinity;
-    const ref = interpret(c.graph, w, x, batch);
-    t.true(ref.some((v) => !Number.isFinite(v)));
-    const cmp = compare(await runPoisoned(m, x, batch), ref, outF, TOL);
-    t.true(cmp.ok, `NaN/Inf: ${cmp.detail}`);
-  } finally { m.destroy(); }
+  return Model.create(onlyWidth(c.plan, 4), { weights: w, device });
+})());
+test.after.always(async () => { (await width4)?.destroy(); });
+
+test.serial('width 4 (SwiftShader\'s subgroup size) on wider subgroups: forward of it/ot/dt n=2/4/8 + dense, ragged K and columns, batches 1, 7, 130', async (t) => {
+  const m = await width4Model();
+  if (!m) return t.pass('this adapter has no subgroups: the register fallback is covered by the rest of the suite');
+  const { c, w } = await chain;
+  for (const k of gemmKernels(m.plan)) t.true(k.wgsl.includes('const SG_WIDTH: u32 = 4u;'), `${k.name} runs width 4`);
+  await checkForward(t, c, m, w, [1, 7, 130], SEED + 1, 'width 4');
+  // NaN / ±Inf in x: non-finite rows stay in their rows, exactly as the interpreter says
+  const batch = 7, inF = 40, outF = 24;
+  const x = new Rng(SEED + 2).f32(batch * inF, -2, 2);
+  x[0] = NaN; x[2 * inF + 39] = Infinity; x[4 * inF + 17] = -Infinity;
+  const ref = interpret(c.graph, w, x, batch);
+  t.true(ref.some((v) => !Number.isFinite(v)));
+  const cmp = compare(await runPoisoned(m, x, batch), ref, outF, TOL);
+  t.true(cmp.ok, `NaN/Inf: ${cmp.detail}`);
 });
 
 test.serial('width 4: model.backward (data gradients through transposed subgroup kernels) matches float64, batches 1 and 9', async (t) => {
-  const device = await sharedDevice();
-  if (deviceSubgroupWidth(device) < 4) return t.pass('no subgroups on this adapter');
+  const m = await width4Model();
+  if (!m) return t.pass('no subgroups on this adapter');
   const { c, w } = await chain;
-  const m = await Model.create(onlyWidth(c.plan, 4), { weights: w, device });
-  try {
-    const dg = m.plan.training!.backward.filter((k) => k.wgsl.includes('enable subgroups'));
-    t.true(dg.length >= 4 && dg.every((k) => k.wgsl.includes('const SG_WIDTH: u32 = 4u;')), dg.map((k) => k.name).join(', '));
-    for (const B of [1, 9]) {
-      const rng = new Rng(SEED + 10 + B);
-      const x = rng.f32(B * 40, -2, 2), dy = rng.f32(B * 24, -1, 1);
-      const r = await m.backward(x, dy, B, { poison: true });
-      const ref = interpretBackward(c.graph, w, x, B, dy);
-      t.true(relError(r.dx, ref.dx) <= 1e-4, `dx batch ${B}: ${relError(r.dx, ref.dx)}`);
-      for (const k of Object.keys(ref.grads)) t.true(relError(r.grads[k], ref.grads[k]) <= 1e-4, `${k} batch ${B}: ${relError(r.grads[k], ref.grads[k])}`);
-    }
-  } finally { m.destroy(); }
+  const dg = m.plan.training!.backward.filter((k) => k.wgsl.includes('enable subgroups'));
+  t.true(dg.length >= 4 && dg.every((k) => k.wgsl.includes('const SG_WIDTH: u32 = 4u;')), dg.map((k) => k.name).join(', '));
+  for (const B of [1, 9]) {
+    const rng = new Rng(SEED + 10 + B);
+    const x = rng.f32(B * 40, -2, 2), dy = rng.f32(B * 24, -1, 1);
+    const r = await m.backward(x, dy, B, { poison: true });
+    const ref = interpretBackward(c.graph, w, x, B, dy);
+    t.true(relError(r.dx, ref.dx) <= 1e-4, `dx batch ${B}: ${relError(r.dx, ref.dx)}`);
+    for (const k of Object.keys(ref.grads)) t.true(relError(r.grads[k], ref.grads[k]) <= 1e-4, `${k} batch ${B}: ${relError(r.grads[k], ref.grads[k])}`);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
