@@ -60,18 +60,18 @@ const gemmKernels = (p: Plan) => p.kernels.filter((k) => k.grid.kind === 'tiles'
 // ---------------------------------------------------------------------------------------------
 // CPU: plan shape, selection, limits
 
-test('the default schedule is subgroup 2×16 (narrower for small column groups), with a register fallback and widths 16, 8, 4', async (t) => {
+test('the default schedule is subgroup 2×32 (narrower for small column groups), with a register fallback and one rendering per width dividing the columns', async (t) => {
   const c = await compile(CHAIN);
   const gemms = c.scheduled.nodes.filter((n) => n.kind === 'blockgemm');
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && n.schedule), gemms.map((n) => n.kind === 'blockgemm' && defaultSchedule(n)));
-  // l1: 44 columns in one group → 16; d2: 12 per block → 16; d4 (mixed, ⌈10/4⌉ = 3 per group) → 4; d8 (mixed, ⌈3/8⌉ = 1) → 4
+  // l1: 44 columns in one group → 32; d2: 12 per block → 16; d4 (mixed, ⌈10/4⌉ = 3 per group) → 4; d8 (mixed, ⌈3/8⌉ = 1) → 4
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && `${n.schedule!.kind} ${n.schedule!.tile.rows}x${n.schedule!.tile.cols}`),
-    ['subgroup 2x16', 'subgroup 2x16', 'subgroup 2x4', 'subgroup 2x4']);
+    ['subgroup 2x32', 'subgroup 2x16', 'subgroup 2x4', 'subgroup 2x4']);
   for (const k of gemmKernels(c.plan)) {
     t.is((k.config as Schedule).kind, 'register', `${k.name}: the kernel's own WGSL is the register fallback`);
     t.false(k.wgsl.includes('enable subgroups'), k.name);
     const widths = k.subgroup!.map((v) => v.width);
-    t.deepEqual(widths, (k.subgroup![0].config as Schedule).tile.cols === 16 ? [16, 8, 4] : [4], k.name);
+    t.deepEqual(widths, { 32: [32, 16, 8, 4], 16: [16, 8, 4], 4: [4] }[(k.subgroup![0].config as Schedule).tile.cols], k.name);
     for (const v of k.subgroup!) {
       t.true(v.wgsl.includes('enable subgroups;') && v.wgsl.includes(`const SG_WIDTH: u32 = ${v.width}u;`), `${k.name} width ${v.width}`);
       t.regex(v.wgsl, /subgroupBroadcast\(wv, 3u\)/);
@@ -92,7 +92,8 @@ test('selection: widest rendering ≤ the device\'s smallest subgroup; register 
   t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 4, subgroupMaxSize: 4 })), '4');    // Chromium SwiftShader
   t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 8, subgroupMaxSize: 8 })), '8');    // lavapipe
   t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 8, subgroupMaxSize: 32 })), '8');   // varying sizes: the smallest decides
-  t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 32, subgroupMaxSize: 32 })), '16'); // wider than any rendering
+  t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 16, subgroupMaxSize: 64 })), '16');
+  t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 64, subgroupMaxSize: 64 })), '32'); // wider than any rendering
   t.is(widthOf(fake(['subgroups'])), '4');                                                 // no adapterInfo: the spec's minimum
   const sel = planForDevice(c.plan, fake(['subgroups'], { subgroupMinSize: 8 }));
   t.is((sel.kernels[0].config as Schedule).kind, 'subgroup');
@@ -131,7 +132,7 @@ test('tuner space: subgroup tiles and workgroups only where the device has subgr
   const tried = [with_.first];
   for (let i = 0; i < 3; i++) tried.push(nextSchedule(with_, tried, with_.first)!);
   t.true(tried.every((s) => s.kind === 'subgroup'), tried.map(scheduleLabel).join('; '));
-  t.is(scheduleLabel(with_.first), 'subgroup tile 2x16x4 wg 64x1');
+  t.is(scheduleLabel(with_.first), 'subgroup tile 2x32x4 wg 64x1');
 });
 
 // ---------------------------------------------------------------------------------------------
