@@ -42,6 +42,7 @@ const CANDIDATES: Candidate[] = [
   { name: 'dense-sg-1x16', layer: dense, schedule: sg(1, 16) },
   { name: 'dense-sg-2x8', layer: dense, schedule: sg(2, 8) },
   { name: 'dense-sg-2x32', layer: dense, schedule: sg(2, 32) },
+  { name: 'dense-sg-2x16', layer: dense, schedule: sg(2, 16) },
   { name: 'dense-sg-4x16', layer: dense, schedule: sg(4, 16) },
   { name: 'dense-sg-2x16-wg32', layer: dense, schedule: sg(2, 16, 32) },
   { name: 'dense-sg-2x16-wg128', layer: dense, schedule: sg(2, 16, 128) },
@@ -50,6 +51,8 @@ const CANDIDATES: Candidate[] = [
   { name: 'ot4-default', layer: dyad(4, 'ot') },
   { name: 'dt4-default', layer: dyad(4, 'dt') },
   { name: 'it4-register', layer: dyad(4, 'it'), schedule: REGISTER },
+  { name: 'it4-sg-2x32', layer: dyad(4, 'it'), schedule: sg(2, 32) },
+  { name: 'it4-sg-1x16', layer: dyad(4, 'it'), schedule: sg(1, 16) },
 ];
 const SHAPES: Record<string, [number, number]> = { fc1: [768, 3072], fc2: [3072, 768] };
 const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };

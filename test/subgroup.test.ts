@@ -60,18 +60,18 @@ const gemmKernels = (p: Plan) => p.kernels.filter((k) => k.grid.kind === 'tiles'
 // ---------------------------------------------------------------------------------------------
 // CPU: plan shape, selection, limits
 
-test('the default schedule is subgroup 2×16 (narrower for small column groups), with a register fallback and widths 16, 8, 4', async (t) => {
+test('the default schedule is subgroup 2×32 (narrower for small column groups), with a register fallback and one rendering per width dividing the columns', async (t) => {
   const c = await compile(CHAIN);
   const gemms = c.scheduled.nodes.filter((n) => n.kind === 'blockgemm');
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && n.schedule), gemms.map((n) => n.kind === 'blockgemm' && defaultSchedule(n)));
-  // l1: 44 columns in one group → 16; d2: 12 per block → 16; d4 (mixed, ⌈10/4⌉ = 3 per group) → 4; d8 (mixed, ⌈3/8⌉ = 1) → 4
+  // l1: 44 columns in one group → 32; d2: 12 per block → 16; d4 (mixed, ⌈10/4⌉ = 3 per group) → 4; d8 (mixed, ⌈3/8⌉ = 1) → 4
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && `${n.schedule!.kind} ${n.schedule!.tile.rows}x${n.schedule!.tile.cols}`),
-    ['subgroup 2x16', 'subgroup 2x16', 'subgroup 2x4', 'subgroup 2x4']);
+    ['subgroup 2x32', 'subgroup 2x16', 'subgroup 2x4', 'subgroup 2x4']);
   for (const k of gemmKernels(c.plan)) {
     t.is((k.config as Schedule).kind, 'register', `${k.name}: the kernel's own WGSL is the register fallback`);
     t.false(k.wgsl.includes('enable subgroups'), k.name);
     const widths = k.subgroup!.map((v) => v.width);
-    t.deepEqual(widths, (k.subgroup![0].config as Schedule).tile.cols === 16 ? [16, 8, 4] : [4], k.name);
+    t.deepEqual(widths, { 32: [32, 16, 8, 4], 16: [16, 8, 4], 4: [4] }[(k.subgroup![0].config as Schedule).tile.cols], k.name);
     for (const v of k.subgroup!) {
       t.true(v.wgsl.includes('enable subgroups;') && v.wgsl.includes(`const SG_WIDTH: u32 = ${v.width}u;`), `${k.name} width ${v.width}`);
       t.regex(v.wgsl, /subgroupBroadcast\(wv, 3u\)/);
@@ -92,7 +92,8 @@ test('selection: widest rendering ≤ the device\'s smallest subgroup; register 
   t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 4, subgroupMaxSize: 4 })), '4');    // Chromium SwiftShader
   t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 8, subgroupMaxSize: 8 })), '8');    // lavapipe
   t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 8, subgroupMaxSize: 32 })), '8');   // varying sizes: the smallest decides
-  t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 32, subgroupMaxSize: 32 })), '16'); // wider than any rendering
+  t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 16, subgroupMaxSize: 64 })), '16');
+  t.is(widthOf(fake(['subgroups'], { subgroupMinSize: 64, subgroupMaxSize: 64 })), '32'); // wider than any rendering
   t.is(widthOf(fake(['subgroups'])), '4');                                                 // no adapterInfo: the spec's minimum
   const sel = planForDevice(c.plan, fake(['subgroups'], { subgroupMinSize: 8 }));
   t.is((sel.kernels[0].config as Schedule).kind, 'subgroup');
@@ -131,7 +132,7 @@ test('tuner space: subgroup tiles and workgroups only where the device has subgr
   const tried = [with_.first];
   for (let i = 0; i < 3; i++) tried.push(nextSchedule(with_, tried, with_.first)!);
   t.true(tried.every((s) => s.kind === 'subgroup'), tried.map(scheduleLabel).join('; '));
-  t.is(scheduleLabel(with_.first), 'subgroup tile 2x16x4 wg 64x1');
+  t.is(scheduleLabel(with_.first), 'subgroup tile 2x32x4 wg 64x1');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -154,42 +155,46 @@ const chain = (async () => {
   return { c, w };
 })();
 
-test.serial('width 4 (SwiftShader\'s subgroup size) on wider subgroups: forward of it/ot/dt n=2/4/8 + dense, ragged K and columns, batches 1, 7, 130', async (t) => {
+/** CHAIN at width 4 on the shared device (one model for the forward and backward tests); undefined without subgroups. */
+let width4: Promise<Model | undefined> | undefined;
+const width4Model = () => (width4 ??= (async () => {
   const device = await sharedDevice();
-  if (deviceSubgroupWidth(device) < 4) return t.pass('this adapter has no subgroups: the register fallback is covered by the rest of the suite');
+  if (deviceSubgroupWidth(device) < 4) return undefined;
   const { c, w } = await chain;
-  const m = await Model.create(onlyWidth(c.plan, 4), { weights: w, device });
-  try {
-    for (const k of gemmKernels(m.plan)) t.true(k.wgsl.includes('const SG_WIDTH: u32 = 4u;'), `${k.name} runs width 4`);
-    await checkForward(t, c, m, w, [1, 7, 130], SEED + 1, 'width 4');
-    // NaN / ±Inf in x: non-finite rows stay in their rows, exactly as the interpreter says
-    const batch = 7, inF = 40, outF = 24;
-    const x = new Rng(SEED + 2).f32(batch * inF, -2, 2);
-    x[0] = NaN; x[2 * inF + 39] = Infinity; x[4 * inF + 17] = -Infinity;
-    const ref = interpret(c.graph, w, x, batch);
-    t.true(ref.some((v) => !Number.isFinite(v)));
-    const cmp = compare(await runPoisoned(m, x, batch), ref, outF, TOL);
-    t.true(cmp.ok, `NaN/Inf: ${cmp.detail}`);
-  } finally { m.destroy(); }
+  return Model.create(onlyWidth(c.plan, 4), { weights: w, device });
+})());
+test.after.always(async () => { (await width4)?.destroy(); });
+
+test.serial('width 4 (SwiftShader\'s subgroup size) on wider subgroups: forward of it/ot/dt n=2/4/8 + dense, ragged K and columns, batches 1, 7, 130', async (t) => {
+  const m = await width4Model();
+  if (!m) return t.pass('this adapter has no subgroups: the register fallback is covered by the rest of the suite');
+  const { c, w } = await chain;
+  for (const k of gemmKernels(m.plan)) t.true(k.wgsl.includes('const SG_WIDTH: u32 = 4u;'), `${k.name} runs width 4`);
+  await checkForward(t, c, m, w, [1, 7, 130], SEED + 1, 'width 4');
+  // NaN / ±Inf in x: non-finite rows stay in their rows, exactly as the interpreter says
+  const batch = 7, inF = 40, outF = 24;
+  const x = new Rng(SEED + 2).f32(batch * inF, -2, 2);
+  x[0] = NaN; x[2 * inF + 39] = Infinity; x[4 * inF + 17] = -Infinity;
+  const ref = interpret(c.graph, w, x, batch);
+  t.true(ref.some((v) => !Number.isFinite(v)));
+  const cmp = compare(await runPoisoned(m, x, batch), ref, outF, TOL);
+  t.true(cmp.ok, `NaN/Inf: ${cmp.detail}`);
 });
 
 test.serial('width 4: model.backward (data gradients through transposed subgroup kernels) matches float64, batches 1 and 9', async (t) => {
-  const device = await sharedDevice();
-  if (deviceSubgroupWidth(device) < 4) return t.pass('no subgroups on this adapter');
+  const m = await width4Model();
+  if (!m) return t.pass('no subgroups on this adapter');
   const { c, w } = await chain;
-  const m = await Model.create(onlyWidth(c.plan, 4), { weights: w, device });
-  try {
-    const dg = m.plan.training!.backward.filter((k) => k.wgsl.includes('enable subgroups'));
-    t.true(dg.length >= 4 && dg.every((k) => k.wgsl.includes('const SG_WIDTH: u32 = 4u;')), dg.map((k) => k.name).join(', '));
-    for (const B of [1, 9]) {
-      const rng = new Rng(SEED + 10 + B);
-      const x = rng.f32(B * 40, -2, 2), dy = rng.f32(B * 24, -1, 1);
-      const r = await m.backward(x, dy, B, { poison: true });
-      const ref = interpretBackward(c.graph, w, x, B, dy);
-      t.true(relError(r.dx, ref.dx) <= 1e-4, `dx batch ${B}: ${relError(r.dx, ref.dx)}`);
-      for (const k of Object.keys(ref.grads)) t.true(relError(r.grads[k], ref.grads[k]) <= 1e-4, `${k} batch ${B}: ${relError(r.grads[k], ref.grads[k])}`);
-    }
-  } finally { m.destroy(); }
+  const dg = m.plan.training!.backward.filter((k) => k.wgsl.includes('enable subgroups'));
+  t.true(dg.length >= 4 && dg.every((k) => k.wgsl.includes('const SG_WIDTH: u32 = 4u;')), dg.map((k) => k.name).join(', '));
+  for (const B of [1, 9]) {
+    const rng = new Rng(SEED + 10 + B);
+    const x = rng.f32(B * 40, -2, 2), dy = rng.f32(B * 24, -1, 1);
+    const r = await m.backward(x, dy, B, { poison: true });
+    const ref = interpretBackward(c.graph, w, x, B, dy);
+    t.true(relError(r.dx, ref.dx) <= 1e-4, `dx batch ${B}: ${relError(r.dx, ref.dx)}`);
+    for (const k of Object.keys(ref.grads)) t.true(relError(r.grads[k], ref.grads[k]) <= 1e-4, `${k} batch ${B}: ${relError(r.grads[k], ref.grads[k])}`);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -53,17 +53,19 @@ export function registerSchedule(n: BlockGemmNode): Schedule {
 }
 
 /**
- * The default schedule: `subgroup`, 2 rows × 16 columns per invocation, workgroup 64 (its plan kernel
+ * The default schedule: `subgroup`, 2 rows × 32 columns per invocation, workgroup 64 (its plan kernel
  * also carries the register schedule, which the runtime uses on devices without `subgroups`).
- * Measured on lavapipe (README "Schedules"): 2×16 runs within a few % of 2×32 at a quarter of its
- * shader-compile time, and 3× the register kernel. Column groups narrower than 16 (small DYAD
- * blocks) get 8 or 4 columns, so few tile columns fall outside the output.
+ * Measured on lavapipe, OPT-125m fc1/fc2, interleaved (README "Benchmarks", schedules): with this
+ * template 2×32 ran 0–30 % faster than 2×16 and compiled in 3.2–4.1 s cold against 8.6–12.2 s for
+ * 2×16 (1×16 4.2 s, 4×16 5.4 s, the register 4×4 kernel 4.3–6.4 s in the same runs); 2–3.5× the
+ * register kernel. Column groups narrower than 32 (small DYAD blocks) get 16, 8 or 4 columns, so
+ * few tile columns fall outside the output.
  */
 export function defaultSchedule(n: BlockGemmNode): Schedule {
   const p = n.parts[0], nb = p.blocks, D = p.outMap.blockSize;
   const mixed = new Set(n.parts.map((q) => q.outMap.kind)).size === 2;
   const groupWidth = mixed ? Math.ceil(D / nb) : D;
-  const cols = groupWidth <= 4 ? 4 : groupWidth <= 8 ? 8 : 16;
+  const cols = groupWidth <= 4 ? 4 : groupWidth <= 8 ? 8 : groupWidth <= 16 ? 16 : 32;
   return { kind: 'subgroup', tile: { rows: 2, cols, k: 4 }, workgroup: { rows: 64, cols: 1 } };
 }
 

@@ -11,7 +11,7 @@
  *                  tile.k         4, 1            K vector width (4 only where every block width allows)
  *                  workgroup      4×16, 8×8, 2×32, 1×64, 4×32, 8×16, 16×16  (rows × column chunks)
  *                  kind subgroup  (only where the device has `subgroups`): lanes = rows, weights
- *                                 broadcast; tile.rows 2, 1, 4; tile.cols 16, 32, 8, 4; tile.k 4;
+ *                                 broadcast; tile.rows 2, 1, 4; tile.cols 32, 16, 8, 4; tile.k 4;
  *                                 workgroup 64×1, 32×1, 128×1. Without subgroups the register
  *                                 schedule is the group's first point (what such a device runs).
  *
@@ -22,7 +22,7 @@
  *   - wasted rows: a workgroup spans more than twice the batch.
  *
  * Compile time is part of the budget (tuner.ts estimates each candidate's first run from the ones
- * measured, scaled by tile size): subgroup 2×32 costs ~4 s of JIT on lavapipe against 1.1 s for 2×16.
+ * measured, scaled by tile size); subgroup tiles cost 3–12 s of JIT each on lavapipe (cold).
  *
  * Walk: the default schedule first (the compiler's choice: the baseline every group has), then
  * greedily the unmeasured legal point nearest to the group's best so far (distance: |Δlog2 rows| +
@@ -43,7 +43,7 @@ export const SPACE = {
   /** the subgroup kind's own axes (tile.k is always 4, workgroup.cols always 1) */
   subgroup: {
     tileRows: [2, 1, 4],
-    tileCols: [16, 32, 8, 4],
+    tileCols: [32, 16, 8, 4],
     workgroupRows: [64, 32, 128],
   },
 } as const;
