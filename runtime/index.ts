@@ -4,7 +4,7 @@
  * backward, trainer), and safetensors I/O.
  */
 export { Model, hashText, getPipeline, packArena, type CreateOptions, type WeightsInput } from './model.js';
-export { getGPU, getAdapter, getDevice, describeAdapter, type DeviceOptions } from './device.js';
+export { getGPU, getAdapter, getDevice, defaultDevice, describeAdapter, type DeviceOptions } from './device.js';
 export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './plan.js';
 export { readSafetensors, writeSafetensors } from './weights/safetensors.js';
 export { resolveLayerTensors, checkWeights } from './weights/names.js';
