@@ -131,7 +131,11 @@ export async function defaultDevice(opts: Omit<DeviceOptions, 'device'> = {}): P
     p.then((d) => d.lost.then(() => { if (defaults.get(gpu) === mine) defaults.delete(gpu); }), () => { if (defaults.get(gpu) === mine) defaults.delete(gpu); });
   }
   const device = await p;
-  return getDevice({ device, features: opts.features });
+  for (const f of opts.features ?? []) if (!device.features.has(f as GPUFeatureName)) {
+    // the default device was requested with every optional feature the adapter has: it is the adapter that lacks it
+    throw new DyadcError('GPU', `the WebGPU adapter lacks the feature ${f}`, { fix: f === 'shader-f16' ? 'use dtype f32 (or --fallback-f32)' : 'use another adapter' });
+  }
+  return device;
 }
 
 /** @returns `gpu` when it is a GPU object. @throws DyadcError(USAGE) naming what it is otherwise. */
