@@ -115,4 +115,11 @@ test('the browser bundle runs in Chromium (WebGPU/SwiftShader) and matches the i
   t.true(eNode <= 1e-5, `browser vs Node: rel err ${eNode} (weights seed ${SEED})`);
   t.regex(text ?? '', /y\[0, 0:6\] = /);
   t.log(`adapter ${result.adapter || '(not reported)'}; rel err vs interpreter ${eRef.toExponential(2)}, vs Node ${eNode.toExponential(2)}`);
+  // which gemm kernels the page ran: subgroup renderings of width ≤ subgroupMinSize where the adapter has `subgroups` (runtime/variants.ts)
+  const sg = await page.evaluate(async () => {
+    const a = await navigator.gpu.requestAdapter();
+    const info = a?.info as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+    return { subgroups: !!a?.features.has('subgroups' as GPUFeatureName), min: info?.subgroupMinSize, max: info?.subgroupMaxSize };
+  });
+  t.log(`browser adapter subgroups: ${sg.subgroups} (sizes ${sg.min}–${sg.max}): the gemms ran ${sg.subgroups ? `subgroup kernels of width ≤ ${sg.min}` : 'the register fallback'}`);
 });
