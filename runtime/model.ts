@@ -86,18 +86,24 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
   if (hit) { pipelineStats.cached++; return hit; }
   pipelineStats.compiled++;
   const p = (async () => {
+    // Error scopes are a stack per device, shared by every caller: push, create the module and pop with
+    // no await in between, so concurrent compiles (Promise.all here, other models on the same default
+    // device) can neither catch this module's error nor leave theirs in this scope. The pipeline's own
+    // failure comes back as createComputePipelineAsync's rejection (GPUPipelineError), not via a scope.
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ code: k.wgsl, label: k.name });
+    const moduleErr = device.popErrorScope();
     let pipeline: GPUComputePipeline | undefined, err: unknown;
     try { pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: k.name }); }
     catch (e) { err = e; }
-    const scopeErr = await device.popErrorScope();
+    const scopeErr = await moduleErr.catch((e: unknown) => (err ??= e, null));
     if (err || scopeErr || !pipeline) {
       const lost = await Promise.race([device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
       if (lost) throw deviceLost(lost, `kernel ${k.name}`);
       const info = await module.getCompilationInfo();
       const msgs = info.messages.filter((x) => x.type === 'error').map((x) => `line ${x.lineNum}:${x.linePos} ${x.message}`).slice(0, 5).join('; ');
-      throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${msgs || scopeErr?.message || String(err)}`, { cause: err });
+      const why = msgs || scopeErr?.message || (err as Error | undefined)?.message || String(err);
+      throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${why}`, { cause: err ?? scopeErr });
     }
     return pipeline;
   })();
@@ -195,7 +201,12 @@ export class Model {
       throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${maxBinding}`);
     const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
     device.queue.writeBuffer(arena, 0, arenaData);
-    const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
+    // every compile settles before create() returns or throws, so nothing of a failed create is still
+    // running on the (shared) device when the next create starts; the first failure is reported
+    const settled = await Promise.allSettled(plan.kernels.map((k) => getPipeline(device, k)));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) { arena.destroy(); throw failed.reason; }
+    const pipelines = settled.map((r) => (r as PromiseFulfilledResult<GPUComputePipeline>).value);
     const m = new Model(plan, device, arena, pipelines);
     if (m.arena16) device.queue.writeBuffer(m.arena16, 0, half);
     if (opts.warmup) await m.warmup(opts.warmup === true ? {} : opts.warmup);
