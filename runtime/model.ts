@@ -10,7 +10,7 @@ import { planForDevice } from './variants.js';
 import { bindingBytesLimit, checkStorageBuffers } from '../compiler/codegen/binding-limits.js';
 import { hasOwn, setOwn } from '../compiler/util/own.js';
 import { DyadcError } from '../compiler/errors.js';
-import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
+import { readSafetensors, bytesOf, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
@@ -474,9 +474,7 @@ export function checkArray<T extends ArrayLike<number>>(v: unknown, type: { new(
  * @throws DyadcError(USAGE) for anything but a Record of tensors or the bytes of a safetensors file, naming what it is.
  */
 function namedWeights(plan: Plan, w: unknown, prefix: string | undefined, strict: boolean): Record<string, Float32Array> {
-  const bytes = w instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && w instanceof SharedArrayBuffer) ? new Uint8Array(w)
-    : w instanceof Uint8Array || w instanceof Int8Array || w instanceof Uint8ClampedArray || w instanceof DataView ? new Uint8Array(w.buffer, w.byteOffset, w.byteLength)
-    : undefined;
+  const bytes = bytesOf(w);
   if (bytes) return resolveLayerTensors(readSafetensors(bytes), plan.spec, { prefix, strict });
   const plain = typeof w === 'object' && w !== null && !ArrayBuffer.isView(w) && !Array.isArray(w) && (Object.getPrototypeOf(w) === Object.prototype || Object.getPrototypeOf(w) === null);
   if (!plain) {
