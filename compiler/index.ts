@@ -51,12 +51,13 @@ export interface Compiled {
   create(opts: CreateOptions): Promise<Model>;
 }
 
-/** Normalises any accepted spec form. @throws DyadcError(SPEC_JSON | SPEC_INVALID) */
+/**
+ * Validates and normalises any accepted spec form: JSON text or an object, written or already
+ * normalised (one path, `parseSpec`; nothing reaches codegen unvalidated).
+ * @throws DyadcError(SPEC_JSON | SPEC_INVALID)
+ */
 export function toSpec(spec: string | SpecInput | Spec): Spec {
-  if (typeof spec === 'string') return parseSpecText(spec);
-  if (typeof spec === 'object' && spec !== null && (spec as Spec).output && Array.isArray((spec as Spec).layers)
-    && (spec as Spec).layers.every((l) => typeof l === 'object' && l !== null && 'in_features' in l)) return spec as Spec;
-  return parseSpec(spec);
+  return typeof spec === 'string' ? parseSpecText(spec) : parseSpec(spec);
 }
 
 /**

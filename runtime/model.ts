@@ -10,7 +10,7 @@ import { planForDevice } from './variants.js';
 import { bindingBytesLimit, checkStorageBuffers } from '../compiler/codegen/binding-limits.js';
 import { hasOwn, setOwn } from '../compiler/util/own.js';
 import { DyadcError } from '../compiler/errors.js';
-import { readSafetensors, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
+import { readSafetensors, bytesOf, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
@@ -86,18 +86,24 @@ export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgs
   if (hit) { pipelineStats.cached++; return hit; }
   pipelineStats.compiled++;
   const p = (async () => {
+    // Error scopes are a stack per device, shared by every caller: push, create the module and pop with
+    // no await in between, so concurrent compiles (Promise.all here, other models on the same default
+    // device) can neither catch this module's error nor leave theirs in this scope. The pipeline's own
+    // failure comes back as createComputePipelineAsync's rejection (GPUPipelineError), not via a scope.
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ code: k.wgsl, label: k.name });
+    const moduleErr = device.popErrorScope();
     let pipeline: GPUComputePipeline | undefined, err: unknown;
     try { pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: k.name }); }
     catch (e) { err = e; }
-    const scopeErr = await device.popErrorScope();
+    const scopeErr = await moduleErr.catch((e: unknown) => (err ??= e, null));
     if (err || scopeErr || !pipeline) {
       const lost = await Promise.race([device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
       if (lost) throw deviceLost(lost, `kernel ${k.name}`);
       const info = await module.getCompilationInfo();
       const msgs = info.messages.filter((x) => x.type === 'error').map((x) => `line ${x.lineNum}:${x.linePos} ${x.message}`).slice(0, 5).join('; ');
-      throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${msgs || scopeErr?.message || String(err)}`, { cause: err });
+      const why = msgs || scopeErr?.message || (err as Error | undefined)?.message || String(err);
+      throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${why}`, { cause: err ?? scopeErr });
     }
     return pipeline;
   })();
@@ -195,7 +201,12 @@ export class Model {
       throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${maxBinding}`);
     const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
     device.queue.writeBuffer(arena, 0, arenaData);
-    const pipelines = await Promise.all(plan.kernels.map((k) => getPipeline(device, k)));
+    // every compile settles before create() returns or throws, so nothing of a failed create is still
+    // running on the (shared) device when the next create starts; the first failure is reported
+    const settled = await Promise.allSettled(plan.kernels.map((k) => getPipeline(device, k)));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) { arena.destroy(); throw failed.reason; }
+    const pipelines = settled.map((r) => (r as PromiseFulfilledResult<GPUComputePipeline>).value);
     const m = new Model(plan, device, arena, pipelines);
     if (m.arena16) device.queue.writeBuffer(m.arena16, 0, half);
     if (opts.warmup) await m.warmup(opts.warmup === true ? {} : opts.warmup);
@@ -463,9 +474,7 @@ export function checkArray<T extends ArrayLike<number>>(v: unknown, type: { new(
  * @throws DyadcError(USAGE) for anything but a Record of tensors or the bytes of a safetensors file, naming what it is.
  */
 function namedWeights(plan: Plan, w: unknown, prefix: string | undefined, strict: boolean): Record<string, Float32Array> {
-  const bytes = w instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && w instanceof SharedArrayBuffer) ? new Uint8Array(w)
-    : w instanceof Uint8Array || w instanceof Int8Array || w instanceof Uint8ClampedArray || w instanceof DataView ? new Uint8Array(w.buffer, w.byteOffset, w.byteLength)
-    : undefined;
+  const bytes = bytesOf(w);
   if (bytes) return resolveLayerTensors(readSafetensors(bytes), plan.spec, { prefix, strict });
   const plain = typeof w === 'object' && w !== null && !ArrayBuffer.isView(w) && !Array.isArray(w) && (Object.getPrototypeOf(w) === Object.prototype || Object.getPrototypeOf(w) === null);
   if (!plain) {

@@ -179,6 +179,24 @@ test('the standalone bundle (no node_modules, no dyadc) runs: bit-identical to J
   }
 });
 
+test('errors thrown from the bundle read DyadcError (esbuild keepNames), not _DyadcError / _Model.create', async (t) => {
+  const r = await compiled();
+  const mod = await import(pathToFileURL(join(r.outDir, 'aot_small.mjs')).href) as AotModule;
+  const { inspect } = await import('node:util');
+  // a wrong weights kind is refused before any GPU work: a DyadcError from the bundle's own copy of the class
+  const err = await t.throwsAsync(mod.create({ weights: 42 as unknown as Record<string, Float32Array> })) as Error & { code?: string };
+  t.is(err.name, 'DyadcError');
+  t.is(err.constructor.name, 'DyadcError');
+  t.is(err.code, 'USAGE');
+  const shown = inspect(err);
+  t.true(shown.startsWith('DyadcError: create() needs { weights }') || shown.startsWith('DyadcError: create(): weights must be'), shown.split('\n')[0]);
+  t.false(/_DyadcError|_Model\b/.test(shown), shown);
+  // V8 names a static method's frame by its receiver (`Model.create` or `Function.create`), never `_Model.create` now
+  t.regex(shown, /at (async )?(Model|Function)\.create /, 'the stack names create');
+  const bundle = readFileSync(join(r.outDir, 'aot_small.mjs'), 'utf8');
+  t.true(bundle.includes('__name(this, "DyadcError")'), 'the bundle restores the class name esbuild renames (class _DyadcError)');
+});
+
 test('the standalone bundle finds WebGPU itself through the webgpu package', async (t) => {
   const r = await compiled();
   const dir = join(tmp, 'with-webgpu');

@@ -216,3 +216,75 @@ test.serial('setWeights takes what create takes (safetensors bytes, strict); com
   m.destroy();
   await t.throwsAsync(compile(null as never), { instanceOf: DyadcError, message: /^spec: spec must be a JSON object, got null/ });
 });
+
+// ---------------------------------------------------------------------------------------------
+// A failed create() must not poison the next one on the shared default device (error scopes)
+// ---------------------------------------------------------------------------------------------
+
+/** `k` with a WGSL line the shader compiler refuses (1e39 is no f32, as an out-of-range eps once was). */
+function broken<K extends { wgsl: string; subgroup?: unknown }>(k: K, tag: string): K {
+  return { ...k, subgroup: undefined, wgsl: `${k.wgsl}\n// ${tag}\nconst too_big_${tag}: f32 = 1e39;\n` };
+}
+
+test.serial('a model whose shader fails to compile, then a valid one on the same default device: the valid one works, the failure names its own kernel', async (t) => {
+  // a spec no other test compiles, so its pipelines are compiled here, not taken from the cache
+  const spec: SpecInput = { name: 'poison_check', input: { features: 20 }, layers: [
+    { op: 'rmsnorm', name: 'rn' }, { op: 'dyad', name: 'fa', out_features: 28, blocks: 2 }, { op: 'silu' },
+    { op: 'linear', name: 'fb', out_features: 6 }] };
+  const cc = await compile(spec);
+  const w = randomWeights(cc.weightShapes, new Rng(seed + 7));
+  const x = new Rng(seed + 8).f32(5 * 20, -2, 2);
+  for (let round = 0; round < 2; round++) {
+    const j = round === 0 ? cc.plan.kernels.length - 1 : 0;   // the last kernel, then the first, fails
+    const bad = { ...cc.plan, fallback: undefined, kernels: cc.plan.kernels.map((k, i) => (i === j ? broken(k, `r${round}`) : { ...k, wgsl: `${k.wgsl}\n// r${round}\n` })) };
+    const badName = bad.kernels[j]!.name;
+    const { Model } = await import('../runtime/model.js');
+    const err = await t.throwsAsync(Model.create(bad, { weights: w }), { instanceOf: DyadcError }) as DyadcError;
+    t.is(err.code, 'GPU');
+    t.regex(err.message, new RegExp(`^kernel ${badName} \\(`), err.message);
+    t.regex(err.message, /f32/, err.message);
+    // the next create on the same default device: every pipeline compiled now (fresh WGSL) and correct
+    const good = { ...cc.plan, kernels: cc.plan.kernels.map((k) => ({ ...k, wgsl: `${k.wgsl}\n// good r${round}\n` })) };
+    const m = await Model.create(good, { weights: w });
+    t.true(compare(await m.forward(x, 5), interpret(cc.graph, w, x, 5), 6, 1e-5).ok, `round ${round}`);
+    m.destroy();
+  }
+  // both at once on the default device: each create gets its own outcome
+  const bad = { ...cc.plan, fallback: undefined, kernels: cc.plan.kernels.map((k, i) => (i === 1 ? broken(k, 'both') : { ...k, wgsl: `${k.wgsl}\n// both bad\n` })) };
+  const good = { ...cc.plan, kernels: cc.plan.kernels.map((k) => ({ ...k, wgsl: `${k.wgsl}\n// both good\n` })) };
+  const { Model } = await import('../runtime/model.js');
+  const [rb, rg] = await Promise.allSettled([Model.create(bad, { weights: w }), Model.create(good, { weights: w })]);
+  t.is(rb.status, 'rejected');
+  if (rb.status === 'rejected') t.regex((rb.reason as Error).message, new RegExp(`^kernel ${bad.kernels[1]!.name} \\(`));
+  t.is(rg.status, 'fulfilled', rg.status === 'rejected' ? (rg.reason as Error).message : '');
+  if (rg.status === 'fulfilled') {
+    t.true(compare(await rg.value.forward(x, 5), interpret(cc.graph, w, x, 5), 6, 1e-5).ok, 'concurrent valid model');
+    rg.value.destroy();
+  }
+});
+
+test.serial('concurrent compiles of failing and valid kernels on one device: each gets its own outcome', async (t) => {
+  const cc = await c();
+  const { getPipeline } = await import('../runtime/model.js');
+  const { defaultDevice } = await import('../runtime/device.js');
+  const device = await defaultDevice();
+  const kernels = cc.plan.kernels;  // getPipeline compiles `wgsl` (the register fallback of a gemm with subgroup variants)
+  t.true(kernels.length >= 2);
+  for (const order of ['bad first', 'good first', 'alternating']) {
+    const tag = `o${order.length}`;
+    const jobs = kernels.flatMap((k, i) => {
+      const good = { ...k, name: `${k.name}_ok_${tag}`, wgsl: `${k.wgsl}\n// good ${tag}\n` };
+      const bad = broken({ ...k, name: `${k.name}_bad_${tag}` }, `${tag}_${i}`);
+      return order === 'bad first' ? [bad, good] : order === 'good first' ? [good, bad] : i % 2 ? [good, bad] : [bad, good];
+    });
+    const results = await Promise.allSettled(jobs.map((k) => getPipeline(device, k)));
+    results.forEach((r, i) => {
+      const k = jobs[i]!;
+      if (k.name.includes('_ok_')) t.is(r.status, 'fulfilled', `${order}: ${k.name}: ${r.status === 'rejected' ? (r.reason as Error).message : ''}`);
+      else {
+        t.is(r.status, 'rejected', `${order}: ${k.name}`);
+        if (r.status === 'rejected') t.regex((r.reason as Error).message, new RegExp(`^kernel ${k.name} \\(`), `${order}`);
+      }
+    });
+  }
+});

@@ -532,3 +532,36 @@ test('official reader: JSON whitespace before the header\'s { and after its } is
   rejects(t, mk('\u00a0{}'), /header is not valid JSON/);  // a non-JSON space (serde_json refuses it too)
   rejects(t, mk('\ufeff{}'), /header is not valid JSON/);  // a BOM
 });
+
+test('readSafetensors takes what create() takes: ArrayBuffer, Uint8Array at an offset, Buffer, DataView, Int8Array; other kinds are a clear USAGE error', (t) => {
+  const rng = new Rng(77);
+  const a = rng.f32(35), b = rng.f32(6);
+  const bytes = writeSafetensors({ w: { data: a, shape: [5, 7] }, v: { data: b, shape: [6] } });
+  const padded = new Uint8Array(bytes.length + 13);
+  padded.set(bytes, 13);
+  const shared = new SharedArrayBuffer(bytes.length);
+  new Uint8Array(shared).set(bytes);
+  const forms: [string, unknown][] = [
+    ['Uint8Array', bytes], ['ArrayBuffer', bytes.slice().buffer], ['Uint8Array at offset 13', padded.subarray(13)],
+    ['Buffer', Buffer.from(bytes)], ['DataView at offset 13', new DataView(padded.buffer, 13, bytes.length)],
+    ['Int8Array', new Int8Array(bytes.slice().buffer)], ['SharedArrayBuffer', shared],
+  ];
+  for (const [label, input] of forms) {
+    const f = readSafetensors(input as Uint8Array);
+    t.deepEqual([...f.names].sort(), ['v', 'w'], label);
+    t.deepEqual(f.get('w'), a, label);
+    t.deepEqual(f.get('v'), b, label);
+    t.deepEqual(f.info('w').shape, [5, 7], label);
+  }
+  const wrong: [unknown, string][] = [
+    [new Float32Array(4), 'Float32Array of 4 values'], ['model.safetensors', 'string "model.safetensors"'],
+    [undefined, 'undefined'], [null, 'null'], [[1, 2], 'an array'], [{}, 'an object'], [new Map(), 'a Map'],
+  ];
+  for (const [input, words] of wrong) {
+    const err = t.throws(() => readSafetensors(input as Uint8Array), { instanceOf: DyadcError }) as DyadcError;
+    t.is(err.code, 'USAGE');
+    t.true(err.message.startsWith('readSafetensors(): bytes must be the bytes of a safetensors file, got '), err.message);
+    t.true(err.message.includes(words), err.message);
+    t.true(err.message.includes('ArrayBuffer'), 'the fix names the accepted forms');
+  }
+});

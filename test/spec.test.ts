@@ -381,3 +381,71 @@ test('JSON nested 10,000 levels deep is refused at parse time (no stack overflow
   // brackets inside strings do not count
   t.throws(() => parseSpecText(`{"name":"${'['.repeat(100)}","input":{"features":8},"layers":[]}`), { instanceOf: DyadcError, message: /^spec\.name: name is 100 characters long/ });
 });
+
+// ---------------------------------------------------------------------------------------------
+// A normalised spec (compile().spec, a bundle's `spec`, inspect output) is validated like any other
+// ---------------------------------------------------------------------------------------------
+
+/** `compile(base()).spec`-like normalised form, built by the parser itself (fresh copy each call). */
+function normalised(): any {
+  return JSON.parse(JSON.stringify(parseSpec(base())));
+}
+
+const NORMALISED_BAD: { title: string; edit: (s: any) => void; path: string; words: string[] }[] = [
+  { title: 'eps as a string', edit: (s) => { s.layers[0].eps = '1e-5'; }, path: 'spec.layers[0].eps', words: ['string "1e-5"'] },
+  { title: 'eps beyond f32', edit: (s) => { s.layers[0].eps = 1e39; }, path: 'spec.layers[0].eps', words: ['1e39', 'f32'] },
+  { title: 'negative eps', edit: (s) => { s.layers[0].eps = -1; }, path: 'spec.layers[0].eps', words: ['-1', 'positive'] },
+  { title: 'unknown variant', edit: (s) => { s.layers[1].variant = 'xx'; }, path: 'spec.layers[1].variant', words: ['"xx"'] },
+  { title: 'op in the wrong case', edit: (s) => { s.layers[1].op = 'Dyad'; }, path: 'spec.layers[1].op', words: ['"Dyad"'] },
+  { title: 'unknown dtype', edit: (s) => { s.layers[1].dtype = 'bf16'; }, path: 'spec.layers[1].dtype', words: ['"bf16"'] },
+  { title: 'blocks 0', edit: (s) => { s.layers[1].blocks = 0; }, path: 'spec.layers[1].blocks', words: ['blocks 0'] },
+  { title: 'name that breaks out of WGSL', edit: (s) => { s.layers[1].name = 'fc;}//'; }, path: 'spec.layers[1].name', words: ['"fc;}//"'] },
+  { title: 'name with a path in it', edit: (s) => { s.layers[3].name = '../../x y'; }, path: 'spec.layers[3].name', words: ['"../../x y"'] },
+  { title: 'in_features that disagrees', edit: (s) => { s.layers[1].in_features = 512; }, path: 'spec.layers[1].in_features', words: ['512', '768'] },
+  { title: 'out_features of a norm that disagrees', edit: (s) => { s.layers[0].out_features = 5; }, path: 'spec.layers[0].out_features', words: ['5', '768'] },
+  { title: 'output.features that disagrees', edit: (s) => { s.output.features = 10; }, path: 'spec.output.features', words: ['10', '768'] },
+  { title: 'output with an extra key', edit: (s) => { s.output.shape = [1]; }, path: 'spec.output.shape', words: ['"shape"'] },
+  { title: 'output not an object', edit: (s) => { s.output = 768; }, path: 'spec.output', words: ['number 768'] },
+];
+
+for (const c of NORMALISED_BAD) {
+  test(`normalised spec is validated: ${c.title} (object and JSON text, compile and parse)`, async (t) => {
+    const { compile } = await import('../compiler/index.js');
+    const s = normalised();
+    c.edit(s);
+    const forms: [string, () => unknown][] = [
+      ['parseSpec', () => parseSpec(s)],
+      ['parseSpecText', () => parseSpecText(JSON.stringify(s))],
+    ];
+    for (const [what, run] of forms) {
+      const err = t.throws(run, { instanceOf: DyadcError }, what) as DyadcError;
+      t.is(err.code, 'SPEC_INVALID', what);
+      t.is(err.path, c.path, `${what}: ${err.message}`);
+      for (const w of c.words) t.true(err.message.includes(w), `${what}: ${err.message} lacks ${w}`);
+    }
+    for (const input of [s, JSON.stringify(s)]) {
+      const err = await t.throwsAsync(compile(input), { instanceOf: DyadcError }) as DyadcError;
+      t.is(err.path, c.path, err.message);
+    }
+  });
+}
+
+test('compile(c.spec) and compile(JSON.stringify(c.spec)) round-trip to an identical spec and plan', async (t) => {
+  const { compile } = await import('../compiler/index.js');
+  const specs = [base(), { name: 'auto', input: { features: 48 }, layers: [
+    { op: 'rmsnorm', name: 'n', eps: 1e-6 }, { op: 'dyad', name: 'd', out_features: 96, blocks: 'auto', variant: 'dt', bias: false },
+    { op: 'gelu' }, { op: 'linear', name: 'o', out_features: 48, dtype: 'f16' }, { op: 'residual', from: 'n' }] }];
+  for (const input of specs) {
+    const c = await compile(input);
+    for (const again of [c.spec, JSON.parse(JSON.stringify(c.spec)), JSON.stringify(c.spec), JSON.stringify(c.spec, null, 2)]) {
+      const d = await compile(again);
+      t.deepEqual(d.spec, c.spec);
+      t.is(JSON.stringify(d.plan), JSON.stringify(c.plan));
+    }
+  }
+  // the parser's own output passes through it unchanged, and the input is not modified
+  const n = normalised();
+  const copy = JSON.stringify(n);
+  t.deepEqual(parseSpec(n), parseSpec(base()));
+  t.is(JSON.stringify(n), copy);
+});

@@ -128,18 +128,24 @@ export function parseSpecText(text: string, source = '<spec>'): Spec {
  * applied (dyad `variant` 'it', `bias` true, `eps` 1e-5, `dtype` from the spec or 'f32'), every
  * layer's `in_features`/`out_features` filled by flowing features `[batch, in] → [batch, out]`
  * through the layers, unnamed layers named `<op>_<index>`, and `output.features` set.
- * The input is not modified.
+ * The input is not modified. A normalised spec (this function's output, `compile(...).spec`, a
+ * bundle's `spec`) is accepted and validated the same way: its derived keys (`output`, `in_features`,
+ * `out_features` of norm/activation/residual layers) must equal what is derived here, so
+ * `parseSpec(parseSpec(x))` deep-equals `parseSpec(x)`.
  * @throws DyadcError('SPEC_INVALID', message, { path, fix }) for the first problem found, with
- *   `path` like `spec.layers[2].blocks`.
+ *   `path` like `spec.layers[2].blocks` (or `spec.layers[0].in_features` for a derived key that disagrees).
  */
 export function parseSpec(input: unknown): Spec {
   if (!isPlainObject(input)) {
     throw invalid('spec', `spec must be a JSON object, got ${describe(input)}`,
       'write {"name": "...", "input": {"features": N}, "layers": [...]}');
   }
-  const result = SpecSchema.safeParse(input);
-  if (!result.success) throw zodIssueToError(pickIssue(result.error.issues, input), input);
-  return normalise(result.data);
+  const { written, derived } = splitDerived(input);
+  const result = SpecSchema.safeParse(written);
+  if (!result.success) throw zodIssueToError(pickIssue(result.error.issues, written), written);
+  const spec = normalise(result.data);
+  checkDerived(spec, derived);
+  return spec;
 }
 
 /**
@@ -161,6 +167,62 @@ export function loadSpecFile(path: string): Spec {
       fix: 'pass a readable JSON file', cause: e });
   }
   return parseSpecText(text, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derived keys: a normalised spec (`compile(...).spec`, a bundle's `spec`, `dyadc inspect`) fed back
+// ---------------------------------------------------------------------------------------------
+
+/** Ops whose normalised layer carries an `out_features` the user does not write (it equals in_features). */
+const SHAPE_PRESERVING: readonly unknown[] = [...ACTIVATIONS, 'layernorm', 'rmsnorm', 'residual'];
+
+interface DerivedKey { keys: Key[]; value: unknown }
+
+/**
+ * Splits the keys `normalise` derives (`output`, every layer's `in_features`, `out_features` of
+ * shape-preserving layers) off a copy of `input`, so a normalised spec is validated like any other;
+ * `checkDerived` then requires each to equal what the parser derives. `input` is not modified.
+ */
+function splitDerived(input: Record<string, unknown>): { written: Record<string, unknown>; derived: DerivedKey[] } {
+  const derived: DerivedKey[] = [];
+  const { output, ...written } = input;
+  if ('output' in input) derived.push({ keys: ['output'], value: output });
+  if (Array.isArray(input.layers)) {
+    written.layers = input.layers.map((l: unknown, i) => {
+      if (!isPlainObject(l)) return l;
+      const { in_features, ...rest } = l;
+      if ('in_features' in l) derived.push({ keys: ['layers', i, 'in_features'], value: in_features });
+      if (SHAPE_PRESERVING.includes(l.op) && 'out_features' in l) {
+        derived.push({ keys: ['layers', i, 'out_features'], value: l.out_features });
+        delete rest.out_features;
+      }
+      return rest;
+    });
+  }
+  return { written, derived };
+}
+
+/** Each derived key the input carried must equal the value `normalise` derived for it. */
+function checkDerived(spec: Spec, derived: DerivedKey[]): void {
+  for (const { keys, value } of derived) {
+    if (keys[0] === 'output') {
+      const expected = spec.output.features;
+      const fix = `remove "output" (dyadc derives it) or write {"features": ${expected}}`;
+      if (!isPlainObject(value)) throw invalid('spec.output', `output must be an object {"features": N}, got ${describe(value)}`, fix);
+      const extra = Object.keys(value).find((k) => k !== 'features');
+      if (extra !== undefined) throw invalid(formatPath(['output', extra]), `unknown key ${JSON.stringify(extra)} (output has only "features")`, fix);
+      if (value.features !== expected) {
+        throw invalid('spec.output.features', `output.features is ${describe(value.features)} but the last layer produces ${expected} features`, fix);
+      }
+      continue;
+    }
+    const expected = valueAt(spec, keys);
+    if (value !== expected) {
+      const key = String(keys[2]);
+      throw invalid(formatPath(keys), `${key} is ${describe(value)} but the layers before it give ${String(expected)}`,
+        `remove ${key} (dyadc derives it) or set it to ${String(expected)}`);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

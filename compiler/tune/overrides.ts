@@ -39,9 +39,7 @@ export interface TunedOptions {
 }
 
 function normalise(spec: string | SpecInput | Spec): Spec {
-  if (typeof spec === 'string') return parseSpecText(spec);
-  if ((spec as Spec).output && (spec as Spec).layers?.every((l) => 'in_features' in l)) return spec as Spec;
-  return parseSpec(spec);
+  return typeof spec === 'string' ? parseSpecText(spec) : parseSpec(spec);
 }
 
 /**

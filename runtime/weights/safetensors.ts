@@ -486,13 +486,49 @@ export function safetensorsFromHeader(header: SafetensorsHeader, bytes: Uint8Arr
   };
 }
 
+/** The forms file bytes are accepted in (by readSafetensors and by `create({ weights })`). */
+export type SafetensorsBytes = ArrayBuffer | SharedArrayBuffer | Uint8Array | Int8Array | Uint8ClampedArray | DataView;
+
+/**
+ * A Uint8Array over the bytes of `v` (no copy) when it is file bytes: an ArrayBuffer or
+ * SharedArrayBuffer, or a byte view (Uint8Array incl. Node's Buffer, Int8Array, Uint8ClampedArray,
+ * DataView) at any offset; undefined for anything else (wider typed arrays are values, not bytes).
+ */
+export function bytesOf(v: unknown): Uint8Array | undefined {
+  if (v instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer)) return new Uint8Array(v);
+  if (v instanceof Uint8Array || v instanceof Int8Array || v instanceof Uint8ClampedArray || v instanceof DataView) {
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  }
+  return undefined;
+}
+
 /**
  * Read a safetensors file from memory. Parses and validates only the header; tensors decode on
- * `get()`. The returned object keeps a reference to `bytes`.
- * @throws DyadcError(SAFETENSORS) when the file is malformed (never reads out of bounds).
+ * `get()`. The returned object keeps a reference to the bytes (not a copy).
+ * @param bytes the file: an ArrayBuffer (`await (await fetch(url)).arrayBuffer()`), a Uint8Array at
+ *   any offset, a Node Buffer or a DataView (see `bytesOf`) — the forms `create({ weights })` takes.
+ * @throws DyadcError(USAGE) when `bytes` is none of those, naming what it is;
+ *   DyadcError(SAFETENSORS) when the file is malformed (never reads out of bounds).
  */
-export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
-  return safetensorsFromHeader(readSafetensorsHeader(bytes), bytes);
+export function readSafetensors(bytes: SafetensorsBytes): SafetensorsFile {
+  const u8 = bytesOf(bytes);
+  if (!u8) {
+    throw new DyadcError('USAGE', `readSafetensors(): bytes must be the bytes of a safetensors file, got ${describeBytes(bytes)}`,
+      { fix: 'pass an ArrayBuffer (fetch(url).then((r) => r.arrayBuffer())), a Uint8Array/Buffer (readFileSync(path)) or a DataView' });
+  }
+  return safetensorsFromHeader(readSafetensorsHeader(u8), u8);
+}
+
+/** `a Float32Array of 3 values`, `a string "…"`, `undefined`: what was passed instead of bytes. */
+function describeBytes(v: unknown): string {
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${(v as unknown as ArrayLike<number>).length} values (values, not file bytes)`;
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') {
+    const name = (v as object).constructor?.name;
+    return name && name !== 'Object' ? `a ${name}` : 'an object';
+  }
+  return `a ${typeof v} ${typeof v === 'string' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v) : String(v)}`;
 }
 
 // ---------------------------------------------------------------------------------------------
