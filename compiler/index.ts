@@ -19,7 +19,7 @@ import { buildTraining } from './codegen/train-plan.js';
 import type { TrainGraph } from './passes/autodiff.js';
 import type { Plan } from '../runtime/plan.js';
 import { Model, type CreateOptions } from '../runtime/model.js';
-import { checkStorageBuffers } from './codegen/binding-limits.js';
+import { checkStorageBuffers } from '../runtime/binding-limits.js';
 import { DEFAULT_LIMITS } from './passes/schedule.js';
 import { trainingKernels } from '../runtime/plan.js';
 

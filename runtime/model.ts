@@ -7,8 +7,8 @@ import type { Plan, PlanKernel, TrainKernel } from './plan.js';
 import { getDevice, defaultDevice, describeValue } from './device.js';
 import { gpuWait } from './wait.js';
 import { planForDevice } from './variants.js';
-import { bindingBytesLimit, checkStorageBuffers } from '../compiler/codegen/binding-limits.js';
-import { hasOwn, setOwn } from '../compiler/util/own.js';
+import { bindingBytesLimit, checkArenaBytes, checkStorageBuffers } from './binding-limits.js';
+import { hasOwn, setOwn } from './own.js';
 import { DyadcError } from '../compiler/errors.js';
 import { readSafetensors, bytesOf, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
@@ -196,9 +196,8 @@ export class Model {
     checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
-    const bytes = plan.arenaLength * 4, maxBinding = bindingBytesLimit(device.limits);
-    if (bytes > maxBinding)
-      throw new DyadcError('LIMIT', `model ${plan.name}: weights need ${bytes} bytes but maxStorageBufferBindingSize is ${maxBinding}`);
+    const bytes = plan.arenaLength * 4;
+    checkArenaBytes(plan.name, bytes, device.limits);
     const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
     device.queue.writeBuffer(arena, 0, arenaData);
     // every compile settles before create() returns or throws, so nothing of a failed create is still

@@ -15,12 +15,12 @@
 import type { Model } from './model.js';
 import { getPipeline, f16Input, checkArray } from './model.js';
 import { describeValue } from './device.js';
-import { ownValue } from '../compiler/util/own.js';
+import { ownValue } from './own.js';
 import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
 import { TRAIN_FORMAT } from './plan.js';
 import { DyadcError } from '../compiler/errors.js';
 import { gpuWait } from './wait.js';
-import { bindingBytesLimit } from '../compiler/codegen/binding-limits.js';
+import { bindingBytesLimit } from './binding-limits.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';

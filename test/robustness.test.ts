@@ -14,7 +14,7 @@ import { DyadcError } from '../compiler/errors.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward } from '../compiler/interp/backward.js';
 import { Rng } from '../compiler/util/rng.js';
-import { bindingBytesLimit, MAX_INDEXED_BINDING_BYTES, storageBufferCount } from '../compiler/codegen/binding-limits.js';
+import { bindingBytesLimit, MAX_INDEXED_BINDING_BYTES, storageBufferCount } from '../runtime/binding-limits.js';
 import { trainingKernels } from '../runtime/plan.js';
 import { writeSafetensors } from '../runtime/weights/safetensors.js';
 import { compare, randomWeights, runPoisoned, sharedDevice, testSeed } from './helpers/gpu.js';

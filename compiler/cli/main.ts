@@ -306,7 +306,7 @@ function makeDirectory(dir: string): void {
 async function checkWeightsFit(spec: import('../spec/types.js').Spec): Promise<void> {
   const { buildGraph } = await import('../ir/build.js');
   const { layoutWeights } = await import('../codegen/plan.js');
-  const { checkArenaBytes } = await import('../codegen/binding-limits.js');
+  const { checkArenaBytes } = await import('../../runtime/binding-limits.js');
   const { DEFAULT_LIMITS } = await import('../passes/schedule.js');
   checkArenaBytes(spec.name, layoutWeights(buildGraph(spec)).length * 4, DEFAULT_LIMITS);
 }

@@ -13,7 +13,7 @@ import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
-import { checkArenaBytes } from './binding-limits.js';
+import { checkArenaBytes } from '../../runtime/binding-limits.js';
 
 const ELEMENTWISE_WG = 256;
 

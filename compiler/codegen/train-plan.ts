@@ -26,7 +26,7 @@ import { buildPlan, layoutWeights, rowReduction } from './plan.js';
 import { render } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
-import { ownValue } from '../util/own.js';
+import { ownValue } from '../../runtime/own.js';
 
 const ELEMENTWISE_WG = 256;
 const ROWS_WG = 64;

@@ -6,7 +6,7 @@
 import type { Graph, BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { cloneGraph } from '../ir/graph.js';
 import { DyadcError } from '../errors.js';
-import { ownValue } from '../util/own.js';
+import { ownValue } from '../../runtime/own.js';
 
 /** The subset of GPUSupportedLimits the compiler plans against. */
 export interface Limits {

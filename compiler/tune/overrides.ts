@@ -10,7 +10,7 @@ import type { Schedule } from '../ir/graph.js';
 import type { Spec, SpecInput } from '../spec/types.js';
 import { parseSpec, parseSpecText } from '../spec/parse.js';
 import { DyadcError } from '../errors.js';
-import { setOwn } from '../util/own.js';
+import { setOwn } from '../../runtime/own.js';
 import { type BlockDecision, type BlockRule, type TunedLookup, chooseBlocks } from '../passes/choose-blocks.js';
 import { type AdapterKey, adapterId, adapterKey, adapterLabel, batchBucket, currentStamp, epilogueSignature, sameStamp } from './key.js';
 import { type CacheEntry, readCacheFile } from './cache.js';
