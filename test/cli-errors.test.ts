@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,4 +108,46 @@ test('output paths that are not regular files are refused before anything is rep
   oneLine(t, await dyadc('init', f, '-o', 'adir'), 1, 'dyadc: adir: cannot write file: it exists and is a directory (fix: give the path of a regular file (it is replaced atomically))');
   oneLine(t, await dyadc('init', f, '-o', ''), 1, 'dyadc: the output file name is empty (fix: give a file path, e.g. weights.safetensors)');
   oneLine(t, await dyadc('compile', f, '-o', ''), 2, 'dyadc: compile: -o is empty (fix: give an output directory, e.g. -o build)');
+});
+
+test('an output path that is one of the command\'s inputs is refused before anything is written (init -o spec, convert -o dense, tune --cache spec)', async (t) => {
+  const f = spec('s7.json', small('m7'));
+  const before = JSON.stringify(small('m7'));
+  oneLine(t, await dyadc('init', f, '-o', 's7.json'), 1, `dyadc: init: -o s7.json is the spec init reads; writing it would overwrite that file (fix: choose another -o path)`);
+  // the same file through another spelling of the path
+  oneLine(t, await dyadc('init', f, '-o', './sub/../s7.json'), 1, /^dyadc: init: -o \.\/sub\/\.\.\/s7\.json is the spec init reads/);
+  const dyad = spec('s7d.json', { name: 'm7d', input: { features: 8 }, layers: [{ op: 'dyad', name: 'fc', out_features: 4, blocks: 2 }] });
+  const dense = spec('s7dense.json', small('m7d'));
+  t.is((await dyadc('init', dense, '-o', 'd7.safetensors')).code, 0);
+  const denseBytes = statSync(join(tmp, 'd7.safetensors')).size;
+  oneLine(t, await dyadc('convert', dyad, '--dense', 'd7.safetensors', '-o', 'd7.safetensors'), 1,
+    'dyadc: convert: -o d7.safetensors is the dense checkpoint convert reads; writing it would overwrite that file (fix: choose another -o path)');
+  t.is(statSync(join(tmp, 'd7.safetensors')).size, denseBytes, 'the dense checkpoint is untouched');
+  // tune refuses before it creates a device: a spec as --cache (the file itself or another spec), a weights file
+  oneLine(t, await dyadc('tune', f, '--batch', '8', '--cache', 's7.json'), 1,
+    'dyadc: tune: --cache s7.json is the spec tune reads; writing it would overwrite that file (fix: choose another --cache path)');
+  oneLine(t, await dyadc('tune', f, '--batch', '8', '--cache', 's7d.json'), 1,
+    /^dyadc: tune: --cache s7d\.json is a layer spec \(it has "layers"\), not a tuning cache; tune would replace it \(fix: /);
+  oneLine(t, await dyadc('tune', f, '--batch', '8', '--cache', 'd7.safetensors'), 1,
+    /^dyadc: tune: --cache d7\.safetensors exists and is not a dyadc tuning cache \(not JSON, no "format": "dyadc-tune-cache\/1"\); tune would replace it/);
+  writeFileSync(join(tmp, 'rep-file'), 'x');
+  oneLine(t, await dyadc('tune', f, '--batch', '8', '--report', 'rep-file'), 1,
+    'dyadc: tune: --report rep-file is a file; tune writes a directory there (fix: pass a directory path to --report (it is created when missing))');
+  oneLine(t, await dyadc('tune', f, '--batch', '8', '--report', 'rep-file/sub'), 1, /^dyadc: tune: --report rep-file\/sub is under .*rep-file, which is a file/);
+  t.is(readFileSync(f, 'utf8'), before, 'the spec is untouched');
+  t.deepEqual(readdirSync(tmp).filter((n) => n.includes('.corrupt-')), [], 'nothing set aside');
+});
+
+test('init / convert --tuned <damaged cache> report it as compile does (was: a silent fallback to the heuristic)', async (t) => {
+  const auto = spec('s8.json', { name: 'm8', input: { features: 8 }, layers: [{ op: 'dyad', name: 'fc', out_features: 8, blocks: 'auto' }] });
+  writeFileSync(join(tmp, 'badcache.json'), 'not json {');
+  const c = await dyadc('compile', auto, '-o', 'out8', '--tuned', 'badcache.json', '--no-training');
+  const i = await dyadc('init', auto, '-o', 'w8.safetensors', '--tuned', 'badcache.json');
+  t.is(c.code, 0, c.stderr);
+  t.is(i.code, 0, i.stderr);
+  const note = /^note: tuning cache .*badcache\.json: not valid JSON/m;
+  t.regex(c.stdout, note);
+  t.regex(i.stdout, note);
+  const cv = await dyadc('convert', auto, '--dense', 'w8.safetensors', '--blocks', '2', '--tuned', 'badcache.json');
+  t.regex(cv.stdout, note);
 });

@@ -281,6 +281,7 @@ async function blocksResolvedSpec(cmd: string, file: string, opts: TunedFlags): 
   const { loadTunedOverrides } = await import('../aot.js');
   const t = await loadTunedOverrides(opts.tuned, spec, { batch: opts.batch });
   for (const d of t.decisions) out(`${d.layer}: blocks ${d.blocks} (${d.source}: ${d.reason})`);
+  for (const n of t.notes) out(`note: ${n}`); // a damaged or foreign cache is reported as compile reports it
   return t.spec;
 }
 
@@ -313,6 +314,8 @@ async function checkWeightsFit(spec: import('../spec/types.js').Spec): Promise<v
 
 /** `dyadc init <spec> -o file`: fresh weights (compiler/project.ts initWeights) written as safetensors (F32). */
 async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string } & TunedFlags): Promise<number> {
+  const { refuseInputAsOutput } = await import('./paths.js');
+  refuseInputAsOutput('init', '-o', opts.out, [['spec', file], ['tuning cache', opts.tuned]]);
   const { initWeights } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
@@ -338,6 +341,10 @@ async function initCmd(file: string, opts: { out: string; seed: number; prefix?:
  */
 async function convertCmd(file: string, opts: { dense: string; out?: string; prefix?: string; blocks?: number[] } & TunedFlags): Promise<number> {
   if (!opts.out && !opts.blocks) throw new UsageError('convert: give -o <dyad.safetensors> to write, or --blocks <list> to print the error table (or both)');
+  if (opts.out) {
+    const { refuseInputAsOutput } = await import('./paths.js');
+    refuseInputAsOutput('convert', '-o', opts.out, [['spec', file], ['dense checkpoint', opts.dense], ['tuning cache', opts.tuned]]);
+  }
   const { projectDense } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { readSafetensorsFile, writeSafetensorsFile } = await import('../../runtime/weights/node.js');
