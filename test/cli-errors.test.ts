@@ -79,7 +79,7 @@ test('init / convert of a 1048576 -> 1048576 layer: the LIMIT error compile give
 test('a spec nested 10,000 levels deep is refused at parse time (was: Maximum call stack size exceeded)', async (t) => {
   spec('deep.json', '['.repeat(10000) + ']'.repeat(10000));
   oneLine(t, await dyadc('inspect', 'deep.json'), 1,
-    'dyadc: deep.json:1:33: JSON nests deeper than 32 levels (a spec nests 4) (fix: write the spec as in examples/*.json: {"name", "input": {"features"}, "layers": [{...}, ...]})');
+    'dyadc: deep.json:1:33: JSON nests deeper than 32 levels (a spec nests 4) (fix: write the spec as {"name", "input": {"features"}, "layers": [{...}, ...]} (see the README\x27s spec format))');
 });
 
 test('eps 1e39 fails `dyadc compile` cleanly (was: exit 0, then a WGSL compiler error at create())', async (t) => {
@@ -150,4 +150,18 @@ test('init / convert --tuned <damaged cache> report it as compile does (was: a s
   t.regex(i.stdout, note);
   const cv = await dyadc('convert', auto, '--dense', 'w8.safetensors', '--blocks', '2', '--tuned', 'badcache.json');
   t.regex(cv.stdout, note);
+});
+
+test('messages fit the installed package: bad DYADC_DAWN_OPTIONS names the variable; a missing spec does not point to examples/; init -o creates missing directories, /proc is a clean error', async (t) => {
+  const f = spec('s9.json', small('m9'));
+  const bad = await new Promise<Run>((resolve) => {
+    execFile(process.execPath, [BIN, 'doctor'], { cwd: tmp, env: { ...process.env, XDG_RUNTIME_DIR: '/tmp', DYADC_DAWN_OPTIONS: 'garbage' }, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+  });
+  oneLine(t, bad, 1, 'dyadc: environment variable DYADC_DAWN_OPTIONS="garbage": "garbage" is not <key>=<value> (fix: write space-separated Dawn options like enable-dawn-features=disable_robustness, or unset DYADC_DAWN_OPTIONS)');
+  oneLine(t, await dyadc('inspect', 'nope.json'), 1, 'dyadc: spec file not found: nope.json (fix: check the path; a spec is a JSON file {"name", "input": {"features"}, "layers": [...]} (see the README\'s spec format))');
+  const r = await dyadc('init', f, '-o', 'new_dir/sub/w.safetensors');
+  t.is(r.code, 0, r.stderr);
+  t.true(statSync(join(tmp, 'new_dir', 'sub', 'w.safetensors')).isFile());
+  oneLine(t, await dyadc('init', f, '-o', '/proc/dyadc-test/w.safetensors'), 1, /^dyadc: \/proc\/dyadc-test\/w\.safetensors: cannot create the directory: no such file or directory \(fix: check the path\)$/);
 });

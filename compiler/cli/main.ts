@@ -87,7 +87,7 @@ interface DoctorReport {
 /**
  * `dyadc doctor`: reports the WebGPU adapter (identity, the limits the compiler plans against next to
  * WebGPU's defaults, the other limits, features) and whether a device with the adapter's maximum
- * limits can be created. Without an adapter: says why and what to run (scripts/setup).
+ * limits can be created. Without an adapter: says why and what to install (a Vulkan driver, e.g. lavapipe).
  * @returns the process exit code (0 with an adapter, 1 without).
  */
 async function doctor(opts: { json?: boolean }): Promise<number> {
@@ -108,7 +108,7 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
     if (!(e instanceof DyadcError) || e.code !== 'NO_ADAPTER') throw e;
     process.stderr.write(`dyadc: ${oneLine(e.message)}\n`);
     process.stderr.write(`dyadc: WebGPU source tried: ${source}; node ${process.version} ${process.platform} ${process.arch}\n`);
-    process.stderr.write('dyadc: run `bash scripts/setup` (or `npm run setup`): on Debian it installs Mesa\'s software Vulkan driver (lavapipe); elsewhere it prints the command to run\n');
+    process.stderr.write('dyadc: install a Vulkan driver with a GPU or a software one: on Debian 12, Mesa\'s lavapipe (apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1); in a dyadc checkout, `bash scripts/setup` installs it or prints the command for your system\n');
     return 1;
   }
   const limits = adapter.limits as unknown as Record<string, number>;
