@@ -98,10 +98,15 @@ const installed = (async () => {
 test.serial('the tarball holds dist/, the CLI, the templates and the README; no sources, tests, benchmarks or CI', async (t) => {
   const { files, size, entryCount } = await installed;
   t.log(`tarball: ${size} bytes, ${entryCount} files`);
-  for (const f of ['package.json', 'README.md', 'bin/dyadc.js', 'dist/compiler/index.js', 'dist/compiler/index.d.ts', 'dist/compiler/index.js.map',
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/dyadc.js', 'dist/compiler/index.js', 'dist/compiler/index.d.ts', 'dist/compiler/index.js.map',
     'dist/runtime/index.js', 'dist/runtime/index.d.ts', 'dist/compiler/cli/main.js', 'dist/compiler/codegen/module-skeleton.json', 'templates/blockgemm.wgsl.hbs']) {
     t.true(files.includes(f), f);
   }
+  // source maps carry the TypeScript (sourcesContent): the sources themselves are not shipped
+  const map = JSON.parse(readFileSync(join(app, 'node_modules', 'dyadc', 'dist', 'compiler', 'index.js.map'), 'utf8')) as { sources: string[]; sourcesContent?: string[] };
+  t.is(map.sourcesContent?.length, map.sources.length);
+  t.regex(map.sourcesContent?.[0] ?? '', /export async function compile\(/);
+  t.regex(readFileSync(join(app, 'node_modules', 'dyadc', 'LICENSE'), 'utf8'), /^MIT License\n\nCopyright \(c\) 2026 dyadc authors/);
   const bad = files.filter((f) => /^(test|bench|\.ci|scripts|examples|compiler|runtime)\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
   t.deepEqual(bad, []);
   // installed without tsx or any other dev dependency
