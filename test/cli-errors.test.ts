@@ -165,3 +165,12 @@ test('messages fit the installed package: bad DYADC_DAWN_OPTIONS names the varia
   t.true(statSync(join(tmp, 'new_dir', 'sub', 'w.safetensors')).isFile());
   oneLine(t, await dyadc('init', f, '-o', '/proc/dyadc-test/w.safetensors'), 1, /^dyadc: \/proc\/dyadc-test\/w\.safetensors: cannot create the directory: no such file or directory \(fix: check the path\)$/);
 });
+
+test('compile --help names the files compile writes (.mjs, .d.mts); inspect --help names every stage', async (t) => {
+  const c = await dyadc('compile', '--help');
+  t.is(c.code, 0, c.stderr);
+  t.regex(c.stdout.replace(/\s+/g, ' '), /<name>\.mjs \(ESM bundle\), <name>\.d\.mts/);
+  t.notRegex(c.stdout, /\.js \(ESM bundle\)|\.d\.ts/);
+  const i = await dyadc('inspect', '--help');
+  t.regex(i.stdout.replace(/\s+/g, ' '), /build, lower, fuse, split-norms, schedule, autodiff/);
+});

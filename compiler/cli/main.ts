@@ -158,7 +158,7 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
 
 /**
  * `dyadc inspect <spec>`: the IR after all passes and a kernel summary; `--print-after <pass>` the IR
- * after one pass (build, lower, fuse, schedule, and autodiff: the backward graph); `--print-after all`
+ * after one pass (build, lower, fuse, split-norms, schedule, and autodiff: the backward graph); `--print-after all`
  * the normalised spec, the IR after every pass, every kernel's WGSL (forward, then training) and the
  * generated TS module; `--kernel <name|layer>` one kernel's WGSL.
  * @throws DyadcError(SPEC_* | LIMIT) from the compiler; UsageError for an unknown pass or kernel.
@@ -444,12 +444,12 @@ function program(result: { code: number }): Command {
   p.command('inspect')
     .description('print the IR (after any pass), kernels\' WGSL and the generated module')
     .argument('<spec>', 'spec JSON file')
-    .option('--print-after <pass>', 'print the IR after this pass (build, lower, fuse, schedule, autodiff) or everything with "all"')
+    .option('--print-after <pass>', 'print the IR after this pass (build, lower, fuse, split-norms, schedule, autodiff) or everything with "all"; blocks: "auto" is resolved before build')
     .option('--kernel <name>', 'print the WGSL of this kernel (kernel name or layer name)')
     .action(run((spec: string, o: { printAfter?: string; kernel?: string }) => inspect(spec, o)));
 
   p.command('compile')
-    .description('compile a spec ahead of time: <name>.ts, .js (ESM bundle), .d.ts, kernels/*.wgsl, manifest')
+    .description('compile a spec ahead of time: <name>.ts, <name>.mjs (ESM bundle), <name>.d.mts, kernels/*.wgsl, <name>.manifest.json')
     .argument('<spec>', 'spec JSON file')
     .requiredOption('-o, --out <dir>', 'output directory')
     .addOption(new Option('--target <platform>', 'bundle platform (neutral runs in Node and browsers)').choices(['neutral', 'node', 'browser']).default('neutral'))
