@@ -174,3 +174,13 @@ test('compile --help names the files compile writes (.mjs, .d.mts); inspect --he
   const i = await dyadc('inspect', '--help');
   t.regex(i.stdout.replace(/\s+/g, ' '), /build, lower, fuse, split-norms, schedule, autodiff/);
 });
+
+test('convert --blocks that fit no dyad layer is a usage error naming the layers and the valid block counts (was: a table of "-", exit 0)', async (t) => {
+  const dyad = spec('s10.json', { name: 'm10', input: { features: 8 }, layers: [{ op: 'dyad', name: 'fc', out_features: 12, blocks: 2 }] });
+  t.is((await dyadc('init', spec('s10dense.json', { name: 'm10d', input: { features: 8 }, layers: [{ op: 'linear', name: 'fc', out_features: 12 }] }), '-o', 'd10.safetensors')).code, 0);
+  oneLine(t, await dyadc('convert', dyad, '--dense', 'd10.safetensors', '--blocks', '5,7'), 2,
+    'dyadc: convert: --blocks 5,7: no block count divides the features of any dyad layer; valid block counts (up to 64): fc (8 -> 12): 1, 2, 4');
+  const ok = await dyadc('convert', dyad, '--dense', 'd10.safetensors', '--blocks', '4,5');
+  t.is(ok.code, 0, ok.stderr);
+  t.regex(ok.stdout, /^fc\s+8\s+12\s+\d\.\d{6}\s+-$/m);
+});

@@ -351,6 +351,15 @@ async function convertCmd(file: string, opts: { dense: string; out?: string; pre
   const { closeMatches } = await import('../../runtime/weights/names.js');
   const spec = await blocksResolvedSpec('convert', file, opts);  // blocks: "auto" resolves as compile does
   await checkWeightsFit(spec);
+  if (opts.blocks) {
+    // a table of '-' only says nothing: no dyad layer can take any of the asked block counts
+    const fits = (l: { in_features: number; out_features: number }, n: number) => l.in_features % n === 0 && l.out_features % n === 0;
+    const dl = spec.layers.filter((l) => l.op === 'dyad');
+    if (dl.length && !dl.some((l) => opts.blocks!.some((n) => fits(l, n)))) {
+      const valid = dl.map((l) => `${l.name} (${l.in_features} -> ${l.out_features}): ${Array.from({ length: Math.min(l.in_features, 64) }, (_, i) => i + 1).filter((n) => fits(l, n)).join(', ')}`);
+      throw new UsageError(`convert: --blocks ${opts.blocks.join(',')}: no block count divides the features of any dyad layer; valid block counts (up to 64): ${valid.join('; ')}`);
+    }
+  }
   const src = await readSafetensorsFile(opts.dense);
   const prefix = opts.prefix ?? '';
   const q = (s: string) => JSON.stringify(s);
