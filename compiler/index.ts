@@ -6,7 +6,7 @@
  *   const m = await c.create({ weights });        // Record<string, Float32Array> or safetensors bytes
  *   const y = await m.forward(x, batch);          // Float32Array [batch, in] → [batch, out]
  */
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 import type { Spec, SpecInput } from './spec/types.js';
 import { parseSpec, parseSpecText } from './spec/parse.js';
 import { weightShapes } from './spec/weights.js';

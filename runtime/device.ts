@@ -32,6 +32,23 @@ const WANTED_LIMITS = [
 
 let nodeGpu: Promise<GPU> | undefined;
 
+/**
+ * Node only: extra Dawn options from the environment variable DYADC_DAWN_OPTIONS, space-separated
+ * `<key>=<value>` (e.g. 'enable-dawn-features=disable_robustness'), as `webgpu`'s create() takes them.
+ * @throws DyadcError(USAGE) naming the variable for a token without `=` (Dawn's own message,
+ *   "Flags expected argument format is <key>=<value>", did not say where the flags came from).
+ */
+export function dawnOptions(): string[] {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DYADC_DAWN_OPTIONS;
+  const flags = env ? env.split(/\s+/).filter(Boolean) : [];
+  const bad = flags.filter((f) => !/^[^=]+=/.test(f));
+  if (bad.length) {
+    throw new DyadcError('USAGE', `environment variable DYADC_DAWN_OPTIONS=${JSON.stringify(env)}: ${bad.map((f) => JSON.stringify(f)).join(', ')} is not <key>=<value>`,
+      { fix: 'write space-separated Dawn options like enable-dawn-features=disable_robustness, or unset DYADC_DAWN_OPTIONS' });
+  }
+  return flags;
+}
+
 /** The GPU entry point: navigator.gpu in browsers, the `webgpu` package in Node. @throws DyadcError(NO_ADAPTER) */
 export async function getGPU(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
@@ -45,10 +62,9 @@ export async function getGPU(): Promise<GPU> {
           { fix: 'npm install webgpu@0.6.2 where the module (or compiled bundle) lives, pass your own GPUDevice as create({ device }), or run in a browser with WebGPU', cause: e });
       }
       if ((globalThis as Record<string, unknown>).GPUBufferUsage === undefined) Object.assign(globalThis, mod.globals);
-      // Node only: extra Dawn options, e.g. DYADC_DAWN_OPTIONS='enable-dawn-features=disable_robustness'
-      const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DYADC_DAWN_OPTIONS;
-      return mod.create(env ? env.split(' ').filter(Boolean) : []);
+      return mod.create(dawnOptions());
     })();
+    nodeGpu.catch(() => { nodeGpu = undefined; }); // a failed start (bad DYADC_DAWN_OPTIONS, no module) is retried next time
   }
   return nodeGpu;
 }
@@ -58,7 +74,7 @@ export async function getAdapter(opts: DeviceOptions = {}): Promise<GPUAdapter> 
   const gpu = checkGPU(opts.gpu ?? await getGPU());
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference });
   if (!adapter) throw new DyadcError('NO_ADAPTER', 'no WebGPU adapter found', {
-    fix: 'install a Vulkan driver (Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1), or run `npm run setup`' });
+    fix: 'install a Vulkan driver: e.g. Mesa\'s software driver lavapipe on Debian 12, apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 (in a dyadc checkout, `bash scripts/setup` does it)' });
   return adapter;
 }
 

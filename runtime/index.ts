@@ -3,7 +3,7 @@
  * compiler (no handlebars, no ts-morph): device acquisition, the Model (forward, forwardGPU,
  * backward, trainer), and safetensors I/O.
  */
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 export { Model, hashText, getPipeline, packArena, type CreateOptions, type WarmupOptions, type WeightsInput } from './model.js';
 export { gpuWait, setWaitOptions, getWaitOptions, type WaitOptions } from './wait.js';
 export { getGPU, getAdapter, getDevice, defaultDevice, describeAdapter, type DeviceOptions } from './device.js';

@@ -8,7 +8,8 @@
  *    from a `"type": "module"` one, each running a forward (checked against the interpreter), and
  *    `require('dyadc')` from the commonjs one;
  *  - a TypeScript consumer of `dyadc`, `dyadc/runtime` and the bundle's `.d.mts` type-checks with
- *    NodeNext and with Bundler module resolution.
+ *    NodeNext and with Bundler module resolution, and so does one that imports only `dyadc` (the
+ *    WebGPU types must come from the package's own .d.ts, not from the bundle's .d.mts).
  * One pack and one install (the npm cache is warm), shared by every test.
  */
 import test from 'ava';
@@ -97,10 +98,15 @@ const installed = (async () => {
 test.serial('the tarball holds dist/, the CLI, the templates and the README; no sources, tests, benchmarks or CI', async (t) => {
   const { files, size, entryCount } = await installed;
   t.log(`tarball: ${size} bytes, ${entryCount} files`);
-  for (const f of ['package.json', 'README.md', 'bin/dyadc.js', 'dist/compiler/index.js', 'dist/compiler/index.d.ts', 'dist/compiler/index.js.map',
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/dyadc.js', 'dist/compiler/index.js', 'dist/compiler/index.d.ts', 'dist/compiler/index.js.map',
     'dist/runtime/index.js', 'dist/runtime/index.d.ts', 'dist/compiler/cli/main.js', 'dist/compiler/codegen/module-skeleton.json', 'templates/blockgemm.wgsl.hbs']) {
     t.true(files.includes(f), f);
   }
+  // source maps carry the TypeScript (sourcesContent): the sources themselves are not shipped
+  const map = JSON.parse(readFileSync(join(app, 'node_modules', 'dyadc', 'dist', 'compiler', 'index.js.map'), 'utf8')) as { sources: string[]; sourcesContent?: string[] };
+  t.is(map.sourcesContent?.length, map.sources.length);
+  t.regex(map.sourcesContent?.[0] ?? '', /export async function compile\(/);
+  t.regex(readFileSync(join(app, 'node_modules', 'dyadc', 'LICENSE'), 'utf8'), /^MIT License\n\nCopyright \(c\) 2026 dyadc authors/);
   const bad = files.filter((f) => /^(test|bench|\.ci|scripts|examples|compiler|runtime)\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
   t.deepEqual(bad, []);
   // installed without tsx or any other dev dependency
@@ -195,7 +201,7 @@ process.exit(0);
   checkForward(t, join(esm, 'y-esm.json'), 'module package, static import');
 });
 
-test.serial('a TypeScript consumer type-checks against the package and the bundle (NodeNext and Bundler resolution)', async (t) => {
+test.serial('a TypeScript consumer type-checks against the package and the bundle, and one importing only dyadc (NodeNext and Bundler resolution)', async (t) => {
   await installed;
   if (!existsSync(join(app, 'out', 'pkg_small.mjs'))) await sh('npx', ['--no-install', 'dyadc', 'compile', 'spec.json', '-o', 'out', '--no-training']);
   const ts = join(app, 'ts');
@@ -223,19 +229,29 @@ await m.forward('x', 1);
 await aot.create({});
 export { shapes, spec, y, buf, a, names, same, e, f };
 `);
+  // imports only 'dyadc': the GPU* names in its .d.ts resolve through the package's own types reference
+  writeFileSync(join(ts, 'only-dyadc.ts'), `
+import { compile, type Model } from 'dyadc';
+const c = await compile({ name: 'm', input: { features: 8 }, layers: [{ op: 'linear', name: 'fc', out_features: 4 }] });
+const m: Model = await c.create({ weights: {} as Record<string, Float32Array> });
+const buf = m.forwardGPU(m.weightsBuffer, 1);
+const size: number = buf.size;
+export { size };
+`);
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   const errors: string[] = [];
-  for (const [module, moduleResolution] of [['NodeNext', 'NodeNext'], ['ESNext', 'Bundler']]) {
-    const cfg = join(ts, `tsconfig.${moduleResolution}.json`);
+  for (const [module, moduleResolution, file] of [['NodeNext', 'NodeNext', 'consumer.ts'], ['ESNext', 'Bundler', 'consumer.ts'],
+    ['NodeNext', 'NodeNext', 'only-dyadc.ts'], ['ESNext', 'Bundler', 'only-dyadc.ts']]) {
+    const cfg = join(ts, `tsconfig.${moduleResolution}.${file}.json`);
     writeFileSync(cfg, JSON.stringify({
       compilerOptions: { strict: true, noEmit: true, skipLibCheck: false, target: 'ES2022', module, moduleResolution, lib: ['ES2022', 'DOM'],
         // a Node consumer has @types/node; the WebGPU types come with dyadc (a dependency)
         types: ['node'], typeRoots: [join(ROOT, 'node_modules', '@types')] },
-      files: ['consumer.ts'],
+      files: [file],
     }, null, 2));
     writeFileSync(join(ts, 'package.json'), JSON.stringify({ name: 'ts-consumer', type: 'module' }));
     try { await run(process.execPath, [tsc, '-p', cfg], { cwd: ts, env }); } catch (e) {
-      errors.push(`${moduleResolution}:\n${(e as { stdout?: string }).stdout ?? String(e)}`);
+      errors.push(`${moduleResolution} ${file}:\n${(e as { stdout?: string }).stdout ?? String(e)}`);
     }
   }
   t.deepEqual(errors, []);

@@ -373,7 +373,7 @@ test('spec and layer names have a length limit (they become file names), with ex
 });
 
 test('JSON nested 10,000 levels deep is refused at parse time (no stack overflow), naming the position', (t) => {
-  const fix = ' (fix: write the spec as in examples/*.json: {"name", "input": {"features"}, "layers": [{...}, ...]})';
+  const fix = ' (fix: write the spec as {"name", "input": {"features"}, "layers": [{...}, ...]} (see the README\x27s spec format))';
   t.throws(() => parseSpecText('['.repeat(10000) + ']'.repeat(10000), 'deep.json'), { instanceOf: DyadcError,
     message: 'deep.json:1:33: JSON nests deeper than 32 levels (a spec nests 4)' + fix });
   const inLayer = `{"name":"x","input":{"features":8},"layers":[{"op":"linear","name":"a","out_features":4,"bias":${'['.repeat(10000)}${']'.repeat(10000)}}]}`;

@@ -87,7 +87,7 @@ interface DoctorReport {
 /**
  * `dyadc doctor`: reports the WebGPU adapter (identity, the limits the compiler plans against next to
  * WebGPU's defaults, the other limits, features) and whether a device with the adapter's maximum
- * limits can be created. Without an adapter: says why and what to run (scripts/setup).
+ * limits can be created. Without an adapter: says why and what to install (a Vulkan driver, e.g. lavapipe).
  * @returns the process exit code (0 with an adapter, 1 without).
  */
 async function doctor(opts: { json?: boolean }): Promise<number> {
@@ -108,7 +108,7 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
     if (!(e instanceof DyadcError) || e.code !== 'NO_ADAPTER') throw e;
     process.stderr.write(`dyadc: ${oneLine(e.message)}\n`);
     process.stderr.write(`dyadc: WebGPU source tried: ${source}; node ${process.version} ${process.platform} ${process.arch}\n`);
-    process.stderr.write('dyadc: run `bash scripts/setup` (or `npm run setup`): on Debian it installs Mesa\'s software Vulkan driver (lavapipe); elsewhere it prints the command to run\n');
+    process.stderr.write('dyadc: install a Vulkan driver with a GPU or a software one: on Debian 12, Mesa\'s lavapipe (apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1); in a dyadc checkout, `bash scripts/setup` installs it or prints the command for your system\n');
     return 1;
   }
   const limits = adapter.limits as unknown as Record<string, number>;
@@ -158,7 +158,7 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
 
 /**
  * `dyadc inspect <spec>`: the IR after all passes and a kernel summary; `--print-after <pass>` the IR
- * after one pass (build, lower, fuse, schedule, and autodiff: the backward graph); `--print-after all`
+ * after one pass (build, lower, fuse, split-norms, schedule, and autodiff: the backward graph); `--print-after all`
  * the normalised spec, the IR after every pass, every kernel's WGSL (forward, then training) and the
  * generated TS module; `--kernel <name|layer>` one kernel's WGSL.
  * @throws DyadcError(SPEC_* | LIMIT) from the compiler; UsageError for an unknown pass or kernel.
@@ -281,6 +281,7 @@ async function blocksResolvedSpec(cmd: string, file: string, opts: TunedFlags): 
   const { loadTunedOverrides } = await import('../aot.js');
   const t = await loadTunedOverrides(opts.tuned, spec, { batch: opts.batch });
   for (const d of t.decisions) out(`${d.layer}: blocks ${d.blocks} (${d.source}: ${d.reason})`);
+  for (const n of t.notes) out(`note: ${n}`); // a damaged or foreign cache is reported as compile reports it
   return t.spec;
 }
 
@@ -313,6 +314,8 @@ async function checkWeightsFit(spec: import('../spec/types.js').Spec): Promise<v
 
 /** `dyadc init <spec> -o file`: fresh weights (compiler/project.ts initWeights) written as safetensors (F32). */
 async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string } & TunedFlags): Promise<number> {
+  const { refuseInputAsOutput } = await import('./paths.js');
+  refuseInputAsOutput('init', '-o', opts.out, [['spec', file], ['tuning cache', opts.tuned]]);
   const { initWeights } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
@@ -338,12 +341,25 @@ async function initCmd(file: string, opts: { out: string; seed: number; prefix?:
  */
 async function convertCmd(file: string, opts: { dense: string; out?: string; prefix?: string; blocks?: number[] } & TunedFlags): Promise<number> {
   if (!opts.out && !opts.blocks) throw new UsageError('convert: give -o <dyad.safetensors> to write, or --blocks <list> to print the error table (or both)');
+  if (opts.out) {
+    const { refuseInputAsOutput } = await import('./paths.js');
+    refuseInputAsOutput('convert', '-o', opts.out, [['spec', file], ['dense checkpoint', opts.dense], ['tuning cache', opts.tuned]]);
+  }
   const { projectDense } = await import('../project.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { readSafetensorsFile, writeSafetensorsFile } = await import('../../runtime/weights/node.js');
   const { closeMatches } = await import('../../runtime/weights/names.js');
   const spec = await blocksResolvedSpec('convert', file, opts);  // blocks: "auto" resolves as compile does
   await checkWeightsFit(spec);
+  if (opts.blocks) {
+    // a table of '-' only says nothing: no dyad layer can take any of the asked block counts
+    const fits = (l: { in_features: number; out_features: number }, n: number) => l.in_features % n === 0 && l.out_features % n === 0;
+    const dl = spec.layers.filter((l) => l.op === 'dyad');
+    if (dl.length && !dl.some((l) => opts.blocks!.some((n) => fits(l, n)))) {
+      const valid = dl.map((l) => `${l.name} (${l.in_features} -> ${l.out_features}): ${Array.from({ length: Math.min(l.in_features, 64) }, (_, i) => i + 1).filter((n) => fits(l, n)).join(', ')}`);
+      throw new UsageError(`convert: --blocks ${opts.blocks.join(',')}: no block count divides the features of any dyad layer; valid block counts (up to 64): ${valid.join('; ')}`);
+    }
+  }
   const src = await readSafetensorsFile(opts.dense);
   const prefix = opts.prefix ?? '';
   const q = (s: string) => JSON.stringify(s);
@@ -437,12 +453,12 @@ function program(result: { code: number }): Command {
   p.command('inspect')
     .description('print the IR (after any pass), kernels\' WGSL and the generated module')
     .argument('<spec>', 'spec JSON file')
-    .option('--print-after <pass>', 'print the IR after this pass (build, lower, fuse, schedule, autodiff) or everything with "all"')
+    .option('--print-after <pass>', 'print the IR after this pass (build, lower, fuse, split-norms, schedule, autodiff) or everything with "all"; blocks: "auto" is resolved before build')
     .option('--kernel <name>', 'print the WGSL of this kernel (kernel name or layer name)')
     .action(run((spec: string, o: { printAfter?: string; kernel?: string }) => inspect(spec, o)));
 
   p.command('compile')
-    .description('compile a spec ahead of time: <name>.ts, .js (ESM bundle), .d.ts, kernels/*.wgsl, manifest')
+    .description('compile a spec ahead of time: <name>.ts, <name>.mjs (ESM bundle), <name>.d.mts, kernels/*.wgsl, <name>.manifest.json')
     .argument('<spec>', 'spec JSON file')
     .requiredOption('-o, --out <dir>', 'output directory')
     .addOption(new Option('--target <platform>', 'bundle platform (neutral runs in Node and browsers)').choices(['neutral', 'node', 'browser']).default('neutral'))

@@ -77,6 +77,13 @@ const out = (s = '') => process.stdout.write(s + '\n');
 async function tuneCommand(file: string, o: TuneCliOptions): Promise<void> {
   const { loadSpecFile } = await import('../spec/parse.js');
   const { tune, writeReport, GpuRunner } = await import('../tune/index.js');
+  const { refuseInputAsOutput, refuseNonCache, refuseFileAsDirectory } = await import('./paths.js');
+  // output paths are checked before the budget is spent, and never replace an input
+  if (o.cache !== undefined) {
+    refuseInputAsOutput('tune', '--cache', o.cache, [['spec', file], ['dense checkpoint', o.dense]]);
+    refuseNonCache(o.cache);
+  }
+  if (o.report !== undefined) refuseFileAsDirectory('tune', '--report', o.report);
   const spec = loadSpecFile(file);
   // full-resolution GPU timestamps (Dawn quantizes them to 65.5 µs by default); read when the device is created
   process.env.DYADC_DAWN_OPTIONS ??= 'disable-dawn-features=timestamp_quantization';

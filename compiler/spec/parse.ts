@@ -107,7 +107,7 @@ export function parseSpecText(text: string, source = '<spec>'): Spec {
   if (deep !== undefined) {
     const { line, column } = lineColumn(body, deep);
     throw new DyadcError('SPEC_INVALID', `${source}:${line}:${column}: JSON nests deeper than ${MAX_SPEC_DEPTH} levels (a spec nests 4)`,
-      { fix: 'write the spec as in examples/*.json: {"name", "input": {"features"}, "layers": [{...}, ...]}' });
+      { fix: 'write the spec as {"name", "input": {"features"}, "layers": [{...}, ...]} (see the README\'s spec format)' });
   }
   let value: unknown;
   try {
@@ -161,7 +161,7 @@ export function loadSpecFile(path: string): Spec {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
       throw new DyadcError('USAGE', `spec file not found: ${path}`, {
-        fix: 'check the path (example specs live in examples/*.json)', cause: e });
+        fix: 'check the path; a spec is a JSON file {"name", "input": {"features"}, "layers": [...]} (see the README\'s spec format)', cause: e });
     }
     throw new DyadcError('USAGE', `cannot read spec file ${path}: ${(e as Error).message}`, {
       fix: 'pass a readable JSON file', cause: e });
@@ -454,7 +454,7 @@ function zodIssueToError(issue: ZodIssue, input: unknown): DyadcError {
     case 'unrecognized_keys':
       return unknownKeyError(keys, issue.keys[0]!, valueAt(input, [...keys, 'op']));
     default:
-      return invalid(formatPath(keys), issue.message, 'see the spec format in examples/*.json');
+      return invalid(formatPath(keys), issue.message, 'see the spec format in the README');
   }
 }
 
