@@ -348,16 +348,24 @@ export class Model {
         this.device.queue.writeBuffer(this.ownInput!, 0, f16Input(x.subarray(r0 * inF, (r0 + rows) * inF), inF, 'forward'));
       }
       else this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
+      // Error scopes are a stack per device, shared with every other model on it (the default device is
+      // one per process): push, record, submit and pop with no await in between — readBuffer records its
+      // copy and submits before its first await — so another model's commands can neither land in these
+      // scopes nor find them open; only then wait for the read and the scopes' verdicts.
       this.device.pushErrorScope('out-of-memory');
       this.device.pushErrorScope('validation');
       const enc = this.device.createCommandEncoder();
       this.encodeForward(enc, this.ownInput!, rows);
-      const part = this.valueDtype(this.plan.output) === 'f16'
-        ? f16ArrayToF32(await this.readBits16(this.values.get(this.plan.output)!, rows * outF, enc))
-        : await this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
-      const v = await this.device.popErrorScope(), o = await this.device.popErrorScope();
-      if (v || o) throw new DyadcError('GPU', `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')}): ${(v ?? o)!.message}`);
-      y.set(part, r0 * outF);
+      const read = this.valueDtype(this.plan.output) === 'f16'
+        ? this.readBits16(this.values.get(this.plan.output)!, rows * outF, enc).then(f16ArrayToF32)
+        : this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
+      const scopes = Promise.all([this.device.popErrorScope(), this.device.popErrorScope()]);
+      const [popped, part] = await Promise.allSettled([scopes, read]);
+      const gpuErr = popped.status === 'fulfilled' ? popped.value.find((e) => e !== null) : undefined;
+      if (gpuErr) throw new DyadcError('GPU', `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')}): ${gpuErr.message}`);
+      if (popped.status === 'rejected') throw popped.reason;
+      if (part.status === 'rejected') throw part.reason;
+      y.set(part.value, r0 * outF);
     }
     return y;
   }

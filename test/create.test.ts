@@ -288,3 +288,24 @@ test.serial('concurrent compiles of failing and valid kernels on one device: eac
     });
   }
 });
+
+test.serial('concurrent forwards of two models on the shared default device: a GPU error stays with the model that caused it', async (t) => {
+  const w = await weightsOf();
+  const good = await (await c()).create({ weights: w });
+  const bad = await (await c()).create({ weights: w });
+  t.is(good.device, bad.device, 'both on the default device');
+  const want = interpret((await c()).graph, w, X, 3);
+  bad.weightsBuffer.destroy();  // its next submit is a validation error ("destroyed buffer used in a submit")
+  for (const order of ['bad first', 'good first'] as const) {
+    const runs = order === 'bad first' ? [bad.forward(X, 3), good.forward(X, 3)] : [good.forward(X, 3), bad.forward(X, 3)];
+    const [rBad, rGood] = order === 'bad first' ? await Promise.allSettled(runs) : (await Promise.allSettled(runs)).reverse();
+    t.is(rBad.status, 'rejected', order);
+    if (rBad.status === 'rejected') {
+      t.true(rBad.reason instanceof DyadcError && rBad.reason.code === 'GPU', `${order}: ${String(rBad.reason)}`);
+      t.regex((rBad.reason as Error).message, /^forward of small /, order);
+    }
+    t.is(rGood.status, 'fulfilled', rGood.status === 'rejected' ? `${order}: ${(rGood.reason as Error).message}` : order);
+    if (rGood.status === 'fulfilled') t.true(compare(rGood.value, want, 4, 1e-5).ok, order);
+  }
+  good.destroy(); bad.destroy();
+});
