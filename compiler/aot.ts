@@ -9,15 +9,16 @@
  *   <name>.d.mts          self-contained declarations of the bundle (needs only @webgpu/types)
  *   <name>.manifest.json  spec sha256, dyadc version, weights, kernels with their configs
  *   kernels/<name>.<kernel>.wgsl every kernel's WGSL, for reading and diffing (training kernels, unless
- *                         compiled with `training: false`, under kernels/train/)
+ *                         compiled with `training: false`, under kernels/train/, except the forward
+ *                         kernels training shares with inference: the manifest points to their one file)
  *
  * The plan comes from the same `compileSync` as the JIT path, so `compile(spec).plan` deep-equals
  * the module's `plan`. Output is deterministic: same spec and dyadc → byte-identical files (no
  * timestamps, no absolute paths, sorted keys).
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from './util/hash.js';
 import { builtinModules, createRequire } from 'node:module';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Plugin } from 'esbuild';
@@ -28,7 +29,7 @@ import type { Plan } from '../runtime/plan.js';
 import { trainingKernels } from '../runtime/plan.js';
 import { DyadcError } from './errors.js';
 import { RUNTIME_SPECIFIER, canonicalJSON } from './codegen/module.js';
-import { packageRoot } from './util/package-root.js';
+import { packageRoot, dyadcVersion } from './util/package-root.js';
 
 /** esbuild platform of the bundle. `neutral` (default) runs in Node and in browsers. */
 export type Target = 'node' | 'browser' | 'neutral';
@@ -105,19 +106,13 @@ export interface AotResult {
   notes: string[];
 }
 
-const sha256 = (s: string | Uint8Array) => createHash('sha256').update(s).digest('hex');
 
 /** sha256 (hex) of the canonical JSON (keys sorted) of a normalised spec: identifies a spec in manifests and caches. */
 export function specHash(spec: Spec): string {
   return sha256(canonicalJSON(spec));
 }
 
-let version: string | undefined;
-/** This dyadc's version (package.json `version`). */
-export function dyadcVersion(): string {
-  version ??= (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-  return version;
-}
+export { dyadcVersion };
 
 /** What `--tuned` contributes to a compile (see `loadTunedOverrides`). */
 export interface Tuned {
@@ -233,11 +228,18 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
 
   const name = c.plan.name;
   const files = new Map<string, string>([[`${name}.ts`, src.ts], [`${name}.mjs`, js], [`${name}.d.mts`, src.dts]]);
-  const kernelFile = (dir: string, k: { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string }): ManifestKernel => {
-    // kernel files carry the model name, so several models can share one output directory
-    let path = `${dir}/${name}.${k.name}.wgsl`;
-    for (let i = 1; files.has(path); i++) path = `${dir}/${name}.${k.name}_${i}.wgsl`;
-    files.set(path, k.wgsl.endsWith('\n') ? k.wgsl : k.wgsl + '\n');
+  type KernelLike = { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string };
+  const written = new Map<KernelLike, string>();
+  const kernelFile = (dir: string, k: KernelLike): ManifestKernel => {
+    // a forward kernel the training plan shares with inference (the same object) keeps its one file
+    let path = written.get(k);
+    if (path === undefined) {
+      // kernel files carry the model name, so several models can share one output directory
+      path = `${dir}/${name}.${k.name}.wgsl`;
+      for (let i = 1; files.has(path); i++) path = `${dir}/${name}.${k.name}_${i}.wgsl`;
+      files.set(path, k.wgsl.endsWith('\n') ? k.wgsl : k.wgsl + '\n');
+      written.set(k, path);
+    }
     return { name: k.name, layers: k.layers, shapes: k.shapes, grid: k.grid as ManifestKernel['grid'], config: k.config ?? null, wgsl: path, wgslSha256: sha256(k.wgsl) };
   };
   const kernels = c.plan.kernels.map((k) => kernelFile('kernels', k));

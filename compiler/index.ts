@@ -8,12 +8,10 @@
  */
 /// <reference types="@webgpu/types" preserve="true" />
 import type { Spec, SpecInput } from './spec/types.js';
-import { parseSpec, parseSpecText } from './spec/parse.js';
 import { weightShapes } from './spec/weights.js';
-import { buildGraph } from './ir/build.js';
-import { chooseBlocks } from './passes/choose-blocks.js';
+import { toSpec } from './spec/parse.js';
 import type { Graph } from './ir/graph.js';
-import { forwardPasses, runPasses, type PipelineOptions } from './passes/index.js';
+import { runPipeline, type Pass, type PipelineOptions, type PipelineState } from './passes/index.js';
 import { buildPlan } from './codegen/plan.js';
 import { buildTraining } from './codegen/train-plan.js';
 import type { TrainGraph } from './passes/autodiff.js';
@@ -29,10 +27,8 @@ export interface CompileOptions extends PipelineOptions {
    * lacks `shader-f16`. Without it, such a device is a clear error naming the adapter.
    */
   fallbackF32?: boolean;
-  /** Generate the training kernels (autodiff, losses, optimizers) into `plan.training`. Default true. */
-  training?: boolean;
-  /** Called after each pass with its name and the IR (for `inspect`). */
-  onStage?: (name: string, g: Graph) => void;
+  /** Called after each pass of the list (passes/index.ts) with the pass and the state it left (for `inspect`). */
+  onStage?: (pass: Pass, state: PipelineState) => void;
 }
 
 export interface Compiled {
@@ -52,15 +48,6 @@ export interface Compiled {
 }
 
 /**
- * Validates and normalises any accepted spec form: JSON text or an object, written or already
- * normalised (one path, `parseSpec`; nothing reaches codegen unvalidated).
- * @throws DyadcError(SPEC_JSON | SPEC_INVALID)
- */
-export function toSpec(spec: string | SpecInput | Spec): Spec {
-  return typeof spec === 'string' ? parseSpecText(spec) : parseSpec(spec);
-}
-
-/**
  * Compiles a spec to a plan and returns a factory for models.
  * @throws DyadcError(SPEC_*) for a bad spec, DyadcError(LIMIT) when a schedule, the weights or a kernel's
  *   storage buffers (maxStorageBuffersPerShaderStage, forward and training kernels) exceed a limit.
@@ -69,33 +56,37 @@ export async function compile(spec: string | SpecInput | Spec, opts: CompileOpti
   return compileSync(spec, opts);
 }
 
-/** Synchronous form of `compile` (codegen needs no GPU). */
+/**
+ * Synchronous form of `compile` (codegen needs no GPU): runs the pass list (passes/index.ts) on the
+ * spec, then renders the plan, each kernel once (codegen/plan.ts; the training section reuses the
+ * forward kernels, codegen/train-plan.ts).
+ */
 export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptions = {}): Compiled {
-  // choose-blocks: `blocks: "auto"` → a block count (tuned results come in through `dyadc compile --tuned`,
-  // which resolves them before this point; here the documented heuristic applies)
-  const spec = chooseBlocks(toSpec(spec0)).spec;
-  const graph = buildGraph(spec);
-  opts.onStage?.('build', graph);
-  const scheduled = runPasses(graph, forwardPasses(opts), opts.onStage);
+  let graph: Graph | undefined;
+  const last = runPipeline(toSpec(spec0), opts, (pass, s) => {
+    if (pass.name === 'build') graph = s.graph;
+    opts.onStage?.(pass, s);
+  });
+  const { spec, graph: scheduled, train } = last as Required<Pick<PipelineState, 'spec' | 'graph'>> & PipelineState;
   const plan = buildPlan(scheduled, spec, opts.limits);
-  // f16 layers train in mixed precision: f16 weight copies and activations, f32 master weights,
-  // gradients and optimizer state (compiler/codegen/train-plan.ts)
-  const f16 = spec.dtype === 'f16' || spec.layers.some((l) => 'dtype' in l && l.dtype === 'f16');
-  const training = opts.training === false ? undefined : buildTraining(scheduled, spec, opts);
-  if (training) plan.training = training.training;
+  if (train) plan.training = buildTraining(train, plan);
   const maxStorage = opts.limits?.maxStorageBuffersPerShaderStage ?? DEFAULT_LIMITS.maxStorageBuffersPerShaderStage;
   checkStorageBuffers(plan.kernels, maxStorage, `model ${spec.name}`);
   if (plan.training) checkStorageBuffers(trainingKernels(plan.training), maxStorage, `model ${spec.name} (training)`);
+  // f16 layers train in mixed precision: f16 weight copies and activations, f32 master weights,
+  // gradients and optimizer state (compiler/codegen/train-plan.ts)
+  const f16 = spec.dtype === 'f16' || spec.layers.some((l) => 'dtype' in l && l.dtype === 'f16');
   if (f16 && opts.fallbackF32) {
     const f32: Spec = { ...spec, dtype: 'f32', layers: spec.layers.map((l) => ('dtype' in l ? { ...l, dtype: 'f32' as const } : l)) };
     plan.fallback = compileSync(f32, { ...opts, fallbackF32: false, onStage: undefined }).plan;
   }
   return {
-    spec, weightShapes: weightShapes(spec), graph, scheduled, plan, backward: training?.graph,
+    spec, weightShapes: weightShapes(spec), graph: graph!, scheduled, plan, backward: train,
     create: (o: CreateOptions) => Model.create(plan, o),
   };
 }
 
+export { toSpec };
 export { DyadcError } from './errors.js';
 export type { Spec, SpecInput } from './spec/types.js';
 export { parseSpec, parseSpecText } from './spec/parse.js';

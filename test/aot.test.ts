@@ -16,9 +16,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { compileToDirectory, specHash, dyadcVersion, type AotResult, type Manifest } from '../compiler/aot.js';
 import { compileSync } from '../compiler/index.js';
+import { dataLiteral } from '../compiler/codegen/module.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import type { Spec, SpecInput } from '../compiler/spec/types.js';
-import type { Plan } from '../runtime/plan.js';
+import { trainingKernels, type Plan } from '../runtime/plan.js';
 import type { CreateOptions, Model } from '../runtime/model.js';
 import { Rng } from '../compiler/util/rng.js';
 import { randomWeights, sharedDevice } from './helpers/gpu.js';
@@ -68,7 +69,8 @@ test('compile writes module, bundle, declarations, kernels and a manifest', asyn
   const tr = c.plan.training!;
   const trainKernels = [...tr.forward, ...tr.backward, ...Object.values(tr.losses), tr.checkFinite, ...Object.values(tr.optimizers)];
   t.deepEqual(m.trainingKernels!.map((k) => k.name), trainKernels.map((k) => k.name));
-  t.deepEqual(listing(r.outDir), [...kernels, ...m.trainingKernels!.map((k) => k.wgsl), 'aot_small.d.mts', 'aot_small.mjs', 'aot_small.manifest.json', 'aot_small.ts'].sort());
+  // forward kernels that training shares with inference keep their one file under kernels/
+  t.deepEqual(listing(r.outDir), [...new Set([...kernels, ...m.trainingKernels!.map((k) => k.wgsl)]), 'aot_small.d.mts', 'aot_small.mjs', 'aot_small.manifest.json', 'aot_small.ts'].sort());
   t.deepEqual(r.files, listing(r.outDir));
   for (const k of c.plan.kernels) t.is(readFileSync(join(r.outDir, 'kernels', `${c.plan.name}.${k.name}.wgsl`), 'utf8').trimEnd(), k.wgsl.trimEnd());
   trainKernels.forEach((k, i) => t.is(readFileSync(join(r.outDir, m.trainingKernels![i].wgsl), 'utf8').trimEnd(), k.wgsl.trimEnd()));
@@ -82,6 +84,25 @@ test('compile writes module, bundle, declarations, kernels and a manifest', asyn
   t.deepEqual(m.kernels.map((k) => [k.name, k.config, k.grid]), c.plan.kernels.map((k) => [k.name, k.config ?? null, k.grid]));
   t.true(c.plan.kernels.some((k) => k.config !== undefined), 'gemm kernels carry their schedule');
   t.deepEqual(Object.keys(m.files).sort(), r.files.filter((f) => !f.endsWith('.manifest.json')));
+});
+
+test('a training module holds each kernel\'s WGSL once; the JIT training plan runs the inference kernel objects', async (t) => {
+  const r = await compiled();
+  const c = compileSync(SPEC);
+  const tr = c.plan.training!;
+  // JIT: the training forward is the inference kernels themselves, except the gemms that save a pre-activation
+  const saving = new Set(c.backward!.forward.nodes.filter((n) => n.kind === 'blockgemm' && n.savePre).map((n) => n.id));
+  t.true(saving.size > 0 && saving.size < tr.forward.length, 'the spec has kernels of both kinds');
+  for (const k of tr.forward) {
+    const inference = c.plan.kernels.find((p) => p.output === k.output)!;
+    if (saving.has(k.output)) t.not(k.wgsl, inference.wgsl, `${k.name} stores its pre-activation`);
+    else t.is(k, inference as typeof k, `${k.name}: the inference kernel object`);
+  }
+  // AOT: every kernel's WGSL (forward, training, generic backward kernels shared by several steps) occurs once in the module
+  const src = readFileSync(join(r.outDir, 'aot_small.ts'), 'utf8');
+  const all = [...c.plan.kernels, ...trainingKernels(tr)].flatMap((k) => [k, ...(k.subgroup ?? []).map((v) => ({ ...v, name: `${k.name} (subgroup ${v.width})` }))]);
+  for (const k of all) t.is(src.split(dataLiteral(k.wgsl)).length - 1, 1, `${k.name}: its WGSL occurs once in aot_small.ts`);
+  t.is([...src.matchAll(/\/\/ dyadc kernel /g)].length, new Set(all.map((k) => k.wgsl)).size, 'one WGSL text per distinct kernel');
 });
 
 test('compiling twice gives byte-identical files', async (t) => {

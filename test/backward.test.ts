@@ -104,6 +104,22 @@ test('autodiff: data gradients are transposed blockgemms with swapped maps; no i
   t.deepEqual(Object.keys(train.weightGrads).sort(), Object.keys(g.weights).sort());
 });
 
+test('autodiff: one run flags exactly the steps that only the input gradient needs (the steps a run without it leaves out)', (t) => {
+  const specs: SpecInput[] = [MIXED, STANDALONE, DENSE, WIDE, { name: 'act_first', input: { features: 8 }, layers: [
+    { op: 'gelu' }, { op: 'layernorm', name: 'ln' }, { op: 'linear', name: 'a', out_features: 8 }, { op: 'residual', from: 'input' }, { op: 'relu' },
+    { op: 'dyad', name: 'b', out_features: 4, blocks: 2, variant: 'dt' }] }];
+  for (const spec of specs) {
+    for (const noFuse of [false, true]) {
+      const g = runPasses(buildGraph(parseSpec(spec)), forwardPasses({ noFuse }));
+      const full = autodiff(g, { inputGrad: true }), train = autodiff(g, { inputGrad: false });
+      const kept = new Set(train.steps.map((s) => s.id));
+      t.deepEqual(full.steps.filter((s) => !s.inputGradOnly).map((s) => s.id), train.steps.map((s) => s.id), `${spec.name} noFuse=${noFuse}\n${printTrain(full)}`);
+      t.true(full.steps.filter((s) => s.inputGradOnly).every((s) => !kept.has(s.id)));
+      t.true(full.steps.some((s) => s.inputGradOnly), `${spec.name}: the input gradient needs a step of its own`);
+    }
+  }
+});
+
 test('autodiff: a value read twice accumulates through the producer (no extra add kernel)', (t) => {
   const tg = autodiff(fusedGraph(MIXED));
   // the input feeds the layernorm prologue and the residual: its gradient is norm_grad + the residual branch

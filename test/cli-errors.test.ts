@@ -95,7 +95,7 @@ test('layers named like Object.prototype members compile and inspect (was: inter
   t.regex(r.stdout, /^dyadc: compiled m \(5 \+ \d+ training kernels/);
   const i = await dyadc('inspect', f, '--kernel', '__proto__');
   t.is(i.code, 0, i.stderr);
-  t.regex(i.stdout, /kernel k2___proto__ \(__proto__/);
+  t.regex(i.stdout, /kernel __proto__ \(__proto__/);
 });
 
 test('output paths that are not regular files are refused before anything is replaced (-o /dev/full was replaced by the atomic rename); empty -o is a usage error', async (t) => {
@@ -172,7 +172,7 @@ test('compile --help names the files compile writes (.mjs, .d.mts); inspect --he
   t.regex(c.stdout.replace(/\s+/g, ' '), /<name>\.mjs \(ESM bundle\), <name>\.d\.mts/);
   t.notRegex(c.stdout, /\.js \(ESM bundle\)|\.d\.ts/);
   const i = await dyadc('inspect', '--help');
-  t.regex(i.stdout.replace(/\s+/g, ' '), /build, lower, fuse, split-norms, schedule, autodiff/);
+  t.regex(i.stdout.replace(/\s+/g, ' '), /choose-blocks, build, lower, fuse, split-norms, schedule, autodiff, schedule-backward/);
 });
 
 test('convert --blocks that fit no dyad layer is a usage error naming the layers and the valid block counts (was: a table of "-", exit 0)', async (t) => {

@@ -51,7 +51,7 @@ test.serial('compile via the CLI writes the module directory', async (t) => {
   const out = join(tmp, 'compiled');
   const r = await dyadc('compile', 'examples/opt125m-ff-dyad.json', '-o', out);
   t.is(r.code, 0, r.stderr);
-  for (const f of ['opt125m_ff_dyad.ts', 'opt125m_ff_dyad.mjs', 'opt125m_ff_dyad.d.mts', 'opt125m_ff_dyad.manifest.json', 'kernels/opt125m_ff_dyad.k1_relu_2.wgsl']) t.true(existsSync(join(out, f)), f);
+  for (const f of ['opt125m_ff_dyad.ts', 'opt125m_ff_dyad.mjs', 'opt125m_ff_dyad.d.mts', 'opt125m_ff_dyad.manifest.json', 'kernels/opt125m_ff_dyad.fc1.wgsl']) t.true(existsSync(join(out, f)), f);
   t.log(`dyadc compile examples/opt125m-ff-dyad.json: ${(r.ms / 1000).toFixed(2)} s wall (process start to exit); ${r.stdout.split('\n')[0]}`);
   const tuned = await dyadc('compile', 'examples/opt125m-ff-dyad.json', '-o', out, '--tuned', join(tmp, 'cache.json'));
   t.is(tuned.code, 1);
@@ -95,7 +95,7 @@ test.serial('inspect prints the IR and the kernels', async (t) => {
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /^graph opt125m_ff_dyad -> %/m);
   t.regex(r.stdout, /blockgemm\(.*parts=\[lower fc1\.wl .*upper fc1\.wu .*prologue=layernorm.*epilogue=\[relu\]/);
-  t.regex(r.stdout, /k1_relu_2: ln\+fc1\+relu_2 \[batch,768\] -> \[batch,3072\]/);
+  t.regex(r.stdout, /fc1: ln\+fc1\+relu_2 \[batch,768\] -> \[batch,3072\]/);
   t.is(r.stderr, '');
 });
 
@@ -107,8 +107,8 @@ test.serial('inspect --print-after all: spec, IR after every pass, WGSL, module;
   ]);
   t.is(all.code, 0, all.stderr);
   const sections = [...all.stdout.matchAll(/^\/\/ ===== (.*) =====$/gm)].map((m) => m[1].split(' (')[0]);
-  const forward = ['spec mnist_mlp_dyad', 'IR after build', 'IR after lower', 'IR after fuse', 'IR after split-norms', 'IR after schedule', 'IR after autodiff',
-    'kernel k0_relu_1', 'kernel k1_relu_3', 'kernel k2_fc3'];
+  const forward = ['spec mnist_mlp_dyad', 'IR after choose-blocks', 'IR after build', 'IR after lower', 'IR after fuse', 'IR after split-norms', 'IR after schedule',
+    'IR after autodiff', 'IR after schedule-backward', 'kernel fc1', 'kernel fc2', 'kernel fc3'];
   t.deepEqual(sections.slice(0, forward.length), forward);
   t.is(sections[sections.length - 1], 'module mnist_mlp_dyad.ts');
   t.true(sections.slice(forward.length, -1).every((x) => x.startsWith('training kernel ')), sections.join('\n'));
@@ -120,7 +120,7 @@ test.serial('inspect --print-after all: spec, IR after every pass, WGSL, module;
   t.regex(one.stdout, /^\/\/ ===== IR after lower =====\ngraph mnist_mlp_dyad/m);
   t.notRegex(one.stdout, /epilogue=/, 'before fuse');
   t.is(k.code, 0, k.stderr);
-  t.regex(k.stdout, /kernel k2_fc3 \(fc3,/);
+  t.regex(k.stdout, /kernel fc3 \(fc3,/);
   t.regex(k.stdout, /fn main/);
 });
 
@@ -149,7 +149,7 @@ test.serial('usage errors exit 2', async (t) => {
   for (const r of rs) t.is(r.code, 2, `${r.stderr}`);
   for (const r of rs) t.regex(r.stderr, /^dyadc: \S/, 'usage errors read like every other error');
   t.regex(rs[0].stderr, /^dyadc: unknown command 'frobnicate'\n\(run `dyadc --help` for usage\)/);
-  t.regex(rs[5].stderr, /unknown pass "fsue" \(passes: build, lower, fuse, split-norms, schedule, autodiff, or all\)/);
+  t.regex(rs[5].stderr, /unknown pass "fsue" \(passes: choose-blocks, build, lower, fuse, split-norms, schedule, autodiff, schedule-backward, or all\)/);
 });
 
 test.serial('init + convert round trip: errors per block count, and the written file loads', async (t) => {

@@ -31,7 +31,7 @@ const cases: VectorCase[] = JSON.parse(readFileSync(CASES, 'utf8')).cases;
 /** The IR after every pass of the forward pipeline (via compile's onStage hook), build excluded. */
 function stages(spec: SpecInput | ReturnType<typeof parseSpec>, opts: { noFuse?: boolean } = {}): [string, Graph][] {
   const out: [string, Graph][] = [];
-  compileSync(spec, { ...opts, onStage: (name, g) => { if (name !== 'build') out.push([name, g]); } });
+  compileSync(spec, { ...opts, onStage: (pass, s) => { if (s.graph && !s.train && pass.name !== 'build') out.push([pass.name, s.graph]); } });
   return out;
 }
 

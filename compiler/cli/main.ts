@@ -15,21 +15,18 @@
  * stays small; the built `dyadc compile` never loads ts-morph (compiler/codegen/module.ts reads the
  * skeleton printed at build time).
  */
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DyadcError } from '../errors.js';
 import type { Spec } from '../spec/types.js';
 import { registerTune } from './tune-command.js';
-import { packagePath } from '../util/package-root.js';
+import { packagePath, dyadcVersion } from '../util/package-root.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
-}
 
 /** Thrown by actions for bad option values found after parsing: reported like commander's usage errors (exit 2). */
 class UsageError extends Error {}
@@ -117,7 +114,7 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
   const planned = Object.keys(DEFAULT_LIMITS);
   const info = describeAdapter(adapter.info);
   const report: DoctorReport = {
-    dyadc: packageVersion(), node: process.version, platform: `${process.platform} ${process.arch}`, source,
+    dyadc: dyadcVersion(), node: process.version, platform: `${process.platform} ${process.arch}`, source,
     adapter: { ...info, isFallbackAdapter: (adapter.info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? null },
     plannedLimits: Object.fromEntries(planned.map((k) => [k, { adapter: limits[k], default: DEFAULT_LIMITS[k as keyof typeof DEFAULT_LIMITS] }])),
     otherLimits: Object.fromEntries(names.filter((k) => !planned.includes(k) && limits[k] !== undefined).map((k) => [k, limits[k]])),
@@ -158,7 +155,8 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
 
 /**
  * `dyadc inspect <spec>`: the IR after all passes and a kernel summary; `--print-after <pass>` the IR
- * after one pass (build, lower, fuse, split-norms, schedule, and autodiff: the backward graph); `--print-after all`
+ * after one pass of the list (passes/index.ts: choose-blocks, build, lower, fuse, split-norms, schedule,
+ * autodiff, schedule-backward); `--print-after all`
  * the normalised spec, the IR after every pass, every kernel's WGSL (forward, then training) and the
  * generated TS module; `--kernel <name|layer>` one kernel's WGSL.
  * @throws DyadcError(SPEC_* | LIMIT) from the compiler; UsageError for an unknown pass or kernel.
@@ -170,12 +168,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   const { trainingKernels } = await import('../../runtime/plan.js');
   const spec = loadSpecFile(file);
   const stages: [string, () => string][] = [];
-  const c = compileSync(spec, { onStage: (name, g) => stages.push([name, () => print(g)]) });
-  if (c.backward) {
-    const { printTrain } = await import('../passes/autodiff.js');
-    const tg = c.backward;
-    stages.push(['autodiff', () => printTrain(tg)]);
-  }
+  const c = compileSync(spec, { onStage: (pass, state) => stages.push([pass.name, () => pass.print(state)]) });
   const section = (title: string) => out(`// ===== ${title} =====`);
   const names = stages.map(([n]) => n);
   const tr = c.plan.training;
@@ -437,7 +430,7 @@ async function convertCmd(file: string, opts: { dense: string; out?: string; pre
 function program(result: { code: number }): Command {
   const p = new Command('dyadc')
     .description('Compile Linear/DYAD layer specs to fused WGSL kernels and a thin WebGPU runtime')
-    .version(packageVersion(), '-V, --version')
+    .version(dyadcVersion(), '-V, --version')
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError('(run `dyadc --help` for usage)')
     // usage errors in the same one-line form as every other error (`dyadc: …`); exit code 2
@@ -453,7 +446,7 @@ function program(result: { code: number }): Command {
   p.command('inspect')
     .description('print the IR (after any pass), kernels\' WGSL and the generated module')
     .argument('<spec>', 'spec JSON file')
-    .option('--print-after <pass>', 'print the IR after this pass (build, lower, fuse, split-norms, schedule, autodiff) or everything with "all"; blocks: "auto" is resolved before build')
+    .option('--print-after <pass>', 'print the IR after this pass (choose-blocks, build, lower, fuse, split-norms, schedule, autodiff, schedule-backward) or everything with "all"')
     .option('--kernel <name>', 'print the WGSL of this kernel (kernel name or layer name)')
     .action(run((spec: string, o: { printAfter?: string; kernel?: string }) => inspect(spec, o)));
 

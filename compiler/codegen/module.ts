@@ -233,11 +233,13 @@ const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /**
  * A TypeScript expression for JSON-like data: object keys sorted, `undefined` members dropped (as
- * JSON.stringify does), multi-line strings as template literals, short arrays/objects inline.
+ * JSON.stringify does), multi-line strings as template literals, short arrays/objects inline; a
+ * string found in `refs` is written as its expression there (e.g. `WGSL[3]`, see `wgslTable`).
  * @throws DyadcError(IR_INVALID) for values JSON cannot carry (functions, NaN, Infinity).
  */
-export function dataLiteral(value: unknown, indent = ''): string {
+export function dataLiteral(value: unknown, indent = '', refs?: ReadonlyMap<string, string>): string {
   if (value === null) return 'null';
+  if (typeof value === 'string' && refs?.has(value)) return refs.get(value)!;
   switch (typeof value) {
     case 'number':
       if (!Number.isFinite(value)) throw new DyadcError('IR_INVALID', `module codegen: cannot embed ${value}`);
@@ -250,13 +252,13 @@ export function dataLiteral(value: unknown, indent = ''): string {
   }
   const inner = indent + '  ';
   if (Array.isArray(value)) {
-    const items = value.map((v) => dataLiteral(v, inner));
+    const items = value.map((v) => dataLiteral(v, inner, refs));
     const flat = `[${items.join(', ')}]`;
     return flat.length <= 100 && !flat.includes('\n') ? flat : `[\n${items.map((s) => inner + s).join(',\n')},\n${indent}]`;
   }
   const entries = Object.keys(value as object).sort()
     .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-    .map((k) => `${IDENT.test(k) ? k : JSON.stringify(k)}: ${dataLiteral((value as Record<string, unknown>)[k], inner)}`);
+    .map((k) => `${IDENT.test(k) ? k : JSON.stringify(k)}: ${dataLiteral((value as Record<string, unknown>)[k], inner, refs)}`);
   if (entries.length === 0) return '{}';
   const flat = `{ ${entries.join(', ')} }`;
   return flat.length <= 100 && !flat.includes('\n') ? flat : `{\n${entries.map((s) => inner + s).join(',\n')},\n${indent}}`;
@@ -314,9 +316,9 @@ const EXPORT_DOCS = {
  * Placeholders (identifiers no generated code uses) that ts-morph prints as they are and that are
  * replaced by text afterwards: the header comment and the data literals.
  */
-const SLOT = { header: '__dyadc_data_header__', plan: '__dyadc_data_plan__', weightShapes: '__dyadc_data_weightShapes__' } as const;
+const SLOT = { header: '__dyadc_data_header__', wgsl: '__dyadc_data_wgsl__', plan: '__dyadc_data_plan__', weightShapes: '__dyadc_data_weightShapes__' } as const;
 type Slot = keyof typeof SLOT;
-const SLOT_RE = /__dyadc_data_(header|plan|weightShapes)__/g;
+const SLOT_RE = /__dyadc_data_(header|wgsl|plan|weightShapes)__/g;
 
 const comment = (text: string): string => `/**\n${text.split('\n').map((l) => ` *${l ? ' ' + l : ''}`).join('\n')}\n */`;
 
@@ -348,6 +350,11 @@ function printSkeleton(headers?: { ts: string; dts: string }): Skeleton {
       headers?.ts ?? SLOT.header,
       { kind: StructureKind.ImportDeclaration, moduleSpecifier: RUNTIME_SPECIFIER, namedImports: [{ name: 'Model', alias: 'RuntimeModel' }] },
       ...typeStatements(false),
+      {
+        kind: StructureKind.VariableStatement, declarationKind: VariableDeclarationKind.Const,
+        docs: ['Every distinct WGSL source of the plan, once: kernels the forward and training plans share are written once and referenced.'],
+        declarations: [{ name: 'WGSL', type: 'readonly string[]', initializer: SLOT.wgsl }],
+      },
       constant('plan', 'Plan', SLOT.plan),
       constant('spec', 'Spec', 'plan.spec'),
       constant('weightShapes', 'Record<string, number[]>', SLOT.weightShapes),
@@ -401,7 +408,7 @@ function skeleton(): Skeleton {
   if (FROM_SOURCES) return (cachedSkeleton = printSkeleton());
   let c: Partial<Skeleton> | undefined;
   try { c = JSON.parse(readFileSync(SKELETON_FILE, 'utf8')) as Partial<Skeleton>; } catch { /* reported below */ }
-  if (!c || slotsOf(c.ts) !== 'header,plan,weightShapes' || slotsOf(c.dts) !== 'header') {
+  if (!c || slotsOf(c.ts) !== 'header,wgsl,plan,weightShapes' || slotsOf(c.dts) !== 'header') {
     throw new DyadcError('IR_INVALID', `module codegen: ${SKELETON_FILE} is ${existsSync(SKELETON_FILE) ? 'damaged' : 'missing'}`, { fix: 'reinstall dyadc (or run `npm run build` in its repository)' });
   }
   return (cachedSkeleton = { ts: c.ts!, dts: c.dts! });
@@ -431,12 +438,34 @@ export function emitModuleSources(inp: ModuleInput, opts: { cache?: boolean } = 
   const sk = opts.cache === false ? printSkeleton(headers) : skeleton();
   // The data goes into its slots after printing: ts-morph would print it with a hanging indent
   // and then parse it (~40 kB of WGSL and numbers, most of the emit time) for nothing.
-  const data = { plan: dataLiteral(inp.plan), weightShapes: orderedRecord(inp.weightShapes) };
+  const { table, refs } = wgslTable(inp.plan);
+  const data = { wgsl: table, plan: dataLiteral(inp.plan, '', refs), weightShapes: orderedRecord(inp.weightShapes) };
   const withHeader = <T extends object>(v: T, h: string) => (opts.cache === false ? v : { ...v, header: h });
   return {
     ts: fillSlots(sk.ts, withHeader(data, headers.ts)),
     dts: fillSlots(sk.dts, withHeader({}, headers.dts)),
   };
+}
+
+/**
+ * The plan's distinct WGSL sources (every `wgsl` member, at any depth: kernels, subgroup variants,
+ * the training section, the f32 fallback) in first-seen order, as an array literal, and the
+ * expression (`WGSL[i]`) that stands for each in the plan literal: a kernel that the forward and
+ * training plans share (the same text) is written into the module once.
+ */
+export function wgslTable(plan: Plan): { table: string; refs: Map<string, string>; sources: string[] } {
+  const refs = new Map<string, string>(), sources: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) { v.forEach(walk); return; }
+    if (!v || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v)) {
+      if (k === 'wgsl' && typeof x === 'string') {
+        if (!refs.has(x)) { refs.set(x, `WGSL[${sources.length}]`); sources.push(x); }
+      } else walk(x);
+    }
+  };
+  walk(plan);
+  return { table: sources.length ? `[\n${sources.map((w) => `  ${dataLiteral(w, '  ')}`).join(',\n')},\n]` : '[]', refs, sources };
 }
 
 /** Like `dataLiteral` for a flat record whose key order matters (spec order), one entry per line. */

@@ -1,8 +1,9 @@
 /**
  * Scheduled IR → execution plan (runtime/plan.ts): lays the weights out in one f32 arena
- * (each tensor 16-byte aligned so kernels can read vec4s), renders one kernel per compute node.
+ * (each tensor 16-byte aligned so kernels can read vec4s), renders one kernel per compute node,
+ * named after it (`fc1`, `ln.stats`: a fused gemm keeps its layer's name, passes/fuse.ts).
  */
-import type { Graph } from '../ir/graph.js';
+import type { Graph, Node } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
@@ -67,69 +68,78 @@ export function layoutWeights(g: Graph): { offsets: Offsets; offsets16: Offsets;
   return { offsets, offsets16, weights, length: Math.max(at, 4), length16: at16 };
 }
 
-/**
- * Builds the plan from a scheduled graph.
- * @throws DyadcError(LIMIT) when the weights arena exceeds maxStorageBufferBindingSize.
- */
-export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): Plan {
-  const lim = { ...DEFAULT_LIMITS, ...limits };
-  const { offsets, offsets16, weights, length, length16 } = layoutWeights(g);
+/** What rendering a node's kernel needs from its graph: weight offsets, value types and features. */
+export interface KernelContext { offsets: Offsets; types: KernelTypes; features: Map<string, number> }
+
+/** The context of a graph's kernels: its weight layout (`layoutWeights`) and its values' types and features. */
+export function kernelContext(g: Graph): KernelContext {
+  const { offsets, offsets16 } = layoutWeights(g);
   const dtypes = new Map<string, DType>(g.nodes.map((n) => [n.id, n.kind === 'rowstats' ? 'f32' : n.dtype]));
-  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
-  checkArenaBytes(g.name, length * 4, lim);  // the adapter's binding size, clamped to what u32 indices address
-  const features = new Map(g.nodes.map((n) => [n.id, n.features]));
-  const kernels: PlanKernel[] = [];
+  return { offsets, types: { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 }, features: new Map(g.nodes.map((n) => [n.id, n.features])) };
+}
+
+/**
+ * The plan kernel of one compute node, named after its node (= its layer: `fc1`, `ln.stats`).
+ * @returns undefined for the input node.
+ * @throws DyadcError(IR_INVALID) for an unlowered node or a norm without its rowstats input.
+ */
+export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined {
+  const { offsets, types, features } = ctx;
+  const name = n.id;
+  const shapes = `[batch,${features.get(n.inputs[0]) ?? n.features}] -> [batch,${n.features}]`;
   const value = (id: string): PlanBinding['buffer'] => ({ kind: 'value', id });
   /** element types of an elementwise kernel's x, y and (residual) other operand; math is f32 */
   const elementTypes = (x: string, y: string, other?: string) => {
     const [xType, yType, otherType] = [x, y, other ?? x].map(types.valueDtype);
     return { xType, yType, otherType, f16: [xType, yType, otherType].includes('f16') };
   };
-  let k = 0;
-  for (const n of g.nodes) {
-    const name = `k${k}_${n.id.replace(/[^A-Za-z0-9_]/g, '_')}`;
-    const shapes = `[batch,${features.get(n.inputs[0]) ?? n.features}] -> [batch,${n.features}]`;
-    switch (n.kind) {
-      case 'input': continue;
-      case 'blockgemm': {
-        kernels.push({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, types) });
-        break;
-      }
-      case 'rowstats': {
-        const inF = features.get(n.inputs[0])!, rr = rowReduction(inF);
-        const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
-          features: inF, ...rr, xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
-        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup },
-          bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }] });
-        break;
-      }
-      case 'act': case 'residual': {
-        const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
-          op: n.kind === 'act' ? n.act : 'add', act: n.kind === 'act' ? n.act : undefined, acts: n.kind === 'act' ? { [n.act]: true } : {},
-          residual: n.kind === 'residual', other: n.inputs[1], normalize: false, ...elementTypes(n.inputs[0], n.id, n.inputs[1]) });
-        const bindings: PlanBinding[] = [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }];
-        if (n.kind === 'residual') bindings.push({ binding: 3, buffer: value(n.inputs[1]) });
-        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG }, bindings });
-        break;
-      }
-      case 'norm': {
-        if (n.inputs.length !== 2) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input reached codegen (run the fuse pass)`);
-        const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
-          op: `${n.norm} normalize`, acts: {}, residual: false, normalize: true, stats: n.inputs[1],
-          weightOffset: offsets[n.weight], hasBias: !!n.bias, biasOffset: n.bias ? offsets[n.bias] : 0, ...elementTypes(n.inputs[0], n.id) });
-        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG },
-          bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }, { binding: 3, buffer: value(n.inputs[1]) }, { binding: 4, buffer: { kind: 'weights' } }] });
-        break;
-      }
-      default:
-        throw new DyadcError('IR_INVALID', `%${n.id}: ${n.kind} must be lowered before codegen`);
+  switch (n.kind) {
+    case 'input': return undefined;
+    case 'blockgemm':
+      return { name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, types) };
+    case 'rowstats': {
+      const inF = features.get(n.inputs[0])!, rr = rowReduction(inF);
+      const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
+        features: inF, ...rr, xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
+      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup },
+        bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }] };
     }
-    k++;
+    case 'act': case 'residual': {
+      const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
+        op: n.kind === 'act' ? n.act : 'add', act: n.kind === 'act' ? n.act : undefined, acts: n.kind === 'act' ? { [n.act]: true } : {},
+        residual: n.kind === 'residual', other: n.inputs[1], normalize: false, ...elementTypes(n.inputs[0], n.id, n.inputs[1]) });
+      const bindings: PlanBinding[] = [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }];
+      if (n.kind === 'residual') bindings.push({ binding: 3, buffer: value(n.inputs[1]) });
+      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG }, bindings };
+    }
+    case 'norm': {
+      if (n.inputs.length !== 2) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input reached codegen (run the split-norms pass)`);
+      const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
+        op: `${n.norm} normalize`, acts: {}, residual: false, normalize: true, stats: n.inputs[1],
+        weightOffset: offsets[n.weight], hasBias: !!n.bias, biasOffset: n.bias ? offsets[n.bias] : 0, ...elementTypes(n.inputs[0], n.id) });
+      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG },
+        bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }, { binding: 3, buffer: value(n.inputs[1]) }, { binding: 4, buffer: { kind: 'weights' } }] };
+    }
+    default:
+      throw new DyadcError('IR_INVALID', `%${n.id}: ${n.kind} must be lowered before codegen`);
   }
-  const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: types.valueDtype(n.id) }));
+}
+
+/**
+ * Builds the plan from a scheduled graph: one kernel per compute node, rendered once here (the
+ * training section reuses these kernel objects; codegen/train-plan.ts).
+ * @throws DyadcError(LIMIT) when the weights arena exceeds maxStorageBufferBindingSize.
+ */
+export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): Plan {
+  const lim = { ...DEFAULT_LIMITS, ...limits };
+  const { weights, length, length16 } = layoutWeights(g);
+  checkArenaBytes(g.name, length * 4, lim);  // the adapter's binding size, clamped to what u32 indices address
+  const ctx = kernelContext(g);
+  const kernels = g.nodes.map((n) => nodeKernel(n, ctx)).filter((k): k is PlanKernel => k !== undefined);
+  const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: ctx.types.valueDtype(n.id) }));
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
   checkArenaBytes(g.name, length16 * 2, lim, 'f16 weights');
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
-  return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
+  return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: ctx.features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };
 }

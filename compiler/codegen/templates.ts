@@ -12,7 +12,7 @@
  * byte-identical WGSL (test/cli-startup.test.ts).
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { sha256 } from '../util/hash.js';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Script } from 'node:vm';
@@ -31,14 +31,14 @@ let checksum: string | undefined;
 
 /** `{ name → source }` of templates/*.wgsl.hbs, in name order, and their checksum. */
 function readTemplates(): { sources: [string, string][]; sum: string } {
-  const h = createHash('sha256');
+  const parts: string[] = [];
   const sources: [string, string][] = [];
   for (const f of readdirSync(dir).filter((f) => f.endsWith('.wgsl.hbs')).sort()) {
     const src = readFileSync(join(dir, f), 'utf8');
-    h.update(f).update(src);
+    parts.push(f, src);
     sources.push([f.replace(/\.wgsl\.hbs$/, ''), src]);
   }
-  return { sources, sum: h.digest('hex').slice(0, 16) };
+  return { sources, sum: sha256(parts, 16) };
 }
 
 /**
@@ -49,7 +49,7 @@ export function loadTemplates(opts: { precompiled?: boolean } = {}): { templates
   const { sources, sum } = readTemplates();
   const req = createRequire(import.meta.url);
   const version = (req('handlebars/package.json') as { version: string }).version;
-  const key = createHash('sha256').update(JSON.stringify([sum, version, OPTIONS])).digest('hex').slice(0, 16);
+  const key = sha256(JSON.stringify([sum, version, OPTIONS]), 16);
   const cdir = opts.precompiled === false ? undefined : cacheDir();
   const file = cdir && join(cdir, `templates-${key}.js`);
   let specs: Record<string, Parameters<typeof HandlebarsNS.template>[0]> | undefined;

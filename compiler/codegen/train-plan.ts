@@ -1,6 +1,7 @@
 /**
- * Backward graph → the plan's `training` section (runtime/plan.ts): forward kernels that save what the
- * backward needs, backward kernels in order, loss and optimizer kernels.
+ * Backward graph → the plan's `training` section (runtime/plan.ts): the forward kernels (the inference
+ * plan's own, plus the gemms that save what the backward needs), backward kernels in order, loss and
+ * optimizer kernels. The backward graph comes scheduled from the pass list (passes/index.ts).
  *
  * Kernels and who renders them:
  *   data_grad        renderBlockGemm (the forward template family, transposed parts, swapped maps)
@@ -14,44 +15,20 @@
  * ones (e.g. the relu backward of two 1024-wide layers, or the optimizer of any model) share one
  * pipeline and one shader JIT; the plan kernel's `name`/`layers` still say which layer it serves.
  */
-import type { Graph, BlockGemmNode } from '../ir/graph.js';
-import type { Spec } from '../spec/types.js';
-import type { PlanTraining, TrainKernel, TrainBinding, PlanKernel } from '../../runtime/plan.js';
+import type { BlockGemmNode } from '../ir/graph.js';
+import type { Plan, PlanTraining, TrainKernel, TrainBinding } from '../../runtime/plan.js';
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
-import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type NormGradStep, type NormParamGradStep } from '../passes/autodiff.js';
-import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
+import type { TrainGraph, GradStep, PointwiseGradStep, NormGradStep, NormParamGradStep } from '../passes/autodiff.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
-import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
-import { buildPlan, layoutWeights, rowReduction } from './plan.js';
+import { renderWeightGrad, type RenderedTrainKernel } from './weightgrad.js';
+import { kernelContext, nodeKernel, rowReduction } from './plan.js';
 import { render } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
-import { ownValue } from '../../runtime/own.js';
 
 const ELEMENTWISE_WG = 256;
 const ROWS_WG = 64;
 const OPT_WG = 256;
-
-/** Schedules the backward gemms (default schedule unless overridden by step id or layer) and the weight-gradient tiles. */
-export function scheduleBackward(tg: TrainGraph, opts: ScheduleOptions = {}): TrainGraph {
-  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const o = opts.overrides ?? {};
-  for (const s of tg.steps) {
-    if (s.kind === 'data_grad') {
-      const n = s.node;
-      const sch = ownValue(o, n.id) ?? n.schedule ?? defaultSchedule(n);
-      checkSchedule(sch, n, limits);
-      n.schedule = sch;
-    } else if (s.kind === 'weight_grad') {
-      s.tile = weightGradTile(s);
-      if (s.tile.workgroup > limits.maxComputeInvocationsPerWorkgroup)
-        throw new DyadcError('LIMIT', `layer ${s.layers.join('+')}: weight-gradient workgroup ${s.tile.workgroup} exceeds maxComputeInvocationsPerWorkgroup ${limits.maxComputeInvocationsPerWorkgroup}`);
-    }
-  }
-  return tg;
-}
-
-const kname = (prefix: string, k: number, id: string) => `${prefix}${k}_${id.replace(/[^A-Za-z0-9_]/g, '_')}`;
 
 function decl(binding: number, name: string, access: 'read' | 'read_write', comment: string, type = 'array<f32>') {
   return { binding, name, access, type, comment };
@@ -216,36 +193,40 @@ export function renderRefreshHalf(weights: { name: string; offset: number; offse
     bindings: [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'weights16' } }] };
 }
 
-export interface TrainingBuild { graph: TrainGraph; training: PlanTraining }
-
 /**
- * Builds the training section for a scheduled forward graph: autodiff (with the input gradient; the
- * kernels only it needs are flagged `inputGradOnly`), backward schedules, kernels, losses, optimizers.
- * @throws DyadcError(IR_INVALID | LIMIT)
+ * Builds the training section from the backward graph (after autodiff and schedule-backward) and
+ * the inference plan of the same forward graph: the forward kernels are the plan's own kernel
+ * objects, except the gemms whose backward needs their pre-activation (`savePre`), which are
+ * rendered here with that extra store; then the backward kernels (named after their step: `fc1.dw`,
+ * `fc1.dx`; the steps only the input gradient needs are flagged `inputGradOnly`), losses, optimizers.
+ * @throws DyadcError(IR_INVALID) when the plan does not hold a kernel of a forward node.
  */
-export function buildTraining(scheduled: Graph, spec: Spec, opts: ScheduleOptions & { limits?: Partial<Limits> } = {}): TrainingBuild {
-  const tg = scheduleBackward(autodiff(scheduled, { inputGrad: true }), opts);
-  const reduced = new Set(autodiff(scheduled, { inputGrad: false }).steps.map((s) => s.id));
-  const { offsets, offsets16, weights } = layoutWeights(tg.forward);
-  const fwdPlan = buildPlan(tg.forward, spec, opts.limits);
-  const dtypes = new Map<string, DType>(fwdPlan.values.map((v) => [v.id, v.dtype ?? 'f32']));
-  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
-  const forward: TrainKernel[] = fwdPlan.kernels.map((k: PlanKernel) => ({ ...k, bindings: k.bindings.map((b) => ({ binding: b.binding, buffer: b.buffer })) }));
-  const features = new Map<string, number>(fwdPlan.values.map((v) => [v.id, v.features]));
-  const backward = tg.steps.map((s, k) => {
-    const kernel = stepKernel(s, offsets, kname('b', k, s.id), features, types);
-    if (!reduced.has(s.id)) kernel.inputGradOnly = true;
+export function buildTraining(tg: TrainGraph, plan: Plan): PlanTraining {
+  const ctx = kernelContext(tg.forward);
+  const byOutput = new Map(plan.kernels.map((k) => [k.output, k]));
+  const forward: TrainKernel[] = [];
+  for (const n of tg.forward.nodes) {
+    if (n.kind === 'input') continue;
+    const k = n.kind === 'blockgemm' && n.savePre ? nodeKernel(n, ctx) : byOutput.get(n.id);
+    if (!k) throw new DyadcError('IR_INVALID', `training: the plan has no kernel for %${n.id}`);
+    forward.push(k);
+  }
+  const saved: Plan['values'] = tg.forward.nodes.flatMap((n) => (n.kind === 'blockgemm' && n.savePre ? [{ id: n.savePre, features: n.features, dtype: 'f32' as const }] : []));
+  for (const v of saved) ctx.features.set(v.id, v.features);
+  const backward = tg.steps.map((s) => {
+    const kernel = stepKernel(s, ctx.offsets, s.id, ctx.features, ctx.types);
+    if (s.inputGradOnly) kernel.inputGradOnly = true;
     return kernel;
   });
-  const outF = features.get(tg.forward.output)!;
+  const outF = ctx.features.get(tg.forward.output)!;
   const training: PlanTraining = {
     format: TRAIN_FORMAT, forward, backward,
-    values: [...fwdPlan.values, ...tg.values],
+    values: [...plan.values, ...saved, ...tg.values],
     outputGrad: tg.outputGrad, inputGrad: tg.inputGrad!,
-    losses: renderLosses(outF, tg.forward.output, tg.outputGrad, types.valueDtype(tg.forward.output)),
-    optimizers: renderOptimizers(fwdPlan.arenaLength),
-    checkFinite: renderCheckFinite(fwdPlan.arenaLength),
+    losses: renderLosses(outF, tg.forward.output, tg.outputGrad, ctx.types.valueDtype(tg.forward.output)),
+    optimizers: renderOptimizers(plan.arenaLength),
+    checkFinite: renderCheckFinite(plan.arenaLength),
   };
-  if (fwdPlan.arena16Length) training.refreshHalf = renderRefreshHalf(weights, fwdPlan.arena16Length);
-  return { graph: tg, training };
+  if (plan.arena16Length) training.refreshHalf = renderRefreshHalf(plan.weights, plan.arena16Length);
+  return training;
 }

@@ -52,7 +52,8 @@ export interface GemmPart {
 
 export type EpilogueOp = { op: 'act'; act: Activation } | { op: 'residual'; from: ValueId };
 
-export interface Prologue { norm: NormKind; eps: number; weight: string; bias?: string; stats: ValueId }
+/** A norm folded into a gemm's input: `layer` is the norm's layer (its gradient steps are named after it: `ln.dw`, `ln.dx`). */
+export interface Prologue { layer: string; norm: NormKind; eps: number; weight: string; bias?: string; stats: ValueId }
 
 export interface Schedule {
   /** rows (batch) per invocation, columns per invocation, K vector width (1 or 4) */

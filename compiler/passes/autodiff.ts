@@ -28,7 +28,12 @@ import { cloneGraph, nodeById, verify } from '../ir/graph.js';
 import type { Activation } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
 
-interface StepBase { id: ValueId; layers: string[] }
+interface StepBase {
+  id: ValueId;
+  layers: string[];
+  /** Only the gradient of the model input needs this step (`model.backward`); training skips it. */
+  inputGradOnly?: boolean;
+}
 
 /** Elementwise: out = dy · Π act'(z) replaying `ops` from `base` (+ acc); writes `taps` for residual sources. */
 export interface PointwiseGradStep extends StepBase {
@@ -103,7 +108,11 @@ export interface AutodiffOptions {
   inputGrad?: boolean;
 }
 
-/** Step ids (also value ids): `<node>.grad` = dL/d(node), `<gemm>.dpre`, `<gemm>.dx`, `<gemm>.dw`. */
+/**
+ * Step ids (also value and kernel names), after the layer: `<value>.grad` = dL/d(value) (an accumulation),
+ * `fc1.dpre` (through the epilogue), `fc1.dx` (data gradient; with a norm prologue, of the normalised x),
+ * `fc1.dw` (weights and bias), `ln.dw` / `ln.dx` (a norm's parameters and input, fused or not).
+ */
 export const gradId = (id: ValueId) => `${id}.grad`;
 export const preId = (id: ValueId) => `${id}.pre`;
 
@@ -125,14 +134,24 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
   const weightGrads: Record<string, ValueId> = {};
   const feat = new Map(fwd.nodes.map((n) => [n.id, n.features] as const));
 
-  // which values need a gradient: they depend on a weight (or on the input, when its gradient is wanted)
-  const needs = new Map<ValueId, boolean>();
+  // which values need a gradient: they depend on a weight (or on the input, when its gradient is wanted);
+  // `forWeights`: the same without the input, so steps that only the input gradient needs are flagged
+  const needs = new Map<ValueId, boolean>(), forWeights = new Map<ValueId, boolean>();
   for (const n of fwd.nodes) {
     if (n.kind === 'linear' || n.kind === 'dyad') throw new DyadcError('IR_INVALID', `%${n.id}: autodiff needs a lowered graph (run lower + fuse first)`);
-    if (n.kind === 'input') needs.set(n.id, wantInput);
-    else if (n.kind === 'rowstats') needs.set(n.id, false); // norm backward differentiates through the stats
-    else needs.set(n.id, paramsOf(n) || n.inputs.some((i) => needs.get(i)));
+    if (n.kind === 'input') { needs.set(n.id, wantInput); forWeights.set(n.id, false); }
+    else if (n.kind === 'rowstats') { needs.set(n.id, false); forWeights.set(n.id, false); } // norm backward differentiates through the stats
+    else {
+      needs.set(n.id, paramsOf(n) || n.inputs.some((i) => needs.get(i)));
+      forWeights.set(n.id, paramsOf(n) || n.inputs.some((i) => forWeights.get(i)));
+    }
   }
+  /** The step computing (a contribution to) dL/d`target`; without a target, a step of the node being differentiated. */
+  let nodeForWeights = true;
+  const emit = (step: GradStep, target?: ValueId) => {
+    if (!nodeForWeights || (target !== undefined && !forWeights.get(target))) step.inputGradOnly = true;
+    steps.push(step);
+  };
 
   // gradient contributions per value
   const contrib = new Map<ValueId, ValueId[]>();
@@ -145,7 +164,7 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
     let acc = cs[0];
     for (let k = 1; k < cs.length; k++) {
       const id = `${v}.grad${k === cs.length - 1 ? '' : k}`;
-      steps.push({ kind: 'pointwise_grad', id, layers: [], features: feat.get(v)!, dy: cs[k], ops: [], taps: [], acc });
+      emit({ kind: 'pointwise_grad', id, layers: [], features: feat.get(v)!, dy: cs[k], ops: [], taps: [], acc }, v);
       addValue(id, feat.get(v)!);
       acc = id;
     }
@@ -167,7 +186,9 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
   for (let idx = fwd.nodes.length - 1; idx >= 0; idx--) {
     const n = fwd.nodes[idx];
     if (n.kind === 'input' || n.kind === 'rowstats') continue;
+    nodeForWeights = true;
     const dy = gradOf(n.id);
+    nodeForWeights = !!forWeights.get(n.id);
     if (!dy) {
       if (!needs.get(n.id)) continue;
       throw new DyadcError('IR_INVALID', `%${n.id} (${n.kind}) does not reach the output %${fwd.output}; its weights would get no gradient`);
@@ -179,18 +200,18 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
       case 'act':
         contribute(n.inputs[0], (acc) => {
           const id = `${n.id}.dx`;
-          steps.push({ kind: 'pointwise_grad', id, layers: n.layers, features: n.features, dy, base: n.inputs[0], ops: [{ op: 'act', act: n.act }], taps: [], acc });
+          emit({ kind: 'pointwise_grad', id, layers: n.layers, features: n.features, dy, base: n.inputs[0], ops: [{ op: 'act', act: n.act }], taps: [], acc }, n.inputs[0]);
           return addValue(id, n.features);
         });
         break;
       case 'norm': {
         const [x, stats] = n.inputs;
         if (!stats) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input (run the fuse pass)`);
-        steps.push({ kind: 'norm_param_grad', id: `${n.id}.dw`, layers: n.layers, norm: n.norm, features: n.features, x, stats, dy, weight: n.weight, bias: n.bias });
+        emit({ kind: 'norm_param_grad', id: `${n.id}.dw`, layers: n.layers, norm: n.norm, features: n.features, x, stats, dy, weight: n.weight, bias: n.bias });
         weightGrads[n.weight] = `${n.id}.dw`; if (n.bias) weightGrads[n.bias] = `${n.id}.dw`;
         contribute(x, (acc) => {
           const id = `${n.id}.dx`;
-          steps.push({ kind: 'norm_grad', id, layers: n.layers, norm: n.norm, features: n.features, x, stats, dy, weight: n.weight, acc });
+          emit({ kind: 'norm_grad', id, layers: n.layers, norm: n.norm, features: n.features, x, stats, dy, weight: n.weight, acc }, x);
           return addValue(id, n.features);
         });
         break;
@@ -217,7 +238,7 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
         else if (!actAt.some((j) => j < k)) push(e.from, gp);
         else { const id = `${n.id}.d${k}`; taps.push({ after: k, id }); addValue(id, n.features); push(e.from, id); }
       });
-      steps.push({ kind: 'pointwise_grad', id: gp, layers: n.layers, features: n.features, dy, base: relu ? n.id : preId(n.id), reluFromOutput: relu, ops, taps });
+      emit({ kind: 'pointwise_grad', id: gp, layers: n.layers, features: n.features, dy, base: relu ? n.id : preId(n.id), reluFromOutput: relu, ops, taps });
       addValue(gp, n.features);
     } else {
       for (const e of ops) if (e.op === 'residual') push(e.from, dy);
@@ -225,7 +246,7 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
     // 2. weight (and bias) gradients
     const x = n.inputs[0];
     const wid = `${n.id}.dw`;
-    steps.push({ kind: 'weight_grad', id: wid, layers: n.layers, gemm: n.id, g: gp, x, in_features: n.in_features, features: n.features,
+    emit({ kind: 'weight_grad', id: wid, layers: n.layers, gemm: n.id, g: gp, x, in_features: n.in_features, features: n.features,
       parts: n.parts.map((p) => ({ ...p })), bias: n.bias, prologue: n.prologue ? { ...n.prologue } : undefined });
     for (const p of n.parts) weightGrads[p.weight] = wid;
     if (n.bias) weightGrads[n.bias] = wid;
@@ -233,28 +254,29 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
     const pro = n.prologue;
     const wantDx = needs.get(x);
     if (!wantDx && !pro) return;
-    const dataGrad = (id: ValueId, acc?: ValueId): ValueId => {
+    const dataGrad = (id: ValueId, acc?: ValueId, target?: ValueId): ValueId => {
       const node: BlockGemmNode = {
         // gradients are f32 values whatever the layer's dtype (f16 layers: the kernel still reads the f16 weight copies)
         kind: 'blockgemm', id, inputs: acc ? [gp, acc] : [gp], features: n.in_features, in_features: n.features, dtype: 'f32',
         layers: n.layers, variant: n.variant, epilogue: acc ? [{ op: 'residual', from: acc }] : [],
         parts: n.parts.map((p) => ({ ...p, transposed: !p.transposed, inMap: p.outMap, outMap: p.inMap })),
       };
-      steps.push({ kind: 'data_grad', id, layers: n.layers, node });
+      emit({ kind: 'data_grad', id, layers: n.layers, node }, target);
       return addValue(id, n.in_features);
     };
-    if (!pro) { contribute(x, (acc) => dataGrad(`${n.id}.dx`, acc)); return; }
-    const dxn = dataGrad(`${n.id}.dxn`);
-    steps.push({ kind: 'norm_param_grad', id: `${n.id}.dnorm`, layers: n.layers, norm: pro.norm, features: n.in_features, x, stats: pro.stats,
+    if (!pro) { contribute(x, (acc) => dataGrad(`${n.id}.dx`, acc, x)); return; }
+    const dxn = dataGrad(`${n.id}.dx`);
+    emit({ kind: 'norm_param_grad', id: `${pro.layer}.dw`, layers: n.layers, norm: pro.norm, features: n.in_features, x, stats: pro.stats,
       dy: dxn, weight: pro.weight, bias: pro.bias });
-    weightGrads[pro.weight] = `${n.id}.dnorm`; if (pro.bias) weightGrads[pro.bias] = `${n.id}.dnorm`;
+    weightGrads[pro.weight] = `${pro.layer}.dw`; if (pro.bias) weightGrads[pro.bias] = `${pro.layer}.dw`;
     if (wantDx) contribute(x, (acc) => {
-      const id = `${n.id}.dx`;
-      steps.push({ kind: 'norm_grad', id, layers: n.layers, norm: pro.norm, features: n.in_features, x, stats: pro.stats, dy: dxn, weight: pro.weight, acc });
+      const id = `${pro.layer}.dx`;
+      emit({ kind: 'norm_grad', id, layers: n.layers, norm: pro.norm, features: n.in_features, x, stats: pro.stats, dy: dxn, weight: pro.weight, acc }, x);
       return addValue(id, n.in_features);
     });
   }
 
+  nodeForWeights = true;
   const inputGrad = wantInput ? gradOf(fwd.nodes[0].id) : undefined;
   for (const w of Object.keys(fwd.weights)) if (!weightGrads[w]) throw new DyadcError('IR_INVALID', `weight ${w} gets no gradient`);
   verify(fwd);
@@ -270,7 +292,11 @@ export function verifyTrain(tg: TrainGraph): void {
   const need = (s: GradStep, v: ValueId | undefined) => {
     if (v !== undefined && !defined.has(v)) throw new DyadcError('IR_INVALID', `backward step %${s.id} (${s.kind}) reads %${v} before it is defined`);
   };
+  const ids = new Set<ValueId>(defined);
   for (const s of tg.steps) {
+    // step ids name gradient values and kernels (`fc1.dw`): one spec layer named like another's step would collide
+    if (ids.has(s.id)) throw new DyadcError('IR_INVALID', `backward step %${s.id} (${s.kind}) has the id of another value`, { fix: `rename the layer named ${s.id}` });
+    ids.add(s.id);
     switch (s.kind) {
       case 'pointwise_grad': need(s, s.dy); need(s, s.base); need(s, s.acc); for (const e of s.ops) if (e.op === 'residual') need(s, e.from); break;
       case 'data_grad': s.node.inputs.forEach((i) => need(s, i)); break;
@@ -312,7 +338,7 @@ export function printTrain(tg: TrainGraph): string {
       case 'norm_param_grad': rhs = `${s.norm}_param_grad(dy=%${s.dy}, x=%${s.x}) -> grads[${[s.weight, ...(s.bias ? [s.bias] : [])].join(', ')}]`; break;
     }
     const acc = 'acc' in s && s.acc ? ` + %${s.acc}` : s.kind === 'data_grad' && s.node.epilogue.length ? ` + %${s.node.inputs[1]}` : '';
-    lines.push(`  %${s.id} = ${rhs}${acc}`);
+    lines.push(`  %${s.id} = ${rhs}${acc}${s.inputGradOnly ? '  (input gradient only)' : ''}`);
   }
   return lines.join('\n');
 }

@@ -3,6 +3,10 @@
  * else) move into that gemm's epilogue (bias is already there); a layernorm/rmsnorm whose value
  * feeds exactly one blockgemm becomes that gemm's prologue, fed by a `rowstats` node that computes
  * (mean, rstd) per row — the normalised x is never written to memory.
+ *
+ * A fused gemm keeps its own id (its linear/dyad layer's name, e.g. `fc1`): references to the
+ * consumers it absorbed (`relu_2`) are renamed to it, so kernels and gradient steps are named after
+ * the layer (`fc1`, `fc1.dw`). Norms left standing are split by the next pass (split-norms.ts).
  */
 import type { Graph, Node, BlockGemmNode, ValueId } from '../ir/graph.js';
 import { cloneGraph } from '../ir/graph.js';
@@ -10,7 +14,10 @@ import { cloneGraph } from '../ir/graph.js';
 function users(g: Graph, id: ValueId): Node[] { return g.nodes.filter((n) => n.inputs.includes(id)); }
 const isOutput = (g: Graph, id: ValueId) => g.output === id;
 
-/** Replace every reference to `from` by `to` (inputs, epilogue residual sources, prologue stats, graph output). */
+/**
+ * Replaces every reference to value `from` by `to`: node inputs, epilogue residual sources and the
+ * graph output. (Prologue stats are never renamed: they name `rowstats` nodes, which fusion never removes.)
+ */
 function rename(g: Graph, from: ValueId, to: ValueId): void {
   for (const n of g.nodes) {
     n.inputs = n.inputs.map((i) => (i === from ? to : i));
@@ -32,12 +39,10 @@ function fuseEpilogueOnce(g: Graph): boolean {
       gemm.epilogue.push({ op: 'residual', from: other });
       gemm.inputs.push(other);
     } else continue;
-    // the gemm takes over the consumer's id, so downstream references stay valid
-    const oldId = gemm.id;
+    // the gemm keeps its id (its layer's name); readers of the consumer's value now read the gemm's
     g.nodes = g.nodes.filter((n) => n !== u);
     gemm.layers.push(...u.layers);
-    gemm.id = u.id;
-    rename(g, oldId, u.id); // (no one else used oldId)
+    rename(g, u.id, gemm.id);
     return true;
   }
   return false;
@@ -56,32 +61,17 @@ function fusePrologueOnce(g: Graph): boolean {
     const idx = g.nodes.indexOf(norm);
     g.nodes.splice(idx, 1, stats);
     (gemm as BlockGemmNode).inputs = [norm.inputs[0], ...gemm.inputs.slice(1), statsId];
-    gemm.prologue = { norm: norm.norm, eps: norm.eps, weight: norm.weight, bias: norm.bias, stats: statsId };
+    gemm.prologue = { layer: norm.id, norm: norm.norm, eps: norm.eps, weight: norm.weight, bias: norm.bias, stats: statsId };
     gemm.layers.unshift(...norm.layers);
     return true;
   }
   return false;
 }
 
+/** The pass: returns a new graph (the input is not mutated). */
 export function fuse(g0: Graph): Graph {
   const g = cloneGraph(g0);
   while (fusePrologueOnce(g)) { /* repeat */ }
   while (fuseEpilogueOnce(g)) { /* repeat */ }
-  return g;
-}
-
-/**
- * `split-norms`: every layernorm/rmsnorm still standing (not folded into a prologue, or all of them
- * when fusion is off) gets a `rowstats` node and reads its (mean, rstd) — the kernels normalise in one pass.
- */
-export function splitNorms(g0: Graph): Graph {
-  const g = cloneGraph(g0);
-  for (const norm of [...g.nodes]) {
-    if (norm.kind !== 'norm' || norm.inputs.length > 1) continue;
-    const statsId = `${norm.id}.stats`;
-    g.nodes.splice(g.nodes.indexOf(norm), 0, { kind: 'rowstats', id: statsId, inputs: [norm.inputs[0]], features: 2, dtype: 'f32',
-      layers: norm.layers, norm: norm.norm, eps: norm.eps });
-    norm.inputs.push(statsId);
-  }
   return g;
 }

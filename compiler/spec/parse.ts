@@ -149,6 +149,15 @@ export function parseSpec(input: unknown): Spec {
 }
 
 /**
+ * Validates and normalises any accepted spec form: JSON text (`parseSpecText`) or an object, written
+ * or already normalised (`parseSpec`): the one path by which a spec reaches the compiler.
+ * @throws DyadcError(SPEC_JSON | SPEC_INVALID)
+ */
+export function toSpec(spec: string | SpecInput | Spec): Spec {
+  return typeof spec === 'string' ? parseSpecText(spec) : parseSpec(spec);
+}
+
+/**
  * Read a spec file (UTF-8 JSON) and parse it with `parseSpecText`.
  * @throws DyadcError('USAGE') when the file does not exist or cannot be read.
  * @throws DyadcError('SPEC_JSON' | 'SPEC_INVALID') from `parseSpecText`.

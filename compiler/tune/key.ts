@@ -14,11 +14,10 @@
  * they add a few loads per row or output and do not change which tile wins (the tuner measures the
  * layer as a one-layer spec with its bias and activation, see tuner.ts).
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { sha256 } from '../util/hash.js';
 import type { DType, Layer, Spec, Variant } from '../spec/types.js';
 import { templateChecksum } from '../codegen/templates.js';
-import { packagePath } from '../util/package-root.js';
+import { dyadcVersion } from '../util/package-root.js';
 
 export interface AdapterKey { vendor: string; architecture: string; device: string; description: string }
 export interface LayerKey {
@@ -50,7 +49,7 @@ export function adapterLabel(a: AdapterKey): string {
 
 /** 12 hex chars of sha256 over the adapter identity: the adapter part of a key string. */
 export function adapterId(a: AdapterKey): string {
-  return createHash('sha256').update(JSON.stringify([a.vendor, a.architecture, a.device, a.description])).digest('hex').slice(0, 12);
+  return sha256(JSON.stringify([a.vendor, a.architecture, a.device, a.description]), 12);
 }
 
 /**
@@ -91,12 +90,7 @@ export function keyString(k: CacheKey): string {
   return `${adapterId(k.adapter)}|${l.in}x${l.out}|n${l.blocks}|${l.variant}|${l.epilogue}|b${k.batchBucket}|${k.dtype}`;
 }
 
-let version: string | undefined;
-/** This dyadc's version (package.json). */
-export function dyadcVersion(): string {
-  version ??= (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
-  return version;
-}
+export { dyadcVersion };
 
 /** The running compiler's stamp: templateChecksum() (sha256 of every kernel template) and the dyadc version. */
 export function currentStamp(): Stamp {

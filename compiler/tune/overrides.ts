@@ -8,10 +8,11 @@
  */
 import type { Schedule } from '../ir/graph.js';
 import type { Spec, SpecInput } from '../spec/types.js';
-import { parseSpec, parseSpecText } from '../spec/parse.js';
+import { toSpec } from '../spec/parse.js';
 import { DyadcError } from '../errors.js';
 import { setOwn } from '../../runtime/own.js';
-import { type BlockDecision, type BlockRule, type TunedLookup, chooseBlocks } from '../passes/choose-blocks.js';
+import type { BlockDecision, BlockRule, TunedLookup } from '../passes/choose-blocks.js';
+import { runPipeline } from '../passes/index.js';
 import { type AdapterKey, adapterId, adapterKey, adapterLabel, batchBucket, currentStamp, epilogueSignature, sameStamp } from './key.js';
 import { type CacheEntry, readCacheFile } from './cache.js';
 
@@ -38,10 +39,6 @@ export interface TunedOptions {
   rule?: BlockRule;
 }
 
-function normalise(spec: string | SpecInput | Spec): Spec {
-  return typeof spec === 'string' ? parseSpecText(spec) : parseSpec(spec);
-}
-
 /**
  * Reads a tuning cache and returns the resolved spec, schedule overrides by layer name and the
  * resolved block counts (for `dyadc compile --tuned <cache>`; then compile `result.spec` with
@@ -55,7 +52,7 @@ function normalise(spec: string | SpecInput | Spec): Spec {
  *   DyadcError(SPEC_*) for a bad spec.
  */
 export function loadTunedOverrides(cachePath: string, spec0: string | SpecInput | Spec, adapterInfo?: Partial<AdapterKey> | null, opts: TunedOptions = {}): TunedOverrides {
-  const spec = normalise(spec0);
+  const spec = toSpec(spec0);
   const file = readCacheFile(cachePath);
   if (!file.exists) throw new DyadcError('CACHE', `no tuning cache at ${cachePath}`, { fix: `run \`dyadc tune <spec> --batch <B> --cache ${cachePath}\` first` });
   const notes: string[] = [];
@@ -106,7 +103,8 @@ export function loadTunedOverrides(cachePath: string, spec0: string | SpecInput 
       options: mineV.filter((e) => e.key.layer.blocks > 1).map((e) => ({ blocks: e.key.layer.blocks, medianMs: e.best!.medianMs, relError: e.relError?.value ?? null })),
     };
   };
-  const { spec: resolved, decisions } = chooseBlocks(spec, { lookup, rule: opts.rule });
+  // the pass list's first pass, with the cache's measurements (compile then finds no `auto` left)
+  const { spec: resolved, decisions } = runPipeline(spec, { blocks: { lookup, rule: opts.rule }, until: 'choose-blocks' });
 
   const overrides: Record<string, Schedule> = {};
   const blocks: Record<string, number> = {};

@@ -9,13 +9,13 @@
  * cache file is ignored (and rebuilt by its writer), never used: a wrong cache could otherwise give
  * wrong generated code, or crash V8 (code caches are not checksummed in release builds).
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from './hash.js';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { packagePath } from './package-root.js';
 
 const HEADER = 'dyadc-cache sha256=';
-const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const digest = (b: Uint8Array) => sha256(b);
 
 /** node_modules/.cache/dyadc/ of this package, or undefined if it cannot be created. */
 export function cacheDir(): string | undefined {

@@ -4,7 +4,7 @@
  * from the built files (dist/compiler/…, what an installed package runs): the nearest directory above
  * this file with a package.json.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,3 +21,10 @@ export function packageRoot(): string {
 
 /** A path inside the package directory. */
 export const packagePath = (...parts: string[]): string => join(packageRoot(), ...parts);
+
+let version: string | undefined;
+/** This dyadc's version (package.json `version`): the one place it is read. */
+export function dyadcVersion(): string {
+  version ??= (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version;
+  return version;
+}
