@@ -1,12 +1,11 @@
 /**
- * Dense <-> DYAD weights (DYAD.md, "The two index maps" and "Projecting a dense weight onto DYAD"),
- * and the authors' initialisation for every weight of a spec.
+ * Dense <-> DYAD weights (DYAD.md, "The two index maps" and "Projecting a dense weight onto DYAD"):
+ * the dense weight a DYAD layer equals, and the least-squares projection of a dense weight onto DYAD.
+ * (Fresh weights for a spec: compiler/init.ts.)
  */
 import { DyadcError } from './errors.js';
 import { IndexMap, UPPER_MAPS } from './ir/indexmap.js';
-import type { Spec, Variant } from './spec/types.js';
-import { weightShapes } from './spec/weights.js';
-import { Rng } from './util/rng.js';
+import type { Variant } from './spec/types.js';
 
 /**
  * For each part, where entry (i, o, a) of `w[n, dOut, dIn]` lands in the dense `[out, in]` weight:
@@ -114,32 +113,4 @@ export function projectDense(
     if (cover[idx] === 0) uncovered += v;
   }
   return { wl: parts[0], wu: parts[1], relError: total === 0 ? 0 : Math.sqrt(uncovered / total) };
-}
-
-/**
- * Fresh weights for every tensor of `weightShapes(spec)`, like the authors / PyTorch defaults:
- * dyad `wl`, `wu`, `bias` and linear `weight`, `bias` uniform in ±1/sqrt(in_features) (DYAD.md,
- * "Shapes and names"; nn.Linear's kaiming_uniform(a=√5) bound is the same); layernorm weight 1,
- * bias 0; rmsnorm weight 1. One seeded `Rng` stream drawn in `weightShapes` order, so the result
- * is a pure function of (spec, seed).
- * @throws whatever `weightShapes` throws (DyadcError(SPEC_INVALID) for `blocks: "auto"`).
- */
-export function initWeights(spec: Spec, seed: number): Record<string, Float32Array> {
-  const shapes = weightShapes(spec);
-  const layers = new Map(spec.layers.map((l) => [l.name, l] as const));
-  const rng = new Rng(seed);
-  const out: Record<string, Float32Array> = {};
-  for (const [key, shape] of Object.entries(shapes)) {
-    const count = shape.reduce((a, b) => a * b, 1);
-    const layer = layers.get(key.slice(0, key.lastIndexOf('.')));
-    if (layer && (layer.op === 'dyad' || layer.op === 'linear')) {
-      const k = 1 / Math.sqrt(layer.in_features);
-      out[key] = rng.f32(count, -k, k);
-    } else if (key.endsWith('.weight')) {
-      out[key] = new Float32Array(count).fill(1);
-    } else {
-      out[key] = new Float32Array(count);
-    }
-  }
-  return out;
 }

@@ -24,7 +24,7 @@ import cliProgress from 'cli-progress';
 import { compile, DyadcError } from '../compiler/index.js';
 import type { Compiled } from '../compiler/index.js';
 import type { SpecInput } from '../compiler/spec/types.js';
-import { initWeights } from '../compiler/project.js';
+import { initWeights } from '../compiler/init.js';
 import { parameterCount } from '../compiler/spec/weights.js';
 import { Rng } from '../compiler/util/rng.js';
 import { describeAdapter, getDevice } from '../runtime/device.js';

@@ -15,7 +15,7 @@ import { forwardPasses, runPasses } from '../compiler/passes/index.js';
 import { autodiff, printTrain } from '../compiler/passes/autodiff.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward } from '../compiler/interp/backward.js';
-import { initWeights } from '../compiler/project.js';
+import { initWeights } from '../compiler/init.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getDevice } from '../runtime/device.js';
 import { MIXED, STANDALONE, DENSE, WIDE } from './helpers/backward-specs.js';

@@ -15,7 +15,7 @@ import { compile, compileSync } from '../compiler/index.js';
 import type { SpecInput } from '../compiler/spec/types.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward } from '../compiler/interp/backward.js';
-import { initWeights } from '../compiler/project.js';
+import { initWeights } from '../compiler/init.js';
 import { Rng } from '../compiler/util/rng.js';
 import { Model } from '../runtime/model.js';
 import type { Plan } from '../runtime/plan.js';

@@ -10,7 +10,7 @@ import { compileSync } from '../compiler/index.js';
 import type { SpecInput } from '../compiler/spec/types.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward, softmaxCrossEntropy, meanSquaredError, AdamW64, SGD64 } from '../compiler/interp/backward.js';
-import { initWeights } from '../compiler/project.js';
+import { initWeights } from '../compiler/init.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getDevice } from '../runtime/device.js';
 import type { OptimizerOptions } from '../runtime/trainer.js';

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { DyadcError } from '../compiler/errors.js';
-import { dyadToDense, initWeights, projectDense } from '../compiler/project.js';
+import { dyadToDense, projectDense } from '../compiler/project.js';
+import { initWeights } from '../compiler/init.js';
 import type { Spec, Variant } from '../compiler/spec/types.js';
 import { Rng } from '../compiler/util/rng.js';
 import { readSafetensors } from '../runtime/weights/safetensors.js';

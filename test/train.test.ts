@@ -13,7 +13,7 @@ import { compileToDirectory } from '../compiler/aot.js';
 import { compileSync } from '../compiler/index.js';
 import { DyadcError } from '../compiler/errors.js';
 import type { SpecInput } from '../compiler/spec/types.js';
-import { initWeights } from '../compiler/project.js';
+import { initWeights } from '../compiler/init.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getDevice } from '../runtime/device.js';
 import { Model } from '../runtime/model.js';

@@ -305,11 +305,11 @@ async function checkWeightsFit(spec: import('../spec/types.js').Spec): Promise<v
   checkArenaBytes(spec.name, layoutWeights(buildGraph(spec)).length * 4, DEFAULT_LIMITS);
 }
 
-/** `dyadc init <spec> -o file`: fresh weights (compiler/project.ts initWeights) written as safetensors (F32). */
+/** `dyadc init <spec> -o file`: fresh weights (compiler/init.ts initWeights) written as safetensors (F32). */
 async function initCmd(file: string, opts: { out: string; seed: number; prefix?: string } & TunedFlags): Promise<number> {
   const { refuseInputAsOutput } = await import('./paths.js');
   refuseInputAsOutput('init', '-o', opts.out, [['spec', file], ['tuning cache', opts.tuned]]);
-  const { initWeights } = await import('../project.js');
+  const { initWeights } = await import('../init.js');
   const { weightShapes } = await import('../spec/weights.js');
   const { writeSafetensorsFile } = await import('../../runtime/weights/node.js');
   const spec = await blocksResolvedSpec('init', file, opts);  // blocks: "auto" resolves as compile does

@@ -10,7 +10,7 @@ import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
 import { gemmPlanFields, type Offsets, type KernelTypes } from './blockgemm.js';
 import type { DType } from '../spec/types.js';
-import { render } from './templates.js';
+import { render, storageBindings, type ConstDecl } from './templates.js';
 import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
@@ -68,6 +68,11 @@ export function layoutWeights(g: Graph): { offsets: Offsets; offsets16: Offsets;
   return { offsets, offsets16, weights, length: Math.max(at, 4), length16: at16 };
 }
 
+/** A named arena offset for the prelude: `tensor` starts at element `offsets[tensor]` of the weights (and grads) arena. */
+export function arenaConst(name: string, tensor: string, offsets: Offsets): ConstDecl {
+  return { name, value: offsets[tensor], comment: `${tensor}: first element in the weights (and grads) arena` };
+}
+
 /** What rendering a node's kernel needs from its graph: weight offsets, value types and features. */
 export interface KernelContext { offsets: Offsets; types: KernelTypes; features: Map<string, number> }
 
@@ -98,27 +103,35 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
     case 'blockgemm':
       return { name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, types) };
     case 'rowstats': {
-      const inF = features.get(n.inputs[0])!, rr = rowReduction(inF);
-      const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
-        features: inF, ...rr, xType: types.valueDtype(n.inputs[0]), f16: types.valueDtype(n.inputs[0]) === 'f16' });
-      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup },
-        bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }] };
+      const inF = features.get(n.inputs[0])!, rr = rowReduction(inF), xType = types.valueDtype(n.inputs[0]);
+      const { decls, bindings } = storageBindings([
+        { buffer: value(n.inputs[0]), name: 'x', access: 'read', type: `array<${xType}>`, comment: `[batch, ${inF}] %${n.inputs[0]}` },
+        { buffer: value(n.id), name: 'stats', access: 'read_write', type: 'array<f32>', comment: '[batch, 2] (mean, rstd)' }]);
+      const wgsl = render('rowstats', { name, layer: n.layers.join('+'), id: n.id, norm: n.norm, eps: n.eps.toExponential(), layernorm: n.norm === 'layernorm',
+        features: inF, ...rr, f16: xType === 'f16', bindings: decls });
+      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup }, bindings };
     }
-    case 'act': case 'residual': {
-      const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
-        op: n.kind === 'act' ? n.act : 'add', act: n.kind === 'act' ? n.act : undefined, acts: n.kind === 'act' ? { [n.act]: true } : {},
-        residual: n.kind === 'residual', other: n.inputs[1], normalize: false, ...elementTypes(n.inputs[0], n.id, n.inputs[1]) });
-      const bindings: PlanBinding[] = [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }];
-      if (n.kind === 'residual') bindings.push({ binding: 3, buffer: value(n.inputs[1]) });
-      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG }, bindings };
-    }
-    case 'norm': {
-      if (n.inputs.length !== 2) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input reached codegen (run the split-norms pass)`);
-      const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
-        op: `${n.norm} normalize`, acts: {}, residual: false, normalize: true, stats: n.inputs[1],
-        weightOffset: offsets[n.weight], hasBias: !!n.bias, biasOffset: n.bias ? offsets[n.bias] : 0, ...elementTypes(n.inputs[0], n.id) });
-      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG },
-        bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }, { binding: 3, buffer: value(n.inputs[1]) }, { binding: 4, buffer: { kind: 'weights' } }] };
+    case 'act': case 'residual': case 'norm': {
+      if (n.kind === 'norm' && n.inputs.length !== 2) throw new DyadcError('IR_INVALID', `%${n.id}: a norm without its rowstats input reached codegen (run the split-norms pass)`);
+      const t = elementTypes(n.inputs[0], n.id, n.kind === 'residual' ? n.inputs[1] : undefined);
+      const F = n.features;
+      const list: Parameters<typeof storageBindings<PlanBinding['buffer']>>[0] = [
+        { buffer: value(n.inputs[0]), name: 'x', access: 'read', type: `array<${t.xType}>`, comment: `[batch, ${F}] %${n.inputs[0]}` },
+        { buffer: value(n.id), name: 'y', access: 'read_write', type: `array<${t.yType}>`, comment: `[batch, ${F}] %${n.id}` }];
+      const consts: ConstDecl[] = [];
+      if (n.kind === 'residual') list.push({ buffer: value(n.inputs[1]), name: 'other', access: 'read', type: `array<${t.otherType}>`, comment: `[batch, ${F}] %${n.inputs[1]}` });
+      if (n.kind === 'norm') {
+        list.push({ buffer: value(n.inputs[1]), name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${n.inputs[1]}` },
+          { buffer: { kind: 'weights' }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'weights of the model (f32 arena)' });
+        consts.push(arenaConst('WEIGHT', n.weight, offsets));
+        if (n.bias) consts.push(arenaConst('BIAS', n.bias, offsets));
+      }
+      const { decls, bindings } = storageBindings(list);
+      const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, features: F, workgroupSize: ELEMENTWISE_WG,
+        op: n.kind === 'act' ? n.act : n.kind === 'norm' ? `${n.norm} normalize` : 'add', act: n.kind === 'act' ? n.act : undefined,
+        acts: n.kind === 'act' ? { [n.act]: true } : {}, residual: n.kind === 'residual', normalize: n.kind === 'norm', hasBias: n.kind === 'norm' && !!n.bias,
+        yType: t.yType, f16: t.f16, bindings: decls, consts });
+      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG }, bindings };
     }
     default:
       throw new DyadcError('IR_INVALID', `%${n.id}: ${n.kind} must be lowered before codegen`);

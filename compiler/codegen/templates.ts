@@ -79,6 +79,24 @@ function load(): Map<string, Template> {
   return loaded;
 }
 
+/** One storage binding as the prelude partial declares it (`binding` ≥ 1; 0 is the `params` uniform). */
+export interface BindingDecl { binding: number; name: string; access: 'read' | 'read_write'; type: string; comment: string }
+
+/** A named u32 constant the prelude partial declares (an arena offset, a count). */
+export interface ConstDecl { name: string; value: number; comment: string }
+
+/**
+ * Numbers a kernel's storage buffers from binding 1 (binding 0 is `params`): the prelude's
+ * declarations (`decls`, the view's `bindings`) and the plan's bindings come from this one list,
+ * so the WGSL and the plan cannot disagree.
+ */
+export function storageBindings<B>(list: (Omit<BindingDecl, 'binding'> & { buffer: B })[]): { decls: BindingDecl[]; bindings: { binding: number; buffer: B }[] } {
+  return {
+    decls: list.map((d, i) => ({ binding: i + 1, name: d.name, access: d.access, type: d.type, comment: d.comment })),
+    bindings: list.map((d, i) => ({ binding: i + 1, buffer: d.buffer })),
+  };
+}
+
 /** Renders `templates/<name>.wgsl.hbs` with a view model. @throws if the template or a field is missing. */
 export function render(name: string, view: object): string {
   const t = load().get(name);

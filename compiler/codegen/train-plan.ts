@@ -16,13 +16,13 @@
  * pipeline and one shader JIT; the plan kernel's `name`/`layers` still say which layer it serves.
  */
 import type { BlockGemmNode } from '../ir/graph.js';
-import type { Plan, PlanTraining, TrainKernel, TrainBinding } from '../../runtime/plan.js';
+import type { Plan, PlanTraining, TrainKernel, TrainBinding, TrainBuffer } from '../../runtime/plan.js';
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
 import type { TrainGraph, GradStep, PointwiseGradStep, NormGradStep, NormParamGradStep } from '../passes/autodiff.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, type RenderedTrainKernel } from './weightgrad.js';
-import { kernelContext, nodeKernel, rowReduction } from './plan.js';
-import { render } from './templates.js';
+import { arenaConst, kernelContext, nodeKernel, rowReduction } from './plan.js';
+import { render, storageBindings } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
 
@@ -106,9 +106,10 @@ export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Off
   const header = [`layer(s): ${s.layers.join(' + ')}  ->  ${rows ? `%${s.id}` : `grads of ${s.weight}${s.kind === 'norm_param_grad' && s.bias ? `, ${s.bias}` : ''}`}`,
     `${s.norm} backward over ${F} features`];
   const rr = rows ? rowReduction(F) : { lanes: 1, rowsPerWorkgroup: ROWS_WG, workgroupSize: ROWS_WG, tree: false };
-  const wgsl = render('norm-grad', { name, header, f16: xT === 'f16', bindings: decls, features: F, ...rr, rows, layernorm: s.norm === 'layernorm',
-    weightOffset: offsets[s.weight], acc: rows && !!s.acc, hasBias: s.kind === 'norm_param_grad' && !!s.bias,
-    biasOffset: s.kind === 'norm_param_grad' && s.bias ? offsets[s.bias] : 0 });
+  const hasBias = s.kind === 'norm_param_grad' && !!s.bias;
+  const consts = [arenaConst('WEIGHT', s.weight, offsets), ...(hasBias ? [arenaConst('BIAS', (s as NormParamGradStep).bias!, offsets)] : [])];
+  const wgsl = render('norm-grad', { name, header, f16: xT === 'f16', bindings: decls, consts, features: F, ...rr, rows, layernorm: s.norm === 'layernorm',
+    acc: rows && !!s.acc, hasBias });
   return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
 }
 
@@ -139,12 +140,15 @@ export function renderLosses(features: number, output: string, outputGrad: strin
   const mk = (ce: boolean): TrainKernel => {
     const name = ce ? `softmax_cross_entropy_${features}` : `mse_${features}`;
     const rr = rowReduction(features);
+    const { decls, bindings } = storageBindings<TrainBuffer>([
+      { buffer: { kind: 'value', id: output }, name: 'z', access: 'read', type: `array<${zType}>`, comment: `[batch, ${features}] model output` },
+      { buffer: { kind: 'labels' }, name: 'labels', access: 'read', type: ce ? 'array<i32>' : 'array<f32>', comment: ce ? '[batch] class indices' : `[batch, ${features}] targets` },
+      { buffer: { kind: 'value', id: outputGrad }, name: 'dz', access: 'read_write', type: 'array<f32>', comment: `[batch, ${features}] dL/dz` },
+      { buffer: { kind: 'loss' }, name: 'loss', access: 'read_write', type: 'array<f32>', comment: '[batch] per-row loss' }]);
     return {
       name, layers: ['loss'], output: outputGrad, shapes: `[batch,${features}]`,
-      wgsl: render('loss', { name, ce, features, ...rr, zType, f16: zType === 'f16' }),
-      grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup },
-      bindings: [{ binding: 1, buffer: { kind: 'value', id: output } }, { binding: 2, buffer: { kind: 'labels' } },
-        { binding: 3, buffer: { kind: 'value', id: outputGrad } }, { binding: 4, buffer: { kind: 'loss' } }],
+      wgsl: render('loss', { name, ce, features, ...rr, f16: zType === 'f16', bindings: decls }),
+      grid: { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup }, bindings,
     };
   };
   return { softmax_cross_entropy: mk(true), mse: mk(false) };
@@ -170,10 +174,13 @@ export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'
  */
 export function renderCheckFinite(arenaLength: number): TrainKernel {
   const name = 'check_finite_grads';
+  const { decls, bindings } = storageBindings<TrainBuffer>([
+    { buffer: { kind: 'grads' }, name: 'grads', access: 'read', type: 'array<vec4<u32>>', comment: 'gradients arena, as bits' },
+    { buffer: { kind: 'status' }, name: 'status', access: 'read_write', type: 'array<atomic<u32>>', comment: '[0]: 1 if any gradient is not finite' }]);
+  const consts = [{ name: 'COUNT', value: arenaLength / 4, comment: 'vec4s in the arena' }];
   return { name, layers: ['optimizer'], output: 'status', shapes: `arena [${arenaLength}]`,
-    wgsl: render('check-finite', { name, count: arenaLength / 4, workgroupSize: OPT_WG }),
-    grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) },
-    bindings: [{ binding: 1, buffer: { kind: 'grads' } }, { binding: 2, buffer: { kind: 'status' } }] };
+    wgsl: render('check-finite', { name, bindings: decls, consts, workgroupSize: OPT_WG }),
+    grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
 }
 
 /**
@@ -186,11 +193,13 @@ export function renderCheckFinite(arenaLength: number): TrainKernel {
 export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number): TrainKernel {
   const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16!, delta: w.offset - w.offset16! }));
   const name = 'refresh_f16_weights';
-  const wgsl = render('refresh-half', { name, count: arena16Length / 4, segments: segs.map((g) => ({ name: g.name, start4: g.start16 / 4, delta4: g.delta / 4 })),
-    segmentCount: segs.length, workgroupSize: OPT_WG });
+  const { decls, bindings } = storageBindings<TrainBuffer>([
+    { buffer: { kind: 'weights' }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'f32 master weights (arena)' },
+    { buffer: { kind: 'weights16' }, name: 'weights16', access: 'read_write', type: 'array<vec4<f16>>', comment: 'f16 copies (f16 arena)' }]);
+  const wgsl = render('refresh-half', { name, bindings: decls, consts: [{ name: 'COUNT', value: arena16Length / 4, comment: 'vec4s in the f16 arena' }],
+    segments: segs.map((g) => ({ name: g.name, start4: g.start16 / 4, delta4: g.delta / 4 })), segmentCount: segs.length, workgroupSize: OPT_WG });
   return { name, layers: ['optimizer'], output: 'weights16', shapes: `f16 arena [${arena16Length}]`, wgsl,
-    grid: { kind: 'fixed', workgroups: Math.ceil(arena16Length / 4 / OPT_WG) },
-    bindings: [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'weights16' } }] };
+    grid: { kind: 'fixed', workgroups: Math.ceil(arena16Length / 4 / OPT_WG) }, bindings };
 }
 
 /**
