@@ -47,7 +47,6 @@ export function renderPointwiseGrad(s: PointwiseGradStep, name: string, types: K
     bindings.push({ binding: b, buffer: { kind: 'value', id } });
     decls.push(decl(b, nm, access, t === 'f16' ? `${comment} (f16)` : comment, `array<${t}>`));
   };
-  const at = (id: string, nm: string) => widen(types.valueDtype(id), `${nm}[i]`);
   const F = s.features;
   const acts: Record<string, boolean> = {};
   bind(s.dy, 'dy', 'read', `[batch, ${F}] dL/dy`);
@@ -58,32 +57,18 @@ export function renderPointwiseGrad(s: PointwiseGradStep, name: string, types: K
   bind(s.id, 'out', 'read_write', `[batch, ${F}] dL/dz0`);
   for (const t of s.taps) bind(t.id, `tap_${t.after}`, 'read_write', `[batch, ${F}] dL/dz after op ${t.after}`);
 
-  const body: string[] = [];
+  // the template replays z_{k+1} = op_k(z_k) from z0 (`forward`), then goes back through the ops (`backward`, last op first)
   const opDesc = s.ops.map((e) => (e.op === 'act' ? e.act : 'residual')).join(', ');
-  if (s.reluFromOutput) {
-    acts.relu_grad = true;
-    body.push('// relu\'(pre) = [pre > 0] = [y > 0]: read from the output, nothing saved');
-    body.push(`let g = select(0.0, dy[i], ${at(s.base!, 'base')} > 0.0);`);
-  } else {
-    // replay z_{k+1} = op_k(z_k) from z0, then back through the ops
-    if (s.ops.length) body.push(`let z0 = ${at(s.base!, 'base')};`);
-    s.ops.forEach((e, k) => {
-      if (e.op === 'act') { acts[e.act] = true; body.push(`let z${k + 1} = act_${e.act}(z${k});`); }
-      else body.push(`let z${k + 1} = z${k} + ${at(e.from, `res_${resIdx.get(e.from)}`)};`);
-    });
-    body.push('var g = dy[i];');
-    for (let k = s.ops.length - 1; k >= 0; k--) {
-      const e = s.ops[k];
-      const tap = s.taps.find((t) => t.after === k);
-      if (tap) body.push(`tap_${k}[i] = g;`);
-      if (e.op === 'act') { acts[`${e.act}_grad`] = true; body.push(`g = g * act_grad_${e.act}(z${k});`); }
-    }
-  }
-  body.push(s.acc ? 'out[i] = g + acc[i];' : 'out[i] = g;');
+  const f16 = (id: string) => types.valueDtype(id) === 'f16';
+  const forward = s.reluFromOutput ? [] : s.ops.map((e, k) => (e.op === 'act'
+    ? { k, next: k + 1, act: e.act } : { k, next: k + 1, act: false, res: `res_${resIdx.get(e.from)}`, resF16: f16(e.from) }));
+  const backward = s.reluFromOutput ? [] : s.ops.map((e, k) => ({ k, tap: s.taps.some((t) => t.after === k), act: e.op === 'act' ? e.act : false })).reverse();
+  if (s.reluFromOutput) acts.relu_grad = true;
+  else for (const e of s.ops) if (e.op === 'act') { acts[e.act] = true; acts[`${e.act}_grad`] = true; }
   const header = [s.ops.length ? `pointwise backward through [${opDesc}]${s.reluFromOutput ? ' (relu\' from the output)' : ''}${s.acc ? ' + accumulated gradient' : ''}`
     : 'gradient accumulation: out = dy + acc'];
-  const f16 = decls.some((d) => d.type === 'array<f16>');
-  const wgsl = render('pointwise-grad', { name: `pointwise_grad_${F}`, header, f16, bindings: decls, features: F, workgroupSize: ELEMENTWISE_WG, acts, body });
+  const wgsl = render('pointwise-grad', { name: `pointwise_grad_${F}`, header, f16: decls.some((d) => d.type === 'array<f16>'), bindings: decls, features: F,
+    workgroupSize: ELEMENTWISE_WG, acts, reluFromOutput: !!s.reluFromOutput, baseF16: s.base !== undefined && f16(s.base), forward, backward, acc: !!s.acc });
   return { wgsl, bindings, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG } };
 }
 
