@@ -268,8 +268,8 @@ async function blocksResolvedSpec(cmd: string, file: string, opts: TunedFlags): 
   const { loadSpecFile } = await import('../spec/parse.js');
   const spec = loadSpecFile(file);
   if (opts.tuned === undefined) {
-    const { chooseBlocks } = await import('../passes/choose-blocks.js');
-    return chooseBlocks(spec).spec;
+    const { runPipeline } = await import('../passes/index.js');
+    return runPipeline(spec, { until: 'choose-blocks' }).spec;  // the pass list's choose-blocks, as compile runs it
   }
   const { loadTunedOverrides } = await import('../aot.js');
   const t = await loadTunedOverrides(opts.tuned, spec, { batch: opts.batch });
