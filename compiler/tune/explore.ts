@@ -115,10 +115,10 @@ async function measureCandidate(ctx: SearchContext, g: Group, schedule: Schedule
   g.measuredNow++;
   state.count++;
   let prep: Prepared | undefined;
-  const t0 = performance.now();
   try {
     const p = ctx.problemOf(g);
-    try { prep = await ctx.runner.prepare(p, schedule); } finally { ctx.budget.prepared(compileUnits(g.blocks, schedule), performance.now() - t0); }
+    const t0 = ctx.budget.elapsedMs();
+    try { prep = await ctx.runner.prepare(p, schedule); } finally { ctx.budget.prepared(compileUnits(g.blocks, schedule), ctx.budget.elapsedMs() - t0); }
     rec.compileMs = prep.compileMs;
     const m = { output: prep.output, timesMs: await timeRuns(prep, ctx.runs) };
     ctx.hooks?.measured?.({ layer: g.layer.name, blocks: g.blocks, variant: g.variant, schedule, phase: 'explore' }, m);

@@ -55,7 +55,7 @@ export async function tune(opts: TuneOptions): Promise<TuneResult> {
   const bucket = batchBucket(batch);
   const blocksWanted = [...new Set(opts.blocks ?? DEFAULT_BLOCKS)].sort((a, b) => a - b);
   if (!blocksWanted.length || blocksWanted.some((n) => !Number.isInteger(n) || n < 1)) throw new DyadcError('USAGE', `block counts must be positive integers, got ${blocksWanted.join(',')}`);
-  const budget = new Budget(opts.budgetS ?? DEFAULT_BUDGET_S);
+  const budget = new Budget(opts.budgetS ?? DEFAULT_BUDGET_S, opts.clock);
   const maxSchedules = Math.max(1, opts.maxSchedules ?? DEFAULT_MAX_SCHEDULES);
   const runs = Math.max(5, opts.runs ?? DEFAULT_RUNS);
   const seed = opts.seed ?? 0;

@@ -70,6 +70,8 @@ export interface TuneOptions {
    * multiply-adds allow, at least 8; never fewer than the 5 fixed rows: first two, middle, last two)
    */
   sampleRows?: number;
+  /** the clock the budget reads, ms (default performance.now; tests pass a simulated one) */
+  clock?: () => number;
   /** the measuring backend (default: GpuRunner on the default device) */
   runner?: CandidateRunner;
   hooks?: TuneHooks;
