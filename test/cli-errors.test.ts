@@ -63,7 +63,10 @@ test('a 300-character model name is refused by the spec parser (was: ENAMETOOLON
     `dyadc: ${'b'.repeat(300)}.safetensors: cannot write file: name too long (fix: use a shorter file name or path)`);
   writeFileSync(join(tmp, 'afile2'), 'x');
   oneLine(t, await dyadc('init', spec('s5.json', small()), '-o', 'afile2/x.safetensors'), 1,
-    'dyadc: afile2/x.safetensors: cannot create the directory: file already exists (fix: a parent of the path is a file, not a directory)');
+    'dyadc: afile2/x.safetensors: cannot create the directory afile2: not a directory (fix: a part of the path is a file, not a directory: choose another path)');
+  // the same file-in-the-path, one level deeper, and through compile: one message and fix (runtime/node-fs.ts), naming the path
+  oneLine(t, await dyadc('init', spec('s5b.json', small()), '-o', 'afile2/sub/x.safetensors'), 1,
+    'dyadc: afile2/sub/x.safetensors: cannot create the directory afile2/sub: not a directory (fix: a part of the path is a file, not a directory: choose another path)');
 });
 
 test('init / convert of a 1048576 -> 1048576 layer: the LIMIT error compile gives (was: Invalid typed array length)', async (t) => {
@@ -163,7 +166,7 @@ test('messages fit the installed package: bad DYADC_DAWN_OPTIONS names the varia
   const r = await dyadc('init', f, '-o', 'new_dir/sub/w.safetensors');
   t.is(r.code, 0, r.stderr);
   t.true(statSync(join(tmp, 'new_dir', 'sub', 'w.safetensors')).isFile());
-  oneLine(t, await dyadc('init', f, '-o', '/proc/dyadc-test/w.safetensors'), 1, /^dyadc: \/proc\/dyadc-test\/w\.safetensors: cannot create the directory: no such file or directory \(fix: check the path\)$/);
+  oneLine(t, await dyadc('init', f, '-o', '/proc/dyadc-test/w.safetensors'), 1, /^dyadc: \/proc\/dyadc-test\/w\.safetensors: cannot create the directory \/proc\/dyadc-test: no such file or directory \(fix: check the path\)$/);
 });
 
 test('compile --help names the files compile writes (.mjs, .d.mts); inspect --help names every stage', async (t) => {

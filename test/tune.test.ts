@@ -18,11 +18,13 @@ import { projectDense } from '../compiler/project.js';
 import type { Spec, SpecInput } from '../compiler/spec/types.js';
 import type { Schedule } from '../compiler/ir/graph.js';
 import { DEFAULT_LIMITS } from '../compiler/passes/schedule.js';
+import { Rng } from '../compiler/util/rng.js';
+import { getDevice } from '../runtime/device.js';
 import { chooseBlocks, heuristicBlocks, pickBlocks } from '../compiler/passes/choose-blocks.js';
 import {
   type AdapterKey, type CacheEntry, type CandidateRunner, type Prepared, type Problem,
   TuneCache, batchBucket, currentStamp, epilogueSignature, keyString, layerKey, loadTunedOverrides, readCacheFile,
-  scheduleLabel, tune, writeReport, GpuRunner,
+  scheduleLabel, tune, writeReport, GpuRunner, Budget, compileUnits, adapterClass, classDefault,
 } from '../compiler/tune/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -52,6 +54,8 @@ interface FakeOpts {
   wrongAt?: { row: number; col: number };
   /** ms each prepare takes (budget tests) */
   prepareMs?: number;
+  /** a simulated clock: each prepare advances it by `prepareMsOf(p, s)` instead of waiting */
+  clock?: { now: number; prepareMsOf(p: Problem, s: Schedule): number };
   adapter?: AdapterKey;
 }
 
@@ -65,6 +69,7 @@ function fakeRunner(o: FakeOpts = {}): CandidateRunner & { prepared: { layer: st
     adapter: o.adapter ?? ADAPTER, limits: DEFAULT_LIMITS, timer: 'wall', prepared,
     async prepare(p: Problem, s: Schedule): Promise<Prepared> {
       if (o.prepareMs) await new Promise((r) => setTimeout(r, o.prepareMs));
+      if (o.clock) o.clock.now += o.clock.prepareMsOf(p, s);
       prepared.push({ layer: p.layer, blocks: blocksOf(p), schedule: scheduleLabel(s) });
       let y = outputs.get(p);
       if (!y) { y = Float32Array.from(interpret(compileSync(p.spec).graph, p.weights, p.x, p.batch)); outputs.set(p, y); }
@@ -426,6 +431,59 @@ test('the budget stops exploration, keeps the best so far and says so', async (t
   t.true(r.meta.elapsedS < 3);
 });
 
+test('budget: the first candidate always runs; measure when compile + runs fit, skip when only the compile does not, stop when the runs do not', (t) => {
+  const clock = { now: 0 };
+  const b = new Budget(10, () => clock.now);
+  t.is(b.compileEstimateMs(40), 4000, 'a mid-size lavapipe kernel before anything was prepared');
+  t.is(b.decide({ compileMs: 1e6, runMs: 1e6, owedMs: 0 }, true), 'measure');
+  b.prepared(compileUnits(2, REG(4, 4)), 2000); // 40 units: 50 ms a unit
+  t.is(compileUnits(2, REG(4, 4)), 40);
+  t.is(compileUnits(1, REG(8, 8)), 72);
+  t.is(b.compileEstimateMs(136), 6800);
+  clock.now = 5000; // 5 s left
+  t.is(b.decide({ compileMs: 4000, runMs: 500, owedMs: 400 }, false), 'measure');
+  t.is(b.decide({ compileMs: 4200, runMs: 500, owedMs: 400 }, false), 'skip', 'the compile is what does not fit');
+  t.is(b.decide({ compileMs: 100, runMs: 4700, owedMs: 400 }, false), 'stop', 'not even the runs fit');
+  t.is(b.skipped, 1);
+  t.is(b.compileSpentMs, 2000);
+  t.is(b.elapsedS(), 5);
+});
+
+test('compile time is in the budget: a tile whose compile would not fit is skipped, smaller ones still run, and the report says how long compiling took', async (t) => {
+  // simulated clock: preparing a candidate costs 10 ms per compile unit (8 + 2·rows·cols for DYAD), runs cost no wall time
+  const clock = { now: 0, prepareMsOf: (_p: Problem, s: Schedule) => 10 * compileUnits(2, s) };
+  const runner = fakeRunner({ clock });
+  const r = await tune({ spec: SPEC, batch: 64, blocks: [2], layers: ['fc1'], maxSchedules: 6, cache: null, budgetS: 2, clock: () => clock.now, runner, progress: quiet });
+  const measured = r.candidates.filter((c) => !c.cached);
+  t.true(measured.length >= 2, `${measured.length} measured`);
+  t.true(r.meta.skippedForCompile > 0, 'some candidates skipped for their compile');
+  t.true(r.budgetExhausted);
+  t.regex(r.notes.join('\n'), /budget of 2 s reached after \d+ candidates \(\d+ s, \d+ s of it compiling\).*skipped \d+ candidates? whose estimated compile did not fit the time left/);
+  // what was prepared is exactly what the budget counted as compile time
+  const spent = runner.prepared.reduce((s, x) => s + 10 * (8 + 2 * Number(/tile (\d+)x(\d+)/.exec(x.schedule)![1]) * Number(/tile (\d+)x(\d+)/.exec(x.schedule)![2])), 0);
+  t.is(r.meta.compileS, spent / 1000);
+  t.true(r.meta.compileS <= r.meta.elapsedS + 1e-9 && r.meta.elapsedS <= 2);
+  t.false(measured.some((c) => c.schedule.tile.rows * c.schedule.tile.cols >= 64), 'the 8x8 tile (1.36 s of compile) never fit');
+  t.truthy(r.layers[0].groups[0].best, 'a best was kept');
+  t.is(r.meta.adapterClass, 'cpu', 'the fake adapter calls its architecture "cpu"');
+});
+
+test('adapter class: software adapters (lavapipe, SwiftShader, WARP, a fallback adapter) are CPU, others GPU; the CPU default is measured, a class without a measurement says so', (t) => {
+  t.is(adapterClass({ vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7' }), 'cpu');
+  t.is(adapterClass({ vendor: 'google', architecture: 'swiftshader', device: 'swiftshader', description: '' }), 'cpu');
+  t.is(adapterClass({ vendor: 'microsoft', description: 'Microsoft Basic Render Driver' }), 'cpu');
+  t.is(adapterClass({ vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H200' }), 'gpu');
+  t.is(adapterClass({ vendor: 'apple', architecture: 'metal-3' }), 'gpu');
+  t.is(adapterClass({ vendor: 'x', isFallbackAdapter: true }), 'cpu');
+  t.is(adapterClass(undefined), 'gpu');
+  t.truthy(classDefault('cpu').measured);
+  t.is(classDefault('gpu').measured, null);
+  // the compile hook: ScheduleOptions.defaultSchedule picks the schedule of every gemm without an override
+  const c = compileSync(SPEC_IN, { defaultSchedule: () => REG(2, 8, 4, 8, 8), overrides: { fc2: REG(4, 4) } });
+  const gemms = c.scheduled.nodes.filter((n) => n.kind === 'blockgemm');
+  t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && n.schedule), [REG(2, 8, 4, 8, 8), REG(4, 4)]);
+});
+
 test('report: json, markdown table and an SVG drawn by vega', async (t) => {
   const r = await tune({ spec: SPEC, batch: 64, blocks: [1, 2, 4], maxSchedules: 1, cache: null, runner: fakeRunner(), progress: quiet,
     dense: { 'fc1.weight': new Float32Array(32 * 16).fill(1), 'fc2.weight': new Float32Array(16 * 32).map((_, i) => i % 7) } });
@@ -467,3 +525,48 @@ test('GPU smoke: timestamps, verified outputs, cache entries for the device', as
   const sp = parseSpec(spec) as Spec;
   t.is(sp.layers[0].op, 'dyad');
 });
+
+test('GPU: the error scopes of a candidate are never open across an await: unscoped errors of other work on the device do not fail it', async (t) => {
+  let runner: GpuRunner, device: GPUDevice;
+  try { device = await getDevice(); runner = await GpuRunner.create({ device }); } catch (e) { t.log(`no WebGPU adapter: ${(e as Error).message}`); t.pass(); return; }
+  const spec = parseSpec({ name: 'scopes', input: { features: 24 }, layers: [{ op: 'linear', name: 'fc', out_features: 20 }] });
+  const rng = new Rng(7);
+  const weights = Object.fromEntries(Object.entries(compileSync(spec).weightShapes).map(([n, sh]) => [n, rng.f32(sh.reduce((a, b) => a * b, 1), -0.5, 0.5)]));
+  const batch = 9, x = rng.f32(batch * 24, -1, 1);
+  const problem: Problem = { layer: 'fc', spec, weights, x, batch, in: 24, out: 20 };
+  // other work on the same device, outside any scope: a copy from a destroyed buffer, submitted every millisecond
+  const dead = device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_SRC });
+  const sink = device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_DST });
+  dead.destroy();
+  let stray = 0, running = true;
+  const prev = device.onuncapturederror;
+  device.onuncapturederror = (e) => { stray++; e.preventDefault(); };
+  const noise = (async () => {
+    while (running) {
+      const enc = device.createCommandEncoder();
+      enc.copyBufferToBuffer(dead, 0, sink, 0, 16);
+      device.queue.submit([enc.finish()]);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  })();
+  try {
+    for (let i = 0; i < 3; i++) {
+      const prep = await runner.prepare(problem, REG(4, 4));
+      const want = interpret(compileSync(spec).graph, weights, x, batch);
+      let err = 0;
+      for (let k = 0; k < want.length; k++) err = Math.max(err, Math.abs(prep.output[k] - want[k]));
+      t.true(err < 1e-5, `max abs error ${err}`);
+      t.is((await prep.time(2)).length, 2);
+      prep.destroy();
+    }
+  } finally {
+    running = false;
+    await noise;
+    await device.queue.onSubmittedWorkDone();
+    device.onuncapturederror = prev;
+    sink.destroy();
+    runner.close();
+  }
+  t.true(stray > 0, 'the other work did raise errors while the candidates ran');
+});
+

@@ -15,13 +15,14 @@
  * stays small; the built `dyadc compile` never loads ts-morph (compiler/codegen/module.ts reads the
  * skeleton printed at build time).
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DyadcError } from '../errors.js';
 import type { Spec } from '../spec/types.js';
 import { registerTune } from './tune-command.js';
+import { fsErrorLine, makeDirectory } from '../../runtime/node-fs.js';
 import { packagePath, dyadcVersion } from '../util/package-root.js';
 
 const out = (s = '') => process.stdout.write(s + '\n');
@@ -282,17 +283,6 @@ const fmtInt = (n: number) => n.toLocaleString('en-US');
 const fmtBytes = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
 
 /**
- * mkdir -p, one level at a time from the deepest existing ancestor: Node's `mkdirSync(p, { recursive:
- * true })` retries forever where mkdir fails with ENOENT under a directory that exists (`-o /proc/x`
- * hung); here that is one clean error. @throws Node's fs error (reported by fsErrorLine)
- */
-function makeDirectory(dir: string): void {
-  const parent = dirname(dir);
-  if (parent !== dir && !statSync(parent, { throwIfNoEntry: false })) makeDirectory(parent);
-  mkdirSync(dir);
-}
-
-/**
  * The LIMIT error `inspect`/`compile` give for weights that do not fit one binding (the plan's
  * arena, WebGPU's default limits), raised before `init`/`convert` allocate them.
  * @throws DyadcError(LIMIT)
@@ -484,27 +474,6 @@ function program(result: { code: number }): Command {
 
   registerTune(p); // `dyadc tune` (compiler/cli/tune-command.ts; loads the tuner only when it runs)
   return p;
-}
-
-/** What to do about a file-system error, by errno code. */
-const FS_FIX: Record<string, string> = {
-  ENOENT: 'check the path', ENOTDIR: 'a part of the path is a file, not a directory: choose another path',
-  EISDIR: 'give a file path, not a directory', EEXIST: 'remove it or choose another path',
-  EACCES: 'check the permissions', EPERM: 'check the permissions', EROFS: 'write somewhere writable',
-  ENAMETOOLONG: 'use a shorter path or name', ENOSPC: 'free disk space', EMFILE: 'close other programs and retry',
-};
-
-/**
- * One line for an error Node's fs raised (it carries `code` like `ENOTDIR`, `syscall` and `path`):
- * `cannot mkdir <path>: not a directory (fix: …)`; undefined for any other error.
- */
-export function fsErrorLine(e: unknown): string | undefined {
-  const err = e as NodeJS.ErrnoException;
-  if (!(err instanceof Error) || typeof err.code !== 'string' || !/^E[A-Z]+$/.test(err.code) || typeof err.syscall !== 'string') return undefined;
-  const reason = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '[^']*'( -> '[^']*')?$/, '');
-  const where = err.path ? ` ${err.path.length > 120 ? `${err.path.slice(0, 60)}…${err.path.slice(-40)}` : err.path}` : '';
-  const fix = Object.prototype.hasOwnProperty.call(FS_FIX, err.code) ? ` (fix: ${FS_FIX[err.code]})` : '';
-  return `cannot ${err.syscall}${where}: ${reason}${fix}`;
 }
 
 function printDebug(e: unknown): void {

@@ -100,7 +100,7 @@ async function tuneCommand(file: string, o: TuneCliOptions): Promise<void> {
   const m = r.meta;
   out(`dyadc tune: ${m.spec} at batch ${m.batch} (bucket ${m.batchBucket}) on ${m.adapterLabel}`);
   out(r.measured
-    ? `  ${r.measured} candidate${r.measured === 1 ? '' : 's'} measured in ${m.elapsedS.toFixed(0)} s (budget ${m.budgetS} s${r.budgetExhausted ? ', REACHED: exploration stopped early, best so far kept' : ''}); timer ${m.timer}; load average ${m.loadavgStart[0].toFixed(2)} → ${m.loadavgEnd[0].toFixed(2)} on ${m.cpus} CPUs`
+    ? `  ${r.measured} candidate${r.measured === 1 ? '' : 's'} measured in ${m.elapsedS.toFixed(0)} s, ${m.compileS.toFixed(0)} s of it compiling (budget ${m.budgetS} s, compiles included${r.budgetExhausted ? `, REACHED: exploration stopped early, best so far kept${m.skippedForCompile ? `; ${m.skippedForCompile} skipped whose compile did not fit` : ''}` : ''}); timer ${m.timer}; ${m.adapterClass} adapter; load average ${m.loadavgStart[0].toFixed(2)} → ${m.loadavgEnd[0].toFixed(2)} on ${m.cpus} CPUs`
     : '  everything from the cache: no measurement');
   out(`  cache ${m.cache ?? '(memory only)'}`);
   out();

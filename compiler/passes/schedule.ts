@@ -34,6 +34,8 @@ export interface ScheduleOptions {
   limits?: Partial<Limits>;
   /** Per-node (gemm id) or per-layer-name schedules, e.g. from the tuning cache. */
   overrides?: Record<string, Schedule>;
+  /** The schedule of a node without an override (default `defaultSchedule`); per adapter class: compiler/tune/adapter-class.ts. */
+  defaultSchedule?: (n: BlockGemmNode) => Schedule;
 }
 
 /**
@@ -115,7 +117,7 @@ export function schedule(g0: Graph, opts: ScheduleOptions = {}): Graph {
   for (const n of g.nodes) {
     if (n.kind !== 'blockgemm') continue;
     const o = opts.overrides ?? {};
-    const s = ownValue(o, n.id) ?? n.layers.map((l) => ownValue(o, l)).find(Boolean) ?? n.schedule ?? defaultSchedule(n);
+    const s = ownValue(o, n.id) ?? n.layers.map((l) => ownValue(o, l)).find(Boolean) ?? n.schedule ?? (opts.defaultSchedule ?? defaultSchedule)(n);
     checkSchedule(s, n, limits);
     if (s.kind === 'subgroup') checkSchedule(registerSchedule(n), n, limits);
     n.schedule = s;

@@ -5,7 +5,9 @@
  *   1. compile the plan with the schedule as an override, create the model (uploads weights,
  *      creates the pipeline; pipelines are cached per device by WGSL hash);
  *   2. warm-up run (pays the driver's shader JIT: 1–10 s on lavapipe), waited for;
- *   3. poison the output with NaN bits, run again, read the output back (verified by the tuner);
+ *   3. poison the output with NaN bits, run again, read the output back (verified by the tuner).
+ *      Steps 2 and 3 each run inside error scopes pushed and popped around the synchronous recording
+ *      and submission, never across an await (`scoped`), as `Model.forward` does;
  *   4. timed runs, one submit each, waited for: with `timestamp-query` (when the device has it) the
  *      time between a timestamp written at the beginning of an empty compute pass placed before
  *      the model's pass and one written at the end of an empty pass placed after it (so the model's
@@ -65,6 +67,28 @@ export interface CandidateRunner {
 
 const POISON = 0x7fc00000;
 
+/**
+ * Runs `f` — which records and submits commands synchronously, and may return a promise for their
+ * result (a read-back) — inside out-of-memory and validation error scopes that are pushed right
+ * before and popped right after it, with no await in between: error scopes are a stack per device,
+ * so another model's work on the shared device can neither land in these scopes nor find them open.
+ * Then waits for the scopes and the result.
+ * @throws DyadcError(GPU) naming `what` when a scope caught an error; what `f` or its promise throws.
+ */
+async function scoped<T>(device: GPUDevice, what: string, f: () => T | Promise<T>): Promise<T> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let result: Promise<T>;
+  try { result = Promise.resolve(f()); } catch (e) { result = Promise.reject(e); }
+  const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()]);
+  const [popped, value] = await Promise.allSettled([scopes, result]);
+  const gpuErr = popped.status === 'fulfilled' ? popped.value.find((e) => e !== null) : undefined;
+  if (gpuErr) throw new DyadcError('GPU', `${what}: ${gpuErr.message}`);
+  if (popped.status === 'rejected') throw popped.reason;
+  if (value.status === 'rejected') throw value.reason;
+  return value.value;
+}
+
 /** The Limits subset of a device's limits. */
 function limitsOf(l: GPUSupportedLimits): Limits {
   const out = { ...DEFAULT_LIMITS };
@@ -121,25 +145,22 @@ export class GpuRunner implements CandidateRunner {
     const c = compileSync(p.spec, { overrides: { [p.layer]: schedule }, limits: this.limits });
     const x = this.input(p);
     const t0 = performance.now();
-    device.pushErrorScope('out-of-memory');
-    device.pushErrorScope('validation');
-    let model: Model | undefined, output: Float32Array | undefined, compileMs = 0, err: unknown;
+    const model = await Model.create(c.plan, { weights: p.weights, device }); // its pipeline errors are its own (rejections)
     try {
-      model = await Model.create(c.plan, { weights: p.weights, device });
-      const y = model.forwardGPU(x, p.batch);
+      // warm-up run: pays the driver's shader JIT
+      const y = await scoped(device, `candidate ${p.layer} (warm-up)`, () => model.forwardGPU(x, p.batch));
       await device.queue.onSubmittedWorkDone();
-      compileMs = performance.now() - t0;
-      device.queue.writeBuffer(y, 0, new Uint32Array(p.batch * p.out).fill(POISON));
-      model.forwardGPU(x, p.batch);
-      output = await model.readBuffer(y, p.batch * p.out * 4);
-    } catch (e) { err = e; }
-    const v = await device.popErrorScope(), o = await device.popErrorScope();
-    if (err || v || o || !model || !output) {
-      model?.destroy();
-      throw err ?? new DyadcError('GPU', `candidate ${p.layer}: ${(v ?? o)?.message ?? 'no output'}`);
+      const compileMs = performance.now() - t0;
+      const output = await scoped(device, `candidate ${p.layer}`, () => {
+        device.queue.writeBuffer(y, 0, new Uint32Array(p.batch * p.out).fill(POISON));
+        model.forwardGPU(x, p.batch);
+        return model.readBuffer(y, p.batch * p.out * 4); // records the copy and submits before its first await
+      });
+      return { output, compileMs, time: (runs) => this.time(model, x, p.batch, runs), destroy: () => model.destroy() };
+    } catch (e) {
+      model.destroy();
+      throw e;
     }
-    const m = model;
-    return { output, compileMs, time: (runs) => this.time(m, x, p.batch, runs), destroy: () => m.destroy() };
   }
 
   private async time(model: Model, x: GPUBuffer, batch: number, runs: number): Promise<number[]> {

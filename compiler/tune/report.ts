@@ -8,7 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { CandidateRecord, TuneResult } from './tuner.js';
+import type { CandidateRecord, TuneResult } from './types.js';
 
 const f = (x: number | null | undefined, d = 2) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
 const ms = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x >= 100 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(4));
@@ -26,10 +26,10 @@ export function reportMarkdown(r: TuneResult): string {
   const m = r.meta;
   const L: string[] = [];
   L.push(`# dyadc tune: ${m.spec}, batch ${m.batch}`, '');
-  L.push(`- device: ${m.adapterLabel}`);
+  L.push(`- device: ${m.adapterLabel} (${m.adapterClass} adapter: groups start from its class's default schedule)`);
   L.push(`- timer: ${m.timer === 'timestamp' ? 'GPU timestamp-query (median of the timed runs)' : 'wall clock around submit → onSubmittedWorkDone (median)'}; ${m.runs} timed runs per candidate after a warm-up and a verification run`);
   L.push(`- machine load: load average ${m.loadavgStart.map((v) => v.toFixed(2)).join(' / ')} (1/5/15 min) at start, ${m.loadavgEnd.map((v) => v.toFixed(2)).join(' / ')} at end, on ${m.cpus} CPUs`);
-  L.push(`- budget: ${m.budgetS} s, used ${m.elapsedS.toFixed(0)} s${m.budgetExhausted ? ' — **budget reached: exploration stopped early, best so far kept**' : ''}; ${r.measured} candidate${r.measured === 1 ? '' : 's'} measured in this run${r.measured === 0 ? ' (everything from the cache)' : ''}`);
+  L.push(`- budget: ${m.budgetS} s (shader compiles included), used ${m.elapsedS.toFixed(0)} s, ${m.compileS.toFixed(0)} s of it preparing candidates (compile, JIT, warm-up, verification run)${m.budgetExhausted ? ` — **budget reached: exploration stopped early, best so far kept${m.skippedForCompile ? `; ${m.skippedForCompile} candidates skipped because their compile did not fit` : ''}**` : ''}; ${r.measured} candidate${r.measured === 1 ? '' : 's'} measured in this run${r.measured === 0 ? ' (everything from the cache)' : ''}`);
   L.push(`- dyadc ${m.dyadc}, templates ${m.templates}; batch bucket ${m.batchBucket}; seed ${m.seed}; up to ${m.maxSchedules} schedules per block count; tolerance ${m.tolerance}`);
   L.push(`- cache: ${m.cache ?? '(memory only)'}; started ${m.startedAt}; node ${m.node}`);
   const cached = r.layers.flatMap((l) => l.groups.filter((g) => g.source === 'cached'));

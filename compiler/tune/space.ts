@@ -21,13 +21,9 @@
  *     than a column group: small blocks);
  *   - wasted rows: a workgroup spans more than twice the batch.
  *
- * Compile time is part of the budget (tuner.ts estimates each candidate's first run from the ones
- * measured, scaled by tile size); subgroup tiles cost 3–12 s of JIT each on lavapipe (cold).
- *
- * Walk: the default schedule first (the compiler's choice: the baseline every group has), then
- * greedily the unmeasured legal point nearest to the group's best so far (distance: |Δlog2 rows| +
- * |Δlog2 cols| + 2·[k differs] + 1.5·[workgroup differs]: tile shapes first, then workgroup shapes;
- * ties: the larger tile, then the axis order above), up to `maxSchedules` per group (default 6).
+ * Compile time is part of the budget (budget.ts: each candidate's preparation is timed, the next
+ * one's estimated from the tile size); subgroup tiles cost 3–12 s of JIT each on lavapipe (cold).
+ * The order the points are measured in is the search strategy's (strategy.ts).
  */
 import type { BlockGemmNode, Schedule } from '../ir/graph.js';
 import { type Limits, checkSchedule, defaultSchedule, registerSchedule } from '../passes/schedule.js';
@@ -59,7 +55,10 @@ export function scheduleLabel(s: Schedule): string {
 export const sameSchedule = (a: Schedule, b: Schedule) => a.kind === b.kind && a.tile.rows === b.tile.rows && a.tile.cols === b.tile.cols
   && a.tile.k === b.tile.k && a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols;
 
-/** Distance between two schedules (see the file header). */
+/**
+ * Distance between two schedules: |Δlog2 tile.rows| + |Δlog2 tile.cols| + 2·[tile.k differs] +
+ * 1.5·[workgroup differs] + 4·[kind differs] (the search strategy walks by it, strategy.ts).
+ */
 export function scheduleDistance(a: Schedule, b: Schedule): number {
   return Math.abs(Math.log2(a.tile.rows) - Math.log2(b.tile.rows)) + Math.abs(Math.log2(a.tile.cols) - Math.log2(b.tile.cols))
     + (a.tile.k === b.tile.k ? 0 : 2) + (a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols ? 0 : 1.5)
@@ -76,12 +75,14 @@ export interface GroupSpace {
 
 /**
  * The legal points of the declared space for one blockgemm node (a one-layer spec's), at `batch`.
+ * `first`: the point to measure first (the device's default, adapter-class.ts; default: the
+ * compiler's default with subgroups, the register schedule without); when pruned, the nearest legal point.
  * @returns never an empty `legal` unless no point at all fits the limits.
  */
-export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, subgroups = false): GroupSpace {
+export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, subgroups = false, first?: Schedule): GroupSpace {
   const legal: Schedule[] = [];
   const pruned: GroupSpace['pruned'] = [];
-  const def = subgroups ? defaultSchedule(node) : registerSchedule(node);
+  const def = first ?? (subgroups ? defaultSchedule(node) : registerSchedule(node));
   const points: Schedule[] = [];
   for (const kind of SPACE.kinds) for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups)
     points.push({ kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } });
@@ -92,11 +93,11 @@ export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, s
     if (reason && !(sameSchedule(s, def) && reason.startsWith('wasted'))) pruned.push({ schedule: s, reason });
     else legal.push(s);
   }
-  let first = def;
+  let start = def;
   if (!legal.some((s) => sameSchedule(s, def))) {
-    first = [...legal].sort((a, b) => scheduleDistance(a, def) - scheduleDistance(b, def))[0] ?? def;
+    start = [...legal].sort((a, b) => scheduleDistance(a, def) - scheduleDistance(b, def))[0] ?? def;
   }
-  return { first, legal, pruned };
+  return { first: start, legal, pruned };
 }
 
 function pruneReason(s: Schedule, node: BlockGemmNode, limits: Limits, batch: number): string | null {
@@ -108,22 +109,6 @@ function pruneReason(s: Schedule, node: BlockGemmNode, limits: Limits, batch: nu
   const rowsPerWg = s.tile.rows * s.workgroup.rows;
   if (rowsPerWg > 2 * batch) return `wasted rows: a workgroup spans ${rowsPerWg} rows for a batch of ${batch}`;
   return null;
-}
-
-/**
- * The next schedule to measure in a group: the first point when nothing was tried, else the
- * untried legal point nearest to `anchor` (the best so far). @returns undefined when exhausted.
- */
-export function nextSchedule(space: GroupSpace, tried: Schedule[], anchor: Schedule | undefined): Schedule | undefined {
-  if (!tried.some((t) => sameSchedule(t, space.first))) return space.first;
-  const a = anchor ?? space.first;
-  let best: Schedule | undefined, bestD = Infinity;
-  for (const s of space.legal) {
-    if (tried.some((t) => sameSchedule(t, s))) continue;
-    const d = scheduleDistance(s, a) - 0.01 * Math.log2(s.tile.rows * s.tile.cols);
-    if (d < bestD) { best = s; bestD = d; }
-  }
-  return best;
 }
 
 /** Divisors of both `a` and `b`, ascending. */

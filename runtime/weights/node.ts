@@ -6,6 +6,7 @@
 import { promises as fsp, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import * as path from 'node:path';
 import { DyadcError } from '../../compiler/errors.js';
+import { fsFix, fsReason, makeDirectory } from '../node-fs.js';
 import {
   MAX_HEADER_BYTES, readSafetensorsHeader, safetensorsFromHeader, writeSafetensors,
   type SafetensorsFile, type TensorToWrite,
@@ -14,31 +15,9 @@ import {
 /** fs.read moves at most ~2 GiB per call; read in chunks well below that. */
 const CHUNK = 64 * 1024 * 1024;
 
-const IO_FIX: Record<string, string> = {
-  ENOENT: 'check the path', EISDIR: 'give a file path, not a directory', EACCES: 'check the permissions',
-  ENOTDIR: 'a part of the path is a file, not a directory: choose another path', ENOSPC: 'free disk space',
-  // mkdir -p of the file's directory meets a file where a directory should be
-  EEXIST: 'a parent of the path is a file, not a directory', ENAMETOOLONG: 'use a shorter file name or path',
-  EROFS: 'write somewhere writable', EPERM: 'check the permissions',
-};
-
-/**
- * mkdir -p, one level at a time from the deepest existing ancestor: Node's recursive mkdir retries
- * forever where mkdir fails with ENOENT under an existing directory (`-o /proc/x/w.safetensors` hung).
- * @throws Node's fs error (ENOENT, ENOTDIR, EEXIST: a file where a directory should be, EACCES, …)
- */
-async function makeDirectory(dir: string): Promise<void> {
-  if (await fsp.stat(dir).then((s) => s.isDirectory(), () => false)) return;
-  const parent = path.dirname(dir);
-  if (parent !== dir) await makeDirectory(parent);
-  await fsp.mkdir(dir);
-}
-
-/** One clean line: what failed, the OS reason (no temp-file names), and a fix. */
+/** One clean line: what failed, the OS reason (no temp-file names), and a fix (runtime/node-fs.ts). */
 function ioError(file: string, what: string, e: unknown): DyadcError {
-  const err = e as NodeJS.ErrnoException;
-  const reason = (err.message ?? String(e)).replace(/^[A-Z]+: /, '').replace(/, \w+ '[^']*'( -> '[^']*')?$/, '');
-  return new DyadcError('SAFETENSORS', `cannot ${what}: ${reason}`, { path: file, fix: IO_FIX[err.code ?? ''], cause: e });
+  return new DyadcError('SAFETENSORS', `cannot ${what}: ${fsReason(e)}`, { path: file, fix: fsFix(e), cause: e });
 }
 
 function header8Length(b: Uint8Array): number {
@@ -147,7 +126,7 @@ export async function writeSafetensorsFile(file: string, tensors: Record<string,
   }
   const bytes = writeSafetensors(tensors, metadata);
   const dir = path.dirname(path.resolve(file));
-  try { await makeDirectory(dir); } catch (e) { throw ioError(file, 'create the directory', e); }
+  try { makeDirectory(path.dirname(file)); } catch (e) { throw ioError(file, `create the directory ${(e as NodeJS.ErrnoException).path ?? path.dirname(file)}`, e); }
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
   try {
     const fh = await fsp.open(tmp, 'wx');
