@@ -31,7 +31,7 @@ const CASES: AttentionCase[] = [
   { shape: { seq: 7, dModel: 16, heads: 2 }, tile: { keys: 4 } },  // 7 keys: a ragged key step
   { shape: { seq: 64, dModel: 64, heads: 8 } },  // tile 32 divides 64
   { shape: { seq: 129, dModel: 32, heads: 2 }, tile: { rows: 16, keys: 8 } },  // 9 tiles, the last holds 1 row
-  { shape: { seq: 129, dModel: 32, heads: 1 } },  // default tile 32: 5 tiles; head_dim 32
+  { shape: { seq: 129, dModel: 32, heads: 1 } },  // default tile (32 rows, 1 key per step): 5 tiles; head_dim 32
 ];
 const caseLabel = (c: AttentionCase) => `seq ${c.shape.seq}, d_model ${c.shape.dModel}, heads ${c.shape.heads}${c.tile ? `, tile ${JSON.stringify(c.tile)}` : ''}`;
 
@@ -103,21 +103,23 @@ for (const c of CASES) {
  */
 test('attention: NaN in q, k, v or dout propagates as in float64, and not through the causal mask', async (t) => {
   const device = await sharedDevice();
-  const c = CASES[3], batch = 3, { seq, dModel } = c.shape, n = batch * seq * dModel;
-  const seed = SEED + 7, rng = new Rng(seed);
-  for (const which of ['q', 'k', 'v', 'dout'] as const) {
-    const x = { q: rng.f32(n, -1.5, 1.5), k: rng.f32(n, -1.5, 1.5), v: rng.f32(n, -2, 2), dout: rng.f32(n, -1, 1) };
-    const row = 1 * seq + 40, col = 20;  // sequence 1, position 40, head 1 (features 16…31)
-    x[which][row * dModel + col] = NaN;
-    const got = await runAttention(device, c, batch, x.q, x.k, x.v, x.dout);
-    const ref = reference(c, batch, x.q, x.k, x.v, x.dout);
-    for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
-      const r = ref[key], nan = Array.from(r).filter(Number.isNaN).length;
-      const cmp = compare(got[key], r, key === 'lse' ? seq : dModel, TOL);
-      t.true(cmp.ok, `NaN in ${which}: ${key} (seed ${seed}, ${nan} NaN expected): ${cmp.detail}`);
+  for (const c of [CASES[3], CASES[4]]) {  // 8 keys per step, and the default tile (1 key per step)
+    const batch = 3, { seq, dModel } = c.shape, n = batch * seq * dModel;
+    const seed = SEED + 7, rng = new Rng(seed);
+    for (const which of ['q', 'k', 'v', 'dout'] as const) {
+      const x = { q: rng.f32(n, -1.5, 1.5), k: rng.f32(n, -1.5, 1.5), v: rng.f32(n, -2, 2), dout: rng.f32(n, -1, 1) };
+      const row = 1 * seq + 40, col = 20;  // sequence 1, position 40, feature 20
+      x[which][row * dModel + col] = NaN;
+      const got = await runAttention(device, c, batch, x.q, x.k, x.v, x.dout);
+      const ref = reference(c, batch, x.q, x.k, x.v, x.dout);
+      for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+        const r = ref[key], nan = Array.from(r).filter(Number.isNaN).length;
+        const cmp = compare(got[key], r, key === 'lse' ? seq : dModel, TOL);
+        t.true(cmp.ok, `${caseLabel(c)}, NaN in ${which}: ${key} (seed ${seed}, ${nan} NaN expected): ${cmp.detail}`);
+      }
+      // the reference itself: a NaN at position 40 never reaches the rows before it (the causal mask)
+      if (which !== 'dout') t.false(ref.out.slice(seq * dModel, (seq + 40) * dModel).some(Number.isNaN), `NaN in ${which} leaked before its position`);
     }
-    // the reference itself: a NaN at position 40 never reaches the rows before it (the causal mask)
-    if (which !== 'dout') t.false(ref.out.slice(seq * dModel, (seq + 40) * dModel).some(Number.isNaN), `NaN in ${which} leaked before its position`);
   }
 });
 

@@ -57,7 +57,13 @@ export interface AttentionKernelShape {
 export interface AttentionTile {
   /** query rows per workgroup (forward, dq) and key rows per workgroup (dk/dv); one invocation per row. Default: min(32, seq rounded up to 8). */
   rows?: number;
-  /** keys per online-softmax step of the forward (scores, one max and one rescale per step). Default 4. */
+  /**
+   * keys per online-softmax step of the forward (scores, one max and one rescale per step). Default 1
+   * (the online softmax of Milakov & Gimelshein 2018, arXiv 1805.02867, one key at a time): on lavapipe,
+   * seq 128, d_model 256, heads 4, batch 8, 4 keys per step took 1.12–2.1× the time of 1 key (6 rounds in
+   * 3 processes, interleaved, medians of 7–9; bench/attention.ts, load average 13–17) and its unrolled step
+   * compiles slower; 8 keys took 3.6–5.3×.
+   */
   keys?: number;
 }
 
@@ -71,7 +77,7 @@ function attentionLayout(s: AttentionKernelShape, tile: AttentionTile = {}): { h
   if (s.dModel % s.heads !== 0) throw new DyadcError('USAGE', `attention heads: ${s.heads} does not divide d_model ${s.dModel}`, { fix: 'choose heads dividing d_model' });
   const hd = s.dModel / s.heads;
   if (hd % 4 !== 0) throw new DyadcError('USAGE', `attention heads: head_dim ${hd} (d_model ${s.dModel} / heads ${s.heads}) is not a multiple of 4`, { fix: 'choose d_model and heads so that d_model / heads is a multiple of 4 (the kernels load vec4)' });
-  const rows = tile.rows ?? Math.min(32, ceil(s.seq, 8) * 8), keys = tile.keys ?? 4;
+  const rows = tile.rows ?? Math.min(32, ceil(s.seq, 8) * 8), keys = tile.keys ?? 1;
   positiveInt(rows, 'tile.rows'); positiveInt(keys, 'tile.keys');
   if (rows > 256) throw new DyadcError('USAGE', `attention tile.rows: ${rows} exceeds 256 invocations per workgroup`, { fix: 'use at most 256' });
   return { hd4: hd / 4, rows, keys, tiles: ceil(s.seq, rows) };
