@@ -17,8 +17,8 @@ import { renderLosses } from '../compiler/codegen/train-plan.js';
 import { attentionBackward, attentionForward, embeddingBackward, embeddingForward, tokenCrossEntropy, type AttentionShape } from '../compiler/interp/transformer.js';
 import { DyadcError } from '../compiler/errors.js';
 import { Rng } from '../compiler/util/rng.js';
-import { compare, relError, sharedDevice, since, testSeed } from './helpers/gpu.js';
-import { compileKernel, dispatch, poisoned, readBack, upload, type Compiled } from './helpers/kernel-runner.js';
+import { compare, POISON_BITS, relError, sharedDevice, since, testSeed } from './helpers/gpu.js';
+import { compileKernel, dispatch, GUARD, poisoned, readBack, upload, type Compiled } from './helpers/kernel-runner.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-5;
@@ -30,7 +30,7 @@ const CASES: AttentionCase[] = [
   { shape: { seq: 1, dModel: 8, heads: 1 } },
   { shape: { seq: 7, dModel: 16, heads: 2 }, tile: { keys: 4 } },  // 7 keys: a ragged key step
   { shape: { seq: 64, dModel: 64, heads: 8 } },  // tile 32 divides 64
-  { shape: { seq: 129, dModel: 32, heads: 2 }, tile: { rows: 16, keys: 8 } },  // 9 tiles, the last holds 1 row
+  { shape: { seq: 129, dModel: 32, heads: 2 }, tile: { rows: 16, keys: 2 } },  // 9 tiles, the last holds 1 row; 129 keys: a ragged key step
   { shape: { seq: 129, dModel: 32, heads: 1 } },  // default tile (32 rows, 1 key per step): 5 tiles; head_dim 32
 ];
 const caseLabel = (c: AttentionCase) => `seq ${c.shape.seq}, d_model ${c.shape.dModel}, heads ${c.shape.heads}${c.tile ? `, tile ${JSON.stringify(c.tile)}` : ''}`;
@@ -103,7 +103,7 @@ for (const c of CASES) {
  */
 test('attention: NaN in q, k, v or dout propagates as in float64, and not through the causal mask', async (t) => {
   const device = await sharedDevice();
-  for (const c of [CASES[3], CASES[4]]) {  // 8 keys per step, and the default tile (1 key per step)
+  for (const c of [CASES[3], CASES[4]]) {  // 2 keys per step, and the default tile (1 key per step)
     const batch = 3, { seq, dModel } = c.shape, n = batch * seq * dModel;
     const seed = SEED + 7, rng = new Rng(seed);
     for (const which of ['q', 'k', 'v', 'dout'] as const) {
@@ -221,6 +221,31 @@ test('embedding: NaN in dy reaches exactly its token row and its position row', 
   t.is(Array.from(refAll).filter(Number.isNaN).length, 2);
   const cmp = compare(g, refAll, D, TOL);
   t.true(cmp.ok, cmp.detail);
+});
+
+test('embedding gradient with accumulateTokens (tied LM head): the token rows add to what is there, positions overwrite', async (t) => {
+  const device = await sharedDevice();
+  const e = EMB[0], D = e.dModel, batch = 3, rows = batch * e.seq;
+  const shape: EmbeddingKernelShape = { ...e, tokOffset: 4, posOffset: 4 + e.vocab * D };
+  const grad = await compileKernel(device, renderEmbeddingGrad(shape, { accumulateTokens: true }));
+  const rng = new Rng(SEED + 1702), arenaLength = shape.posOffset + e.maxSeq * D;
+  const ids = Int32Array.from({ length: rows }, () => rng.int(0, e.vocab - 1)), dy = rng.f32(rows * D);
+  const prior = rng.f32(arenaLength);  // e.g. the LM head's weight gradient, and stale position gradients
+  const index = embeddingGradIndex(ids, e.vocab);
+  const arena = new Float32Array(arenaLength + GUARD);
+  arena.set(prior);
+  new Uint32Array(arena.buffer, arenaLength * 4).fill(POISON_BITS);  // readBack's guard words
+  const bufs = { dy: upload(device, dy), token_rows: upload(device, index.rows), token_starts: upload(device, index.starts), grads: upload(device, arena) };
+  dispatch(device, [{ c: grad, buffers: bufs }], rows);
+  const g = await readBack(device, bufs.grads, arenaLength, 'embedding accumulate');
+  for (const b of Object.values(bufs)) b.destroy();
+  const ref = embeddingBackward(ids, dy, e.vocab, e.maxSeq, batch, e.seq, D);
+  const refTok = ref.dTok.map((x, i) => x + prior[shape.tokOffset + i]);
+  let cmp = compare(g.subarray(shape.tokOffset, shape.posOffset), refTok, D, TOL);
+  t.true(cmp.ok, `dTok + prior: ${cmp.detail}`);
+  cmp = compare(g.subarray(shape.posOffset), ref.dPos, D, TOL);
+  t.true(cmp.ok, `dPos (overwritten): ${cmp.detail}`);
+  t.deepEqual(Array.from(g.subarray(0, 4)), Array.from(prior.subarray(0, 4)), 'the words before the tables are untouched');
 });
 
 // ---------------------------------------------------------------------------------------------

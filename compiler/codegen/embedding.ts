@@ -53,7 +53,7 @@ function check(s: EmbeddingKernelShape): void {
 }
 
 const view = (s: EmbeddingKernelShape, name: string, grad: boolean, bindings: KernelSlot[]) => ({
-  name, grad, bindings, vocab: s.vocab, maxSeq: s.maxSeq, seq: s.seq, dModel: s.dModel, dModel4: s.dModel / 4,
+  name, grad, bindings, accumulate: false, vocab: s.vocab, maxSeq: s.maxSeq, seq: s.seq, dModel: s.dModel, dModel4: s.dModel / 4,
   tok4: s.tokOffset / 4, pos4: s.posOffset / 4, workgroupSize: WORKGROUP, chunk: EMBEDDING_GRAD_CHUNK,
   header: [`token + position embedding ${grad ? 'gradient' : 'gather'}: vocab ${s.vocab}, max_seq ${s.maxSeq}, seq ${s.seq}, d_model ${s.dModel}`,
     `tables in the ${grad ? 'gradients' : 'weights'} arena: token [${s.vocab}, ${s.dModel}] at ${s.tokOffset}, position [${s.maxSeq}, ${s.dModel}] at ${s.posOffset}`,
@@ -85,9 +85,13 @@ export function renderEmbedding(s: EmbeddingKernelShape, name = `embedding_v${s.
  * Bindings: 1 dy `[rows, d_model]` (read), 2 token_rows `[rows]` u32 (read), 3 token_starts `[vocab + 1]`
  * u32 (read), 4 grads arena (written at the tables' offsets only).
  * Grid: `fixed`, ceil((vocab + maxSeq) · d_model/4 / 64) workgroups.
+ * `accumulateTokens`: add the token table's gradient to what the grads arena holds instead of overwriting it
+ * (an LM head tied to the token table: run this kernel after the head's weight gradient). The position
+ * table's gradient always overwrites.
  * @throws DyadcError(USAGE) for a shape that does not fit.
  */
-export function renderEmbeddingGrad(s: EmbeddingKernelShape, name = `embedding_grad_v${s.vocab}_t${s.seq}_d${s.dModel}`): TransformerKernel {
+export function renderEmbeddingGrad(s: EmbeddingKernelShape, opts: { accumulateTokens?: boolean; name?: string } = {}): TransformerKernel {
+  const name = opts.name ?? `embedding_grad_v${s.vocab}_t${s.seq}_d${s.dModel}${opts.accumulateTokens ? '_acc' : ''}`;
   check(s);
   const bindings: KernelSlot[] = [
     { binding: 1, name: 'dy', access: 'read', type: 'array<vec4<f32>>', doc: `[rows, ${s.dModel}] dL/dy` },
@@ -95,7 +99,7 @@ export function renderEmbeddingGrad(s: EmbeddingKernelShape, name = `embedding_g
     { binding: 3, name: 'token_starts', access: 'read', type: 'array<u32>', doc: `[${s.vocab + 1}] where each id's rows start in token_rows` },
     { binding: 4, name: 'grads', access: 'read_write', type: 'array<vec4<f32>>', doc: 'gradients arena (weights layout)' },
   ];
-  return { name, wgsl: render('embedding', view(s, name, true, bindings)), bindings, workgroupSize: WORKGROUP,
+  return { name, wgsl: render('embedding', { ...view(s, name, true, bindings), accumulate: !!opts.accumulateTokens }), bindings, workgroupSize: WORKGROUP,
     grid: { kind: 'fixed', workgroups: Math.ceil(((s.vocab + s.maxSeq) * s.dModel) / 4 / WORKGROUP) } };
 }
 

@@ -37,9 +37,10 @@ export function poisoned(device: GPUDevice, elements: number, label = 'test.out'
   return upload(device, new Uint32Array(elements + GUARD).fill(POISON_BITS), label);
 }
 
-/** Reads `elements` f32 back; @throws when the GUARD words after them are no longer the poison (a write past the end). */
+/** Reads `elements` f32 back; @throws when the buffer has no GUARD words after them, or they are no longer the poison (a write past the end). */
 export async function readBack(device: GPUDevice, buf: GPUBuffer, elements: number, what: string): Promise<Float32Array> {
   const bytes = (elements + GUARD) * 4;
+  if (buf.size < bytes) throw new Error(`${what}: buffer ${buf.label} holds ${buf.size} bytes, ${elements} elements and ${GUARD} guard words need ${bytes} (make it with poisoned())`);
   const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const enc = device.createCommandEncoder();
   enc.copyBufferToBuffer(buf, 0, staging, 0, bytes);
