@@ -163,7 +163,9 @@ export function renderAttentionForward(s: AttentionKernelShape, tile: AttentionT
  *   run AFTER `dq` (it reads `delta`): for i = tile start … seq − 1 (masked i < j)
  *       dV_j = Σ_{i≥j} P_ij dO_i,   dK_j = scale Σ_{i≥j} P_ij (dO_i·v_j − D_i) q_i
  *
- * Cost: each pass recomputes the seq²/2 scores (2 × the forward's multiply-adds in all, as FlashAttention-2).
+ * Cost: the useful work is 5 products of seq²/2 · head_dim (QKᵀ, dO·Vᵀ, dV, dQ, dK: 2.5× the forward);
+ * recomputing QKᵀ and dO·Vᵀ in both passes makes it 7 (3.5× the forward), the price of having no atomics.
+ * Each kernel binds 8 storage buffers: the WebGPU default `maxStorageBuffersPerShaderStage`.
  * Bindings `dq`: 1 q, 2 k, 3 v, 4 out, 5 dout `[rows, d_model]`, 6 lse (read), 7 dq `[rows, d_model]`, 8 delta
  * `[rows/seq, heads, seq]` (written). `dkdv`: 1 q, 2 k, 3 v, 4 dout, 5 lse, 6 delta (read), 7 dk, 8 dv (written).
  * Grid of both: `tiles` with rowsPerWorkgroup = seq, colWorkgroups = heads · ceil(seq / rows).

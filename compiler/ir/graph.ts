@@ -3,9 +3,11 @@
  * `[batch, features]` (row-major, batch = tokens). Values are named by their node id.
  * Weights live outside the graph, named as in PyTorch (`fc1.wl`), with their shapes in `graph.weights`.
  *
- * Stages: the spec builds `linear`/`dyad`/`act`/`norm`/`residual` nodes; `lower` turns linear/dyad
- * into `blockgemm`; `fuse` folds bias/activation/residual into a blockgemm epilogue and norms into a
- * prologue fed by a `rowstats` node; `schedule` attaches tile/workgroup/grid to kernels.
+ * Stages (the pass list, passes/index.ts): `build` makes `linear`/`dyad`/`act`/`norm`/`residual` nodes
+ * (ids = layer names); `lower` turns linear/dyad into `blockgemm`; `fuse` folds bias/activation/residual
+ * into a blockgemm epilogue (the gemm keeps its id) and norms into a prologue fed by a `rowstats` node;
+ * `split-norms` gives the remaining norms theirs; `schedule` attaches tile and workgroup to every
+ * blockgemm (dispatch grids depend on the batch: the runtime computes them).
  */
 import type { Activation, DType, Variant } from '../spec/types.js';
 import { IndexMap } from './indexmap.js';
@@ -179,7 +181,10 @@ export function verify(g: Graph): void {
   if (!seen.has(g.output)) throw new DyadcError('IR_INVALID', `output %${g.output} is not defined`);
 }
 
-/** One readable line per node, e.g. `%fc1: [B,3072] = blockgemm(%x) parts=[lower fc1.wl contiguous(4x192)→contiguous(4x768), ...] +bias epilogue=[relu]`. */
+/**
+ * One readable line per node, e.g.
+ * `%fc1: [B,3072] f32 = blockgemm(%input, %ln.stats) parts=[lower fc1.wl contiguous(4x192)→contiguous(4x768), ...] bias=fc1.bias prologue=layernorm(...) epilogue=[relu] schedule={...}`.
+ */
 export function print(g: Graph): string {
   const lines = [`graph ${g.name} -> %${g.output}`];
   for (const n of g.nodes) {

@@ -17,7 +17,7 @@ import type { Schedule } from '../ir/graph.js';
 import type { CandidateRunner, Prepared, Problem } from './measure.js';
 import { type Group, type GroupSet, groupLabel, recordOf } from './group.js';
 import { type Budget, compileUnits } from './budget.js';
-import { nextSchedule } from './strategy.js';
+import { preferredSchedules } from './strategy.js';
 import { scheduleLabel } from './space.js';
 import { median, timeRuns } from './timing.js';
 import { verifyOutput } from './verify.js';
@@ -81,13 +81,14 @@ export async function explore(ctx: SearchContext, pending: Group[], planned: num
     for (const g of pending) {
       if (g.done) continue;
       if (g.candidates.length >= ctx.maxSchedules) { g.done = true; continue; }
+      // the group's preferred untried point whose compile fits; those whose compile does not are skipped
+      const runMs = (ctx.runs + 2) * estRunMs(ctx, g), owedMs = confirmOwedMs(ctx);
       let s: Schedule | undefined, decision = 'measure';
-      for (;;) {
-        s = nextSchedule(g.space!, [...g.candidates.map((c) => c.schedule), ...g.skipped], g.best?.schedule);
-        if (!s) break;
-        decision = ctx.budget.decide({ compileMs: ctx.budget.compileEstimateMs(compileUnits(g.blocks, s)), runMs: (ctx.runs + 2) * estRunMs(ctx, g), owedMs: confirmOwedMs(ctx) }, state.count === 0);
+      for (s of preferredSchedules(g.space!, [...g.candidates.map((c) => c.schedule), ...g.skipped], g.best?.schedule)) {
+        decision = ctx.budget.decide({ compileMs: ctx.budget.compileEstimateMs(compileUnits(g.blocks, s)), runMs, owedMs }, state.count === 0);
         if (decision !== 'skip') break;
         g.skipped.push(s);
+        s = undefined;
       }
       if (!s) { g.done = true; continue; }
       if (decision === 'stop') { budgetExhausted = true; break; }
