@@ -65,6 +65,8 @@ export interface ManifestKernel {
   /** path of the WGSL file, relative to the output directory */
   wgsl: string;
   wgslSha256: string;
+  /** subgroup renderings (`<kernel>.sg<width>.wgsl`), where the kernel has them: the runtime runs the widest ≤ the device's subgroupMinSize */
+  subgroup?: { width: number; wgsl: string; wgslSha256: string }[];
 }
 
 export interface Manifest {
@@ -233,12 +235,14 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
 
   const name = c.plan.name;
   const files = new Map<string, string>([[`${name}.ts`, src.ts], [`${name}.mjs`, js], [`${name}.d.mts`, src.dts]]);
-  const kernelFile = (dir: string, k: { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string }): ManifestKernel => {
+  const kernelFile = (dir: string, k: { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string; subgroup?: { width: number; wgsl: string }[] }): ManifestKernel => {
     // kernel files carry the model name, so several models can share one output directory
-    let path = `${dir}/${name}.${k.name}.wgsl`;
-    for (let i = 1; files.has(path); i++) path = `${dir}/${name}.${k.name}_${i}.wgsl`;
-    files.set(path, k.wgsl.endsWith('\n') ? k.wgsl : k.wgsl + '\n');
-    return { name: k.name, layers: k.layers, shapes: k.shapes, grid: k.grid as ManifestKernel['grid'], config: k.config ?? null, wgsl: path, wgslSha256: sha256(k.wgsl) };
+    let stem = `${dir}/${name}.${k.name}`;
+    for (let i = 1; files.has(`${stem}.wgsl`); i++) stem = `${dir}/${name}.${k.name}_${i}`;
+    const put = (path: string, wgsl: string) => { files.set(path, wgsl.endsWith('\n') ? wgsl : wgsl + '\n'); return { wgsl: path, wgslSha256: sha256(wgsl) }; };
+    const mk: ManifestKernel = { name: k.name, layers: k.layers, shapes: k.shapes, grid: k.grid as ManifestKernel['grid'], config: k.config ?? null, ...put(`${stem}.wgsl`, k.wgsl) };
+    if (k.subgroup?.length) mk.subgroup = k.subgroup.map((v) => ({ width: v.width, ...put(`${stem}.sg${v.width}.wgsl`, v.wgsl) }));
+    return mk;
   };
   const kernels = c.plan.kernels.map((k) => kernelFile('kernels', k));
   const tr = c.plan.training;
