@@ -132,7 +132,7 @@ test('tuner space: subgroup tiles and workgroups only where the device has subgr
   const tried = [with_.first];
   for (let i = 0; i < 3; i++) tried.push(nextSchedule(with_, tried, with_.first)!);
   t.true(tried.every((s) => s.kind === 'subgroup'), tried.map(scheduleLabel).join('; '));
-  t.is(scheduleLabel(with_.first), 'subgroup tile 2x32x4 wg 64x1');
+  t.is(scheduleLabel(with_.first), 'subgroup tile 2x32x4 wg 32x1');
 });
 
 // ---------------------------------------------------------------------------------------------

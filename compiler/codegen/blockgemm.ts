@@ -281,26 +281,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
         }), '  );'];
       }
       const wAt = is16(p.weight) ? 'weight16_at' : 'weight_at';
-      // a transposed part whose output columns are consecutive weights (stride 1, 4-aligned) loads row quads:
-      // lane l holds reduction row k + l % 4 of 4 consecutive columns (one vec4), the template transposes by broadcast
-      const rowQuads = p.transposed && partRows[pi].stride === '1u' && partRows[pi].row0 === 't0' && p.dIn % 4 === 0 && off(p.weight) % 4 === 0;
-      let wFn: string[];
-      if (rowQuads) {
-        const load = wVec(p.weight, `(base + ${ragged ? `min(k + r, ${K - 1}u)` : '(k + r)'} * ${p.dIn}u) >> 2u`);
-        wFn = [`// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, reduction row k + r (of ${K}) at 4 consecutive output columns from \`base\` (one vec4: rows are ${p.dIn} apart)`,
-          `fn w_${pi}(base: u32, k: u32, r: u32) -> vec4<f32> {`,
-          `  return ${ragged ? `select(vec4<f32>(0.0), ${load}, k + r < ${K}u)` : load};`, '}'];
-      } else {
-        const wBody = !p.transposed && !ragged
-          ? [`  return ${wVec(p.weight, '(base + k) >> 2u')};`]
-          : ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => `    ${guard(q, `${wAt}(base + ${kq(q)}${p.transposed ? ` * ${p.dIn}u` : ''})`)}${q < 3 ? ',' : ''}`), '  );'];
-        wFn = [`// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, one output column (weights from \`base\`) at reduction index k .. k+3${p.transposed ? `, stride ${p.dIn}` : ''}`,
-          `fn w_${pi}(base: u32, k: u32) -> vec4<f32> {`, ...wBody, '}'];
-      }
+      const wBody = !p.transposed && !ragged
+        ? [`  return ${wVec(p.weight, '(base + k) >> 2u')};`]
+        : ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => `    ${guard(q, `${wAt}(base + ${kq(q)}${p.transposed ? ` * ${p.dIn}u` : ''})`)}${q < 3 ? ',' : ''}`), '  );'];
       fns.push(`// part ${p.label}${p.transposed ? ' (transposed)' : ''}: x[${p.inMap}] of block blk at reduction index k .. k+3 (of ${K})${pro ? `, ${pro.norm} applied` : ''}`,
-        `fn x_${pi}(row: u32, blk: u32, k: u32, stat: vec2<f32>) -> vec4<f32> {`, ...stat, ...xBody, '}', ...wFn);
-      return { index: pi, label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]${rowQuads ? ', weight row quads' : ''}`, kExtent: K,
-        rowQuads, weightBase: weightBase(pi, rowQuads ? 'col_quad' : 'col') };
+        `fn x_${pi}(row: u32, blk: u32, k: u32, stat: vec2<f32>) -> vec4<f32> {`, ...stat, ...xBody, '}',
+        `// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, one output column (weights from \`base\`) at reduction index k .. k+3${p.transposed ? `, stride ${p.dIn}` : ''}`,
+        `fn w_${pi}(base: u32, k: u32) -> vec4<f32> {`, ...wBody, '}');
+      return { index: pi, label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, weightBase: weightBase(pi, 'col') };
     });
     fns.push('// bias, saved pre-activation, epilogue, store of one output', 'fn store_y(row: u32, o: u32, sum: f32) {',
       '  let y_row = row * OUT_FEATURES;', '  var v = sum;', ...storeLines().map((l) => `  ${l}`), '}');
