@@ -53,6 +53,8 @@ const CANDIDATES: Candidate[] = [
   { name: 'it4-register', layer: dyad(4, 'it'), schedule: REGISTER },
   { name: 'it4-sg-2x32', layer: dyad(4, 'it'), schedule: sg(2, 32) },
   { name: 'it4-sg-1x16', layer: dyad(4, 'it'), schedule: sg(1, 16) },
+  { name: 'ot4-sg-2x32', layer: dyad(4, 'ot'), schedule: sg(2, 32, 32) },
+  { name: 'dt4-sg-2x32', layer: dyad(4, 'dt'), schedule: sg(2, 32, 32) },
 ];
 const SHAPES: Record<string, [number, number]> = { fc1: [768, 3072], fc2: [3072, 768] };
 const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };

@@ -66,6 +66,8 @@ export interface ManifestKernel {
   /** path of the WGSL file, relative to the output directory */
   wgsl: string;
   wgslSha256: string;
+  /** subgroup renderings (`<kernel>.sg<width>.wgsl`), where the kernel has them: the runtime runs the widest ≤ the device's subgroupMinSize */
+  subgroup?: { width: number; wgsl: string; wgslSha256: string }[];
 }
 
 export interface Manifest {
@@ -228,19 +230,20 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
 
   const name = c.plan.name;
   const files = new Map<string, string>([[`${name}.ts`, src.ts], [`${name}.mjs`, js], [`${name}.d.mts`, src.dts]]);
-  type KernelLike = { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string };
-  const written = new Map<KernelLike, string>();
+  type KernelLike = { name: string; layers: string[]; shapes: string; grid: unknown; config?: unknown; wgsl: string; subgroup?: { width: number; wgsl: string }[] };
+  const written = new Map<KernelLike, ManifestKernel>();
   const kernelFile = (dir: string, k: KernelLike): ManifestKernel => {
     // a forward kernel the training plan shares with inference (the same object) keeps its one file
-    let path = written.get(k);
-    if (path === undefined) {
-      // kernel files carry the model name, so several models can share one output directory
-      path = `${dir}/${name}.${k.name}.wgsl`;
-      for (let i = 1; files.has(path); i++) path = `${dir}/${name}.${k.name}_${i}.wgsl`;
-      files.set(path, k.wgsl.endsWith('\n') ? k.wgsl : k.wgsl + '\n');
-      written.set(k, path);
-    }
-    return { name: k.name, layers: k.layers, shapes: k.shapes, grid: k.grid as ManifestKernel['grid'], config: k.config ?? null, wgsl: path, wgslSha256: sha256(k.wgsl) };
+    const done = written.get(k);
+    if (done !== undefined) return done;
+    // kernel files carry the model name, so several models can share one output directory
+    let stem = `${dir}/${name}.${k.name}`;
+    for (let i = 1; files.has(`${stem}.wgsl`); i++) stem = `${dir}/${name}.${k.name}_${i}`;
+    const put = (path: string, wgsl: string) => { files.set(path, wgsl.endsWith('\n') ? wgsl : wgsl + '\n'); return { wgsl: path, wgslSha256: sha256(wgsl) }; };
+    const mk: ManifestKernel = { name: k.name, layers: k.layers, shapes: k.shapes, grid: k.grid as ManifestKernel['grid'], config: k.config ?? null, ...put(`${stem}.wgsl`, k.wgsl) };
+    if (k.subgroup?.length) mk.subgroup = k.subgroup.map((v) => ({ width: v.width, ...put(`${stem}.sg${v.width}.wgsl`, v.wgsl) }));
+    written.set(k, mk);
+    return mk;
   };
   const kernels = c.plan.kernels.map((k) => kernelFile('kernels', k));
   const tr = c.plan.training;

@@ -105,9 +105,14 @@ export type TrainGrid = PlanGrid
   /** a batch-independent number of workgroups (weight gradients: one invocation per dw tile) */
   | { kind: 'fixed'; workgroups: number };
 
-export interface TrainKernel extends Omit<PlanKernel, 'bindings' | 'grid'> {
+/** A subgroup rendering of a training kernel (as SubgroupVariant, with a training grid). */
+export interface TrainSubgroupVariant extends Omit<SubgroupVariant, 'grid'> { grid: TrainGrid }
+
+export interface TrainKernel extends Omit<PlanKernel, 'bindings' | 'grid' | 'subgroup'> {
   bindings: TrainBinding[];
   grid: TrainGrid;
+  /** subgroup renderings, as PlanKernel.subgroup (gemms and weight gradients) */
+  subgroup?: TrainSubgroupVariant[];
   /** Only needed for the gradient of the model input (`model.backward`); the trainer skips it. */
   inputGradOnly?: boolean;
 }

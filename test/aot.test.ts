@@ -70,10 +70,14 @@ test('compile writes module, bundle, declarations, kernels and a manifest', asyn
   const trainKernels = [...tr.forward, ...tr.backward, ...Object.values(tr.losses), tr.checkFinite, ...Object.values(tr.optimizers)];
   t.deepEqual(m.trainingKernels!.map((k) => k.name), trainKernels.map((k) => k.name));
   // forward kernels that training shares with inference keep their one file under kernels/
-  t.deepEqual(listing(r.outDir), [...new Set([...kernels, ...m.trainingKernels!.map((k) => k.wgsl)]), 'aot_small.d.mts', 'aot_small.mjs', 'aot_small.manifest.json', 'aot_small.ts'].sort());
+  const subgroupFiles = [...new Set([...m.kernels, ...m.trainingKernels!].flatMap((k) => (k.subgroup ?? []).map((v) => v.wgsl)))];
+  t.true(subgroupFiles.length > 0 && subgroupFiles.every((f) => /\.sg\d+\.wgsl$/.test(f)), 'subgroup renderings are written next to their kernels');
+  t.deepEqual(listing(r.outDir), [...new Set([...kernels, ...m.trainingKernels!.map((k) => k.wgsl), ...subgroupFiles]), 'aot_small.d.mts', 'aot_small.mjs', 'aot_small.manifest.json', 'aot_small.ts'].sort());
   t.deepEqual(r.files, listing(r.outDir));
   for (const k of c.plan.kernels) t.is(readFileSync(join(r.outDir, 'kernels', `${c.plan.name}.${k.name}.wgsl`), 'utf8').trimEnd(), k.wgsl.trimEnd());
   trainKernels.forEach((k, i) => t.is(readFileSync(join(r.outDir, m.trainingKernels![i].wgsl), 'utf8').trimEnd(), k.wgsl.trimEnd()));
+  [...c.plan.kernels, ...trainKernels].forEach((k, i) => (k.subgroup ?? []).forEach((v, j) =>
+    t.is(readFileSync(join(r.outDir, [...m.kernels, ...m.trainingKernels!][i].subgroup![j].wgsl), 'utf8').trimEnd(), v.wgsl.trimEnd())));
 
   t.is(m.specSha256, specHash(c.spec));
   t.regex(m.specSha256, /^[0-9a-f]{64}$/);

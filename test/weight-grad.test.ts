@@ -6,6 +6,9 @@
  * precision (its error is computed here on the CPU, the same f32 operations in the same order, to show
  * the kernel does better). Dense and DYAD it/ot/dt, with and without a norm prologue and bias, ragged
  * widths; f32 and (where the adapter has shader-f16) an f16 layer. Every buffer is poisoned first.
+ * The default run takes the rendering this device selects (lavapipe: subgroup width 8); a second test
+ * runs every case under each rendering (register, and each subgroup width the device allows: 4 is
+ * Chromium SwiftShader's), with NaN in x and +Inf in dy propagating as the float64 reference says.
  */
 import test from 'ava';
 import { compile } from '../compiler/index.js';
@@ -14,7 +17,10 @@ import { interpretBackward } from '../compiler/interp/backward.js';
 import { WEIGHT_GRAD_CHUNK } from '../compiler/codegen/weightgrad.js';
 import { Rng } from '../compiler/util/rng.js';
 import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
-import { randomWeights, relError, sharedDevice, testSeed } from './helpers/gpu.js';
+import { compare, randomWeights, relError, sharedDevice, testSeed } from './helpers/gpu.js';
+import { Model } from '../runtime/model.js';
+import type { Plan } from '../runtime/plan.js';
+import { deviceSubgroupWidth } from '../runtime/variants.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 
@@ -90,6 +96,44 @@ for (const { label, spec } of CASES) {
     m.destroy();
   });
 }
+
+/** The plan with every training kernel's subgroup renderings restricted to width `w` (0: none, the register renderings run). */
+function onlyWidth(plan: Plan, w: number): Plan {
+  const t = plan.training!;
+  const pick = <K extends { subgroup?: { width: number }[] }>(k: K): K => (k.subgroup ? { ...k, subgroup: k.subgroup.filter((v) => v.width === w) } : k);
+  return { ...plan, kernels: plan.kernels.map(pick), training: { ...t, forward: t.forward.map(pick), backward: t.backward.map(pick) } };
+}
+
+test('weight gradients under every rendering (register; subgroup widths 4, 8 where the device allows) vs float64: batches 1, 65, 130, NaN in x and +Inf in dy', async (t) => {
+  const device = await sharedDevice();
+  const widths = [0, ...[4, 8].filter((w) => w <= deviceSubgroupWidth(device))];
+  for (const [ci, { label, spec }] of CASES.entries()) {
+    const c = await compile(spec);
+    const seed = testSeed(1500 + ci), rng = new Rng(seed);
+    const weights = randomWeights(c.weightShapes, rng);
+    const inF = c.plan.inFeatures, outF = c.plan.outFeatures;
+    const sg = c.plan.training!.backward.filter((k) => k.output === 'grads' && k.subgroup?.length);
+    t.true(sg.length > 0, `${label}: the weight-gradient kernel has subgroup renderings`);
+    for (const w of widths) {
+      const m = await Model.create(onlyWidth(c.plan, w), { weights, device });
+      try {
+        const dw = m.plan.training!.backward.filter((k) => k.output === 'grads' && k.layers.length && !k.name.includes('norm'));
+        t.true(dw.every((k) => (w ? k.wgsl.includes(`const SG_WIDTH: u32 = ${w}u;`) : !k.wgsl.includes('enable subgroups'))), `${label} width ${w} runs`);
+        for (const batch of [1, 65, 130]) {
+          const x = rng.f32(batch * inF, -2, 2), dy = rng.f32(batch * outF);
+          if (batch === 65) { x[3 * inF + 1] = NaN; dy[64 * outF + outF - 1] = Infinity; }
+          const got = await m.backward(x, dy, batch, { poison: true });
+          const ref = interpretBackward(c.graph, weights, x, batch, dy);
+          if (batch === 65) t.true(Object.values(ref.grads).some((r) => r.some((v) => !Number.isFinite(v))), 'the reference has non-finite gradients');
+          for (const [name, r] of Object.entries(ref.grads)) {
+            const cmp = compare(got.grads[name], r, r.length, 1e-5);
+            t.true(cmp.ok, `${label} ${name} ${w ? `subgroup width ${w}` : 'register'} batch ${batch} (seed ${seed}): ${cmp.detail}`);
+          }
+        }
+      } finally { m.destroy(); }
+    }
+  }
+});
 
 test('weight gradients of an f16 layer (f16 weights and output, f32 gradients) vs float64: batches 1, 65, 4096 (offset)', async (t) => {
   const device = await sharedDevice();

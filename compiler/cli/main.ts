@@ -215,8 +215,13 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   }
   if (kernel && pa !== 'all') {
     if (pa !== undefined) out();
-    section(kernelTitle(kernel.k, kernel.training));
+    const sg = (kernel.k as K & { subgroup?: { width: number; wgsl: string }[] }).subgroup ?? [];
+    section(kernelTitle(kernel.k, kernel.training) + (sg.length ? ' — register rendering (devices without subgroups)' : ''));
     out(kernel.k.wgsl.trimEnd());
+    for (const v of sg) {
+      out(); section(`${kernelTitle(kernel.k, kernel.training)} — subgroup width ${v.width} (runs where subgroupMinSize >= ${v.width})`);
+      out(v.wgsl.trimEnd());
+    }
   }
   return 0;
 }

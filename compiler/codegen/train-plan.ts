@@ -107,7 +107,8 @@ function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<s
     }
     case 'weight_grad': {
       const r = renderWeightGrad(s, offsets, name, types);
-      return { name, layers, wgsl: r.wgsl, output: 'grads', config: s.tile, shapes: `g [batch,${s.features}], x [batch,${s.in_features}] -> grads`, grid: r.grid, bindings: r.bindings };
+      return { name, layers, wgsl: r.wgsl, output: 'grads', config: s.tile, shapes: `g [batch,${s.features}], x [batch,${s.in_features}] -> grads`, grid: r.grid, bindings: r.bindings,
+        ...(r.subgroup.length ? { subgroup: r.subgroup } : {}) };
     }
     case 'pointwise_grad': {
       const r = renderPointwiseGrad(s, name, types);

@@ -55,20 +55,29 @@ export function registerSchedule(n: BlockGemmNode): Schedule {
 }
 
 /**
- * The default schedule: `subgroup`, 2 rows × 32 columns per invocation, workgroup 64 (its plan kernel
+ * The default schedule: `subgroup`, 2 rows × 32 columns per invocation, workgroup 32 (its plan kernel
  * also carries the register schedule, which the runtime uses on devices without `subgroups`).
+ * Workgroup 32 (64 rows per workgroup) rather than 64: a workgroup's rows past the batch are computed
+ * and thrown away, which at the MNIST demo's batch 64 was half the work: there the forward and
+ * data-gradient kernels ran 1.5–2.3× faster (CPU time, interleaved, load 15); on OPT-125m fc1/fc2
+ * (bench/schedules.ts, load 13–18) 32 against 64 measured 0.85–1.05× at batch 1024 and 0.98–1.36× at
+ * batch 256.
  * Measured on lavapipe, OPT-125m fc1/fc2, interleaved (README "Benchmarks", schedules): with this
  * template 2×32 ran 0–30 % faster than 2×16 and compiled in 3.2–4.1 s cold against 8.6–12.2 s for
  * 2×16 (1×16 4.2 s, 4×16 5.4 s, the register 4×4 kernel 4.3–6.4 s in the same runs); 2–3.5× the
- * register kernel. Column groups narrower than 32 (small DYAD blocks) get 16, 8 or 4 columns, so
- * few tile columns fall outside the output.
+ * register kernel. Column groups narrower than 32 (small DYAD blocks) get 16, 8 or 4 columns, and
+ * groups that 32 columns would cover with more than 1/8 waste and 16 with less (48 = ⌈D/n⌉ of `ot`/`dt`
+ * n=4 on OPT-125m fc2) get 16, so few tile columns fall outside the output.
  */
 export function defaultSchedule(n: BlockGemmNode): Schedule {
   const p = n.parts[0], nb = p.blocks, D = p.outMap.blockSize;
   const mixed = new Set(n.parts.map((q) => q.outMap.kind)).size === 2;
   const groupWidth = mixed ? Math.ceil(D / nb) : D;
-  const cols = groupWidth <= 4 ? 4 : groupWidth <= 8 ? 8 : groupWidth <= 16 ? 16 : 32;
-  return { kind: 'subgroup', tile: { rows: 2, cols, k: 4 }, workgroup: { rows: 64, cols: 1 } };
+  let cols = groupWidth <= 4 ? 4 : groupWidth <= 8 ? 8 : groupWidth <= 16 ? 16 : 32;
+  // a group 32 columns do not tile well (e.g. 48: `ot`/`dt` n=4 on OPT-125m fc2, 25 % of 2×32 wasted) takes 16
+  const waste = (c: number) => 1 - groupWidth / (Math.ceil(groupWidth / c) * c);
+  if (cols === 32 && waste(32) > 1 / 8 && waste(16) < waste(32)) cols = 16;
+  return { kind: 'subgroup', tile: { rows: 2, cols, k: 4 }, workgroup: { rows: 32, cols: 1 } };
 }
 
 /**
