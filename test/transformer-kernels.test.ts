@@ -31,7 +31,7 @@ const CASES: AttentionCase[] = [
   { shape: { seq: 7, dModel: 16, heads: 2 }, tile: { keys: 4 } },  // 7 keys: a ragged key step
   { shape: { seq: 64, dModel: 64, heads: 8 } },  // tile 32 divides 64
   { shape: { seq: 129, dModel: 32, heads: 2 }, tile: { rows: 16, keys: 2 } },  // 9 tiles, the last holds 1 row; 129 keys: a ragged key step
-  { shape: { seq: 129, dModel: 32, heads: 1 } },  // default tile (32 rows, 1 key per step): 5 tiles; head_dim 32
+  { shape: { seq: 129, dModel: 32, heads: 1 }, tile: { stage: false } },  // 32 rows, 1 key per step, keys from storage: 5 tiles; head_dim 32
 ];
 const caseLabel = (c: AttentionCase) => `seq ${c.shape.seq}, d_model ${c.shape.dModel}, heads ${c.shape.heads}${c.tile ? `, tile ${JSON.stringify(c.tile)}` : ''}`;
 
@@ -103,7 +103,7 @@ for (const c of CASES) {
  */
 test('attention: NaN in q, k, v or dout propagates as in float64, and not through the causal mask', async (t) => {
   const device = await sharedDevice();
-  for (const c of [CASES[3], CASES[4]]) {  // 2 keys per step, and the default tile (1 key per step)
+  for (const c of [CASES[3], CASES[4]]) {  // 2 keys per step, staged keys; 1 key per step from storage
     const batch = 3, { seq, dModel } = c.shape, n = batch * seq * dModel;
     const seed = SEED + 7, rng = new Rng(seed);
     for (const which of ['q', 'k', 'v', 'dout'] as const) {
@@ -152,6 +152,9 @@ test('attention kernels: shapes that do not fit are one-line USAGE errors naming
   const e2 = t.throws(() => renderAttentionBackward({ seq: 8, dModel: 30, heads: 4 }), { instanceOf: DyadcError });
   t.regex(e2!.message, /heads: 4 does not divide d_model 30/);
   t.throws(() => renderAttentionForward({ seq: 0, dModel: 8, heads: 1 }), { message: /attention seq: 0 is not a positive integer/ });
+  t.throws(() => renderAttentionForward({ seq: 64, dModel: 128, heads: 1 }, { stage: true }), { message: /tile.stage: 32 keys of head_dim 128 need 32768 bytes/ });
+  t.regex(renderAttentionForward({ seq: 64, dModel: 128, heads: 1 }).wgsl, /keys loaded from storage/, 'the default does not stage what does not fit');
+  t.throws(() => renderAttentionForward({ seq: 64, dModel: 64, heads: 1 }, { keys: 3, stage: true }), { message: /tile.keys: 3 does not divide tile.rows 32/ });
   t.throws(() => renderEmbedding({ vocab: 5, maxSeq: 4, seq: 8, dModel: 8, tokOffset: 0, posOffset: 40 }), { message: /embedding seq: 8 exceeds/ });
   t.throws(() => embeddingGradIndex([0, 5], 5), { message: /ids\[1\] = 5 is outside \[0, 5\)/ });
 });
