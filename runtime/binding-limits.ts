@@ -9,10 +9,10 @@
  *   - the size of one binding: the adapter's maxStorageBufferBindingSize / maxBufferSize, but never
  *     more than MAX_INDEXED_BINDING_BYTES (see there).
  *
- * Browser-safe, no imports beyond the error type. It lives in the runtime, which the compiler may import
+ * Browser-safe, no imports beyond the error type (runtime/core). It lives in the runtime, which the compiler may import
  * (never the reverse).
  */
-import { DyadcError } from '../compiler/errors.js';
+import { DyadcError } from './core/errors.js';
 
 /**
  * Ceiling on the bytes of one binding, whatever the adapter reports: 2^32 bytes. The kernels index

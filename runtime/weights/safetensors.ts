@@ -21,7 +21,7 @@
  * Also exported: exact float32 <-> float16 / bfloat16 conversions (round to nearest, ties to
  * even), reused by the half-precision kernels.
  */
-import { DyadcError } from '../../compiler/errors.js';
+import { DyadcError } from '../core/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // dtypes
