@@ -39,6 +39,15 @@ export function kernelGrid(k: ExecKernel, batch: number, limits: { maxComputeWor
   return { x, y, total };
 }
 
+/**
+ * A buffer bound at a binding's `range` (elements of `elementBytes` bytes: 4 for f32 arenas, 2 for the
+ * f16 arena; the plan keeps range offsets at multiples of 256 bytes), or whole when it has none.
+ */
+export function rangeBinding(buffer: GPUBuffer, b: TrainBinding, elementBytes: number): GPUBufferBinding {
+  const r = 'range' in b.buffer ? b.buffer.range : undefined;
+  return r ? { buffer, offset: r.offset * elementBytes, size: r.length * elementBytes } : { buffer };
+}
+
 /** Row ranges `[start, rows]` of at most `maxRows` rows covering `batch` rows (batch splitting). */
 export function rowChunks(batch: number, maxRows: number): [number, number][] {
   const out: [number, number][] = [];

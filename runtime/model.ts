@@ -7,15 +7,16 @@
  * executor; this module imports it, never the reverse.
  */
 import type { Plan, PlanKernel, TrainKernel, TrainBinding } from './core/plan.js';
+import { trainingKernels } from './core/plan.js';
 import { getDevice, defaultDevice, describeValue } from './device.js';
 import { gpuWait } from './wait.js';
 import { planForDevice } from './variants.js';
-import { checkArenaBytes, checkStorageBuffers } from './binding-limits.js';
+import { checkStorageBuffers, checkWeightBindings } from './binding-limits.js';
 import { hasOwn, setOwn } from './own.js';
 import { DyadcError } from './core/errors.js';
 import { readSafetensors, bytesOf, f32ArrayToF16, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
-import { Executor, kernelGrid, readBuffer, rowChunks, scoped } from './executor.js';
+import { Executor, kernelGrid, readBuffer, rowChunks, scoped, rangeBinding } from './executor.js';
 import { deviceLost } from './pipelines.js';
 import { F16_MAX, firstF16Overflow, f16Input, checkArray, checkBatch, describeArray } from './inputs.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
@@ -70,30 +71,35 @@ export interface WarmupOptions {
 export class Model {
   readonly plan: Plan;
   readonly device: GPUDevice;
-  private arena: GPUBuffer;
+  /**
+   * The f32 weights arena on the GPU: created with the model when a forward kernel reads it, else (an
+   * all-f16 model) only when training needs the f32 master weights (`weightsBuffer`, from `master`).
+   */
+  private arena?: GPUBuffer;
   /** f16 copies of the f16 layers' weights (absent when no layer is f16) */
   private arena16?: GPUBuffer;
+  /** the f32 arena's data while it is not on the GPU (an f16 model with training kernels: the master weights training starts from) */
+  private master?: Float32Array<ArrayBuffer>;
   /** runs the forward kernels; owns the activation buffers (the input value included), uniforms and bind groups */
   private exec: Executor;
   private destroyed = false;
   /** Largest batch one dispatch may take, from maxStorageBufferBindingSize and the widest value. */
   readonly maxRowsPerDispatch: number;
 
-  private constructor(plan: Plan, device: GPUDevice, arena: GPUBuffer) {
-    this.plan = plan; this.device = device; this.arena = arena;
-    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights16` });
-    this.exec = new Executor(device, { name: plan.name, values: plan.values, input: plan.input, resolve: (b, k) => this.weightsBinding(b, k) });
+  private constructor(plan: Plan, device: GPUDevice) {
+    this.plan = plan; this.device = device;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    if (plan.kernels.some((k) => k.bindings.some((b) => b.buffer.kind === 'weights'))) this.arena = device.createBuffer({ size: plan.arenaLength * 4, usage, label: `${plan.name}.weights` });
+    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage, label: `${plan.name}.weights16` });
+    this.exec = new Executor(device, { name: plan.name, values: plan.values, input: plan.input, resolve: (b, k) => weightBinding(b, k, this.plan.name, this.arena, this.arena16) });
     this.maxRowsPerDispatch = this.exec.maxRows;
   }
 
-  /**
-   * The weights buffer a kernel's `weights`/`weights16` binding reads.
-   * @throws DyadcError(USAGE) for any other kind of buffer (forward kernels bind only values and weights).
-   */
-  private weightsBinding(b: TrainBinding, k: PlanKernel | TrainKernel): GPUBuffer {
-    if (b.buffer.kind === 'weights') return this.arena;
-    if (b.buffer.kind === 'weights16' && this.arena16) return this.arena16;
-    throw new DyadcError('USAGE', `kernel ${k.name} binds ${b.buffer.kind}, which model ${this.plan.name} does not have`);
+  /** Writes packed weights (f32 arena data and its f16 copies) to the GPU, or keeps the f32 data while it has no GPU arena. */
+  private writeArenas(data: Float32Array<ArrayBuffer>, half: Uint16Array<ArrayBuffer>): void {
+    if (this.arena) this.device.queue.writeBuffer(this.arena, 0, data);
+    else if (this.plan.training) this.master = data;
+    if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
   }
 
   /**
@@ -124,15 +130,12 @@ export class Model {
     checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
-    const bytes = plan.arenaLength * 4;
-    checkArenaBytes(plan.name, bytes, device.limits);
-    const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
-    device.queue.writeBuffer(arena, 0, arenaData);
-    const m = new Model(plan, device, arena);
+    checkWeightBindings(plan.name, [...plan.kernels, ...(plan.training ? trainingKernels(plan.training) : [])], { weights: plan.arenaLength * 4, weights16: (plan.arena16Length ?? 0) * 2 }, device.limits);
+    const m = new Model(plan, device);
+    m.writeArenas(arenaData, half);
     // every compile settles before create() returns or throws, so nothing of a failed create is still
     // running on the (shared) device when the next create starts; the first failure is reported
     try { await m.exec.add(plan.kernels); } catch (e) { m.destroy(); throw e; }
-    if (m.arena16) device.queue.writeBuffer(m.arena16, 0, half);
     if (opts.warmup) await m.warmup(opts.warmup === true ? {} : opts.warmup);
     return m;
   }
@@ -146,22 +149,44 @@ export class Model {
     this.assertAlive('setWeights');
     const data = packArena(this.plan, namedWeights(this.plan, weights, opts.prefix, opts.strict ?? true));
     const half = halfArena(this.plan, data);  // checked before anything is written
-    this.device.queue.writeBuffer(this.arena, 0, data);
-    if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
+    this.writeArenas(data, half);
   }
 
 
   /** Reads the weights back from the GPU, by name. */
   async getWeights(): Promise<Record<string, Float32Array>> {
     this.assertAlive('getWeights');
-    const all = await this.readBuffer(this.arena, this.plan.arenaLength * 4);
+    const all = this.arena ? await this.readBuffer(this.arena, this.plan.arenaLength * 4) : this.master ?? await this.widenedHalfArena();
     const out: Record<string, Float32Array> = {};
     for (const w of this.plan.weights) out[w.name] = all.slice(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
     return out;
   }
 
-  /** The GPU buffer holding all weights (f32 arena; offsets in plan.weights). */
-  get weightsBuffer(): GPUBuffer { return this.arena; }
+  /** The f32 arena layout filled from the f16 arena (an all-f16 model without training kernels keeps nothing else). */
+  private async widenedHalfArena(): Promise<Float32Array> {
+    const bits = await this.readBits16(this.arena16!, this.plan.arena16Length!);
+    const all = new Float32Array(this.plan.arenaLength);
+    for (const w of this.plan.weights) if (w.offset16 !== undefined) {
+      const n = w.shape.reduce((a, b) => a * b, 1);
+      all.set(f16ArrayToF32(bits.subarray(w.offset16, w.offset16 + n)), w.offset);
+    }
+    return all;
+  }
+
+  /**
+   * The GPU buffer holding all weights (f32 arena; offsets in plan.weights): the master weights training
+   * updates. An all-f16 model creates it on first use (inference reads only the f16 arena).
+   * @throws DyadcError(USAGE) for an all-f16 model compiled without training kernels (it holds f16 weights only).
+   */
+  get weightsBuffer(): GPUBuffer {
+    if (!this.arena) {
+      if (!this.master) throw new DyadcError('USAGE', `model ${this.plan.name} holds only its f16 weights (an f16 model compiled without training kernels has no f32 arena)`, { fix: 'compile with training kernels (the default) to train it' });
+      this.arena = this.device.createBuffer({ size: this.plan.arenaLength * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${this.plan.name}.weights` });
+      this.device.queue.writeBuffer(this.arena, 0, this.master);
+      this.master = undefined;
+    }
+    return this.arena;
+  }
 
   /** The f16 copies of the f16 layers' weights (offsets `offset16` in plan.weights); undefined without f16 layers. */
   get weights16Buffer(): GPUBuffer | undefined { return this.arena16; }
@@ -299,9 +324,21 @@ export class Model {
     if (this.destroyed) return;
     this.destroyed = true;
     releaseBackward(this);
-    this.arena.destroy(); this.arena16?.destroy();
+    this.arena?.destroy(); this.arena16?.destroy();
     this.exec.destroy();
   }
+}
+
+/**
+ * What a kernel's `weights`/`weights16` binding binds: its `range` of the arena (byte offset and size:
+ * 4 bytes per f32 element, 2 per f16), or the whole arena for a binding without one (older plans).
+ * @throws DyadcError(USAGE) when the model lacks that arena.
+ */
+function weightBinding(b: TrainBinding, k: { name: string }, model: string, arena: GPUBuffer | undefined, arena16: GPUBuffer | undefined): GPUBufferBinding {
+  const kind = b.buffer.kind;
+  const buffer = kind === 'weights16' ? arena16 : kind === 'weights' ? arena : undefined;
+  if (!buffer) throw new DyadcError('USAGE', `kernel ${k.name} binds ${kind}, which model ${model} does not have`);
+  return rangeBinding(buffer, b, kind === 'weights16' ? 2 : 4);
 }
 
 /**

@@ -18,7 +18,7 @@ import type { Plan, PlanTraining, TrainKernel, TrainBinding } from './core/plan.
 import { TRAIN_FORMAT } from './core/plan.js';
 import { DyadcError } from './core/errors.js';
 import { gpuWait } from './wait.js';
-import { Executor as KernelExecutor } from './executor.js';
+import { Executor as KernelExecutor, rangeBinding } from './executor.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
 
 /**
@@ -70,6 +70,21 @@ const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBuff
 /** Executor value ids of the loss targets and per-row losses: not node ids (those never start with `#`). */
 const LABELS = '#labels', LOSS = '#loss';
 
+/** Bytes between the hyper-parameter blocks of update chunks (PlanTraining.updateChunks). */
+const HYPER_STRIDE = 256;
+
+/** The update kernels of every chunk in run order: every finite check before any optimizer (status is global), then the f16 refreshes. */
+function updateKernels(t: PlanTraining, opt: 'adamw' | 'sgd'): TrainKernel[] {
+  const chunks = [{ checkFinite: t.checkFinite, optimizers: t.optimizers, refreshHalf: t.refreshHalf }, ...(t.updateChunks ?? [])];
+  return [...chunks.map((c) => c.checkFinite), ...chunks.map((c) => c.optimizers[opt]), ...chunks.flatMap((c) => (c.refreshHalf ? [c.refreshHalf] : []))];
+}
+
+/** f32 elements an optimizer kernel updates: its `weights` range, or the whole arena. */
+function updatedLength(k: TrainKernel, arenaLength: number): number {
+  const w = k.bindings.find((b) => b.buffer.kind === 'weights')?.buffer;
+  return w && 'range' in w && w.range ? w.range.length : arenaLength;
+}
+
 function trainingOf(model: TrainableModel): PlanTraining {
   const t = model.plan.training;
   if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`)`,
@@ -99,7 +114,8 @@ class Executor {
     const values = [...t.values, { id: LABELS, features: model.plan.outFeatures }, { id: LOSS, features: 1 }];
     this.exec = new KernelExecutor(d, { name, values, resolve: (b, k) => this.buffer(b, k) });
     this.grads = d.createBuffer({ size: model.plan.arenaLength * 4, usage: STORAGE(), label: `${name}.grads` });
-    this.hyper = d.createBuffer({ size: 64, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${name}.hyper` });
+    // one 64-byte hyper-parameter block per update chunk, 256 bytes apart (WebGPU's largest minUniformBufferOffsetAlignment)
+    this.hyper = d.createBuffer({ size: HYPER_STRIDE * (1 + (t.updateChunks?.length ?? 0)), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${name}.hyper` });
     this.status = d.createBuffer({ size: 16, usage: STORAGE(), label: `${name}.status` });
   }
 
@@ -119,25 +135,25 @@ class Executor {
   get labelsBuffer(): GPUBuffer { return this.exec.value(LABELS); }
   get lossBuffer(): GPUBuffer { return this.exec.value(LOSS); }
 
-  private buffer(b: TrainBinding, k: TrainKernel | { name: string }): GPUBuffer {
+  private buffer(b: TrainBinding, k: TrainKernel | { name: string }): GPUBuffer | GPUBufferBinding {
     const buf = b.buffer;
     switch (buf.kind) {
       case 'value': return this.value(buf.id);
-      case 'weights': return this.model.weightsBuffer;
+      case 'weights': return rangeBinding(this.model.weightsBuffer, b, 4);
       case 'weights16': {
         const w16 = this.model.weights16Buffer;
         if (!w16) throw new DyadcError('USAGE', `kernel ${k.name} reads f16 weights but model ${this.model.plan.name} has no f16 arena`);
-        return w16;
+        return rangeBinding(w16, b, 2);
       }
-      case 'grads': return this.grads;
+      case 'grads': return rangeBinding(this.grads, b, 4);
       case 'labels': return this.labelsBuffer;
       case 'loss': return this.lossBuffer;
-      case 'hyper': return this.hyper;
+      case 'hyper': return { buffer: this.hyper, offset: (buf.chunk ?? 0) * HYPER_STRIDE, size: 64 };
       case 'status': return this.status;
       case 'moment1': case 'moment2': {
         const m = buf.kind === 'moment1' ? this.moment1 : this.moment2;
         if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${buf.kind} that was not allocated`);
-        return m;
+        return rangeBinding(m, b, 4);
       }
     }
   }
@@ -230,7 +246,7 @@ export async function warmupTraining(model: TrainableModel, all?: boolean): Prom
   let kernels: TrainKernel[];
   if (all) {
     const t = trainingOf(model);
-    kernels = [...t.forward, ...Object.values(t.losses), ...t.backward, t.checkFinite, ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
+    kernels = [...t.forward, ...Object.values(t.losses), ...t.backward, ...updateKernels(t, 'adamw'), t.optimizers.sgd, ...(t.updateChunks ?? []).map((c) => c.optimizers.sgd)];
   } else kernels = [...(usedKernels.get(model) ?? [])];
   if (!kernels.length) return;
   const ex = await Executor.create(model, kernels);
@@ -297,7 +313,6 @@ export class Trainer {
   steps = 0;
   private readonly kernels: TrainKernel[];
   private readonly loss: TrainKernel;
-  private readonly opt: TrainKernel;
   /** the update: the finite check, the optimizer (skipped when a gradient is not finite), then (f16 layers) the refresh of the f16 weight copies */
   private readonly update: TrainKernel[];
 
@@ -307,8 +322,7 @@ export class Trainer {
     this.lr = options.optimizer.lr;
     const t = ex.t;
     this.loss = t.losses[options.loss];
-    this.opt = t.optimizers[options.optimizer.type];
-    this.update = [t.checkFinite, this.opt, ...(t.refreshHalf ? [t.refreshHalf] : [])];
+    this.update = updateKernels(t, options.optimizer.type);
     this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), ...this.update];
     noteUsed(model, this.kernels);
   }
@@ -326,8 +340,7 @@ export class Trainer {
       const [b1, b2] = o.betas ?? [0.9, 0.999];
       if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new DyadcError('USAGE', `trainer: adamw betas must lie in [0, 1), got [${b1}, ${b2}]`);
     }
-    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.checkFinite, t.optimizers[o.type],
-      ...(t.refreshHalf ? [t.refreshHalf] : [])]);
+    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), ...updateKernels(t, o.type)]);
     ex.allocMoments(o.type === 'adamw');
     return new Trainer(model, ex, options);
   }
@@ -341,18 +354,23 @@ export class Trainer {
     this.lr = lr;
   }
 
+  /** Writes the hyper-parameters of the next step: one block per update chunk, each counting its chunk's vec4s. */
   private writeHyper(): void {
     const o = { ...this.options.optimizer, lr: this.lr };
     const t = this.steps + 1;
-    const buf = new ArrayBuffer(64), f = new Float32Array(buf), u = new Uint32Array(buf);
-    if (o.type === 'adamw') {
-      const [b1, b2] = o.betas ?? [0.9, 0.999];
-      f.set([o.lr, b1, b2, o.eps ?? 1e-8, o.weight_decay ?? 0.01, o.lr / (1 - b1 ** t), 1 / Math.sqrt(1 - b2 ** t), 0]);
-    } else {
-      f.set([o.lr, 0, 0, 0, o.weight_decay ?? 0, 0, 0, o.momentum ?? 0]);
-    }
-    u[8] = t === 1 ? 1 : 0;
-    u[9] = this.model.plan.arenaLength / 4;
+    const opts = this.update.filter((k) => k.bindings.some((b) => b.buffer.kind === 'hyper'));
+    const buf = new ArrayBuffer(HYPER_STRIDE * opts.length);
+    opts.forEach((k, c) => {
+      const f = new Float32Array(buf, c * HYPER_STRIDE, 16), u = new Uint32Array(buf, c * HYPER_STRIDE, 16);
+      if (o.type === 'adamw') {
+        const [b1, b2] = o.betas ?? [0.9, 0.999];
+        f.set([o.lr, b1, b2, o.eps ?? 1e-8, o.weight_decay ?? 0.01, o.lr / (1 - b1 ** t), 1 / Math.sqrt(1 - b2 ** t), 0]);
+      } else {
+        f.set([o.lr, 0, 0, 0, o.weight_decay ?? 0, 0, 0, o.momentum ?? 0]);
+      }
+      u[8] = t === 1 ? 1 : 0;
+      u[9] = updatedLength(k, this.model.plan.arenaLength) / 4;
+    });
     this.model.device.queue.writeBuffer(this.ex.hyper, 0, buf);
   }
 

@@ -1,19 +1,20 @@
 /**
- * Scheduled IR → execution plan (runtime/plan.ts): lays the weights out in one f32 arena
- * (each tensor 16-byte aligned so kernels can read vec4s), renders one kernel per compute node.
+ * Scheduled IR → execution plan (runtime/plan.ts): lays the weights out (codegen/weight-layout.ts),
+ * renders one kernel per compute node, each binding only its layers' range of the weights arenas.
  */
 import type { Graph } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
-import { gemmPlanFields, type Offsets, type KernelTypes } from './blockgemm.js';
+import { gemmPlanFields, type KernelTypes } from './blockgemm.js';
+import { layoutWeights, kernelWeights, checkRangeBytes, checkLayers, type KernelWeights } from './weight-layout.js';
 import type { DType } from '../spec/types.js';
 import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
-import { checkArenaBytes } from '../../runtime/binding-limits.js';
+import { bindingBytesLimit } from '../../runtime/binding-limits.js';
 
 const ELEMENTWISE_WG = 256;
 
@@ -44,39 +45,18 @@ export function rowReduction(features: number): RowReduction {
 }
 
 /**
- * Arena layout: every tensor in the f32 arena (the master copy, which training updates), in
- * graph-declaration order, offsets rounded up to 4 elements (16 bytes: kernels read vec4s).
- * Tensors of f16 layers also get a copy in the f16 arena (`offset16`), which their kernels read.
- */
-export function layoutWeights(g: Graph): { offsets: Offsets; offsets16: Offsets; weights: Plan['weights']; length: number; length16: number } {
-  const offsets: Offsets = {}, offsets16: Offsets = {};
-  const weights: Plan['weights'] = [];
-  const half = new Set<string>();
-  for (const n of g.nodes) if (n.dtype === 'f16') {
-    for (const t of tensorsOf(n)) half.add(t);
-  }
-  let at = 0, at16 = 0;
-  for (const [name, shape] of Object.entries(g.weights)) {
-    const size = Math.ceil(shape.reduce((a, b) => a * b, 1) / 4) * 4;
-    offsets[name] = at;
-    const w: Plan['weights'][number] = { name, shape, offset: at };
-    if (half.has(name)) { offsets16[name] = w.offset16 = at16; at16 += size; }
-    weights.push(w);
-    at += size;
-  }
-  return { offsets, offsets16, weights, length: Math.max(at, 4), length16: at16 };
-}
-
-/**
  * Builds the plan from a scheduled graph.
- * @throws DyadcError(LIMIT) when the weights arena exceeds maxStorageBufferBindingSize.
+ * @throws DyadcError(LIMIT) when one kernel's weight range exceeds maxStorageBufferBindingSize.
  */
 export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): Plan {
   const lim = { ...DEFAULT_LIMITS, ...limits };
-  const { offsets, offsets16, weights, length, length16 } = layoutWeights(g);
+  const layout = layoutWeights(g);
+  const { weights, length, length16 } = layout;
   const dtypes = new Map<string, DType>(g.nodes.map((n) => [n.id, n.kind === 'rowstats' ? 'f32' : n.dtype]));
-  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
-  checkArenaBytes(g.name, length * 4, lim);  // the adapter's binding size, clamped to what u32 indices address
+  const valueDtype = (id: string) => dtypes.get(id) ?? 'f32';
+  const types: KernelTypes = { valueDtype, offsets16: {} };
+  const maxBytes = bindingBytesLimit(lim);  // the adapter's binding size, clamped to what u32 indices address
+  checkLayers(layout, maxBytes, g.name, 'f16');  // the message init/convert give too (cli/main.ts checkWeightsFit)
   const features = new Map(g.nodes.map((n) => [n.id, n.features]));
   const kernels: PlanKernel[] = [];
   const value = (id: string): PlanBinding['buffer'] => ({ kind: 'value', id });
@@ -88,11 +68,13 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   let k = 0;
   for (const n of g.nodes) {
     const name = `k${k}_${n.id.replace(/[^A-Za-z0-9_]/g, '_')}`;
+    const kw = kernelWeights(layout, tensorsOf(n));
+    const offsets = kw.offsets;
     const shapes = `[batch,${features.get(n.inputs[0]) ?? n.features}] -> [batch,${n.features}]`;
     switch (n.kind) {
       case 'input': continue;
       case 'blockgemm': {
-        kernels.push({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, types) });
+        kernels.push(withRanges({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, { ...types, offsets16: kw.offsets16 }) }, kw, g.name, maxBytes));
         break;
       }
       case 'rowstats': {
@@ -117,8 +99,8 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
         const wgsl = render('elementwise', { name, layer: n.layers.join('+'), id: n.id, input: n.inputs[0], features: n.features, workgroupSize: ELEMENTWISE_WG,
           op: `${n.norm} normalize`, acts: {}, residual: false, normalize: true, stats: n.inputs[1],
           weightOffset: offsets[n.weight], hasBias: !!n.bias, biasOffset: n.bias ? offsets[n.bias] : 0, ...elementTypes(n.inputs[0], n.id) });
-        kernels.push({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG },
-          bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }, { binding: 3, buffer: value(n.inputs[1]) }, { binding: 4, buffer: { kind: 'weights' } }] });
+        kernels.push(withRanges({ name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: n.features, perWorkgroup: ELEMENTWISE_WG },
+          bindings: [{ binding: 1, buffer: value(n.inputs[0]) }, { binding: 2, buffer: value(n.id) }, { binding: 3, buffer: value(n.inputs[1]) }, { binding: 4, buffer: { kind: 'weights' } }] }, kw, g.name, maxBytes));
         break;
       }
       default:
@@ -128,8 +110,23 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   }
   const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: types.valueDtype(n.id) }));
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
-  checkArenaBytes(g.name, length16 * 2, lim, 'f16 weights');
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };
+}
+
+/**
+ * The kernel with its weight bindings narrowed to the ranges its offsets are relative to
+ * (`weights`/`grads`: the f32 range; `weights16`: the f16 range).
+ * @throws DyadcError(LIMIT) when a range exceeds one binding (`maxBytes`), naming the kernel's layers.
+ */
+export function withRanges<K extends { name: string; layers: string[]; bindings: { binding: number; buffer: { kind: string } }[] }>(k: K, kw: KernelWeights, model: string, maxBytes: number): K {
+  const bindings = k.bindings.map((b) => {
+    const kind = b.buffer.kind;
+    const range = kind === 'weights' || kind === 'grads' ? kw.range : kind === 'weights16' ? kw.range16 : undefined;
+    if (!range) return b;
+    checkRangeBytes(model, `kernel ${k.name} (layer ${k.layers.join('+')})`, range.length * (kind === 'weights16' ? 2 : 4), maxBytes);
+    return { ...b, buffer: { ...b.buffer, range } };
+  });
+  return { ...k, bindings };
 }

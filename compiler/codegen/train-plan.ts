@@ -22,7 +22,11 @@ import { autodiff, type TrainGraph, type GradStep, type PointwiseGradStep, type 
 import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type Limits, type ScheduleOptions } from '../passes/schedule.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, weightGradTile, type RenderedTrainKernel } from './weightgrad.js';
-import { buildPlan, layoutWeights, rowReduction } from './plan.js';
+import { buildPlan, rowReduction, withRanges } from './plan.js';
+import { layoutWeights, kernelWeights, arenaChunks, type WeightLayout } from './weight-layout.js';
+import { tensorsOf } from '../ir/graph.js';
+import { bindingBytesLimit } from '../../runtime/binding-limits.js';
+import type { UpdateChunk, WeightRange } from '../../runtime/plan.js';
 import { render } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
@@ -135,7 +139,23 @@ export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Off
   return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
 }
 
-function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>, types: KernelTypes): TrainKernel {
+/** The tensors a backward step reads or writes (its gradients share the weights' offsets). */
+function stepTensors(s: GradStep): (string | undefined)[] {
+  switch (s.kind) {
+    case 'data_grad': return tensorsOf(s.node);
+    case 'weight_grad': return [...s.parts.map((p) => p.weight), s.bias, s.prologue?.weight, s.prologue?.bias];
+    case 'pointwise_grad': return [];
+    case 'norm_grad': return [s.weight];
+    case 'norm_param_grad': return [s.weight, s.bias];
+  }
+}
+
+function stepKernel(s: GradStep, layout: WeightLayout, name: string, features: Map<string, number>, types0: KernelTypes, model: string, maxBytes: number): TrainKernel {
+  const kw = kernelWeights(layout, stepTensors(s));
+  return withRanges(renderStep(s, kw.offsets, name, features, { ...types0, offsets16: kw.offsets16 }), kw, model, maxBytes);
+}
+
+function renderStep(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>, types: KernelTypes): TrainKernel {
   const layers = s.layers;
   switch (s.kind) {
     case 'data_grad': {
@@ -173,13 +193,17 @@ export function renderLosses(features: number, output: string, outputGrad: strin
   return { softmax_cross_entropy: mk(true), mse: mk(false) };
 }
 
-/** The optimizer kernels over an arena of `arenaLength` f32 (a multiple of 4). */
-export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'] {
+/**
+ * The optimizer kernels over an arena of `arenaLength` f32 (a multiple of 4), or over the span `range`
+ * of it (update chunk `chunk` ≥ 1 reads its own hyper-parameter block, whose count covers the span).
+ */
+export function renderOptimizers(arenaLength: number, range?: WeightRange, chunk = 0): PlanTraining['optimizers'] {
   const mk = (adamw: boolean): TrainKernel => {
     const name = adamw ? 'adamw' : 'sgd';
-    const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'grads' } }, { binding: 3, buffer: { kind: 'moment1' } }];
-    if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2' } });
-    bindings.push({ binding: 5, buffer: { kind: 'hyper' } }, { binding: 6, buffer: { kind: 'status' } });
+    const r = range ? { range } : {};
+    const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights', ...r } }, { binding: 2, buffer: { kind: 'grads', ...r } }, { binding: 3, buffer: { kind: 'moment1', ...r } }];
+    if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2', ...r } });
+    bindings.push({ binding: 5, buffer: chunk ? { kind: 'hyper', chunk } : { kind: 'hyper' } }, { binding: 6, buffer: { kind: 'status' } });
     return { name, layers: ['optimizer'], output: 'weights', shapes: `arena [${arenaLength}]`, wgsl: render('optimizer', { name, adamw, workgroupSize: OPT_WG }),
       grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
   };
@@ -191,12 +215,12 @@ export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'
  * update (the guard of PyTorch's GradScaler.step, here for every model: f16 activation overflow, a
  * diverging learning rate, bad targets) and the weights stay intact.
  */
-export function renderCheckFinite(arenaLength: number): TrainKernel {
+export function renderCheckFinite(arenaLength: number, range?: WeightRange): TrainKernel {
   const name = 'check_finite_grads';
   return { name, layers: ['optimizer'], output: 'status', shapes: `arena [${arenaLength}]`,
     wgsl: render('check-finite', { name, count: arenaLength / 4, workgroupSize: OPT_WG }),
     grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) },
-    bindings: [{ binding: 1, buffer: { kind: 'grads' } }, { binding: 2, buffer: { kind: 'status' } }] };
+    bindings: [{ binding: 1, buffer: { kind: 'grads', ...(range ? { range } : {}) } }, { binding: 2, buffer: { kind: 'status' } }] };
 }
 
 /**
@@ -206,14 +230,35 @@ export function renderCheckFinite(arenaLength: number): TrainKernel {
  * invocation per vec4 of the f16 arena; the arena packs the f16 tensors back to back, so a vec4 lies
  * in one tensor, found by a search over the (few) segment starts baked into the shader.
  */
-export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number): TrainKernel {
-  const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16!, delta: w.offset - w.offset16! }));
+export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number, ranges?: { range: WeightRange; range16: WeightRange }): TrainKernel {
+  // offsets relative to the bound spans (whole arenas: 0); the layout keeps delta ≥ 0 (weight-layout.ts)
+  const [r0, r16] = ranges ? [ranges.range.offset, ranges.range16.offset] : [0, 0];
+  const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16! - r16, delta: (w.offset - r0) - (w.offset16! - r16) }));
   const name = 'refresh_f16_weights';
   const wgsl = render('refresh-half', { name, count: arena16Length / 4, segments: segs.map((g) => ({ name: g.name, start4: g.start16 / 4, delta4: g.delta / 4 })),
     segmentCount: segs.length, workgroupSize: OPT_WG });
   return { name, layers: ['optimizer'], output: 'weights16', shapes: `f16 arena [${arena16Length}]`, wgsl,
     grid: { kind: 'fixed', workgroups: Math.ceil(arena16Length / 4 / OPT_WG) },
-    bindings: [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'weights16' } }] };
+    bindings: [{ binding: 1, buffer: { kind: 'weights', ...(ranges ? { range: ranges.range } : {}) } }, { binding: 2, buffer: { kind: 'weights16', ...(ranges ? { range: ranges.range16 } : {}) } }] };
+}
+
+/**
+ * The update kernels (finite check, optimizers, f16 refresh) of each chunk of the arena (arenaChunks):
+ * one chunk with whole-arena bindings when the arena fits one binding (the plans of before), else one
+ * set per chunk, each binding its span.
+ */
+function renderUpdates(layout: WeightLayout, maxBytes: number, model: string): UpdateChunk[] {
+  const chunks = arenaChunks(layout, maxBytes, model);
+  if (chunks.length === 1) {
+    return [{ range: chunks[0].range, checkFinite: renderCheckFinite(layout.length), optimizers: renderOptimizers(layout.length),
+      ...(layout.length16 ? { refreshHalf: renderRefreshHalf(layout.weights, layout.length16) } : {}) }];
+  }
+  return chunks.map((c, i) => {
+    const inChunk = new Set(c.groups.flatMap((g) => g.tensors));
+    const ws = layout.weights.filter((w) => inChunk.has(w.name));
+    return { range: c.range, checkFinite: renderCheckFinite(c.range.length, c.range), optimizers: renderOptimizers(c.range.length, c.range, i),
+      ...(c.range16 ? { refreshHalf: renderRefreshHalf(ws, c.range16.length, { range: c.range, range16: c.range16 }) } : {}) };
+  });
 }
 
 export interface TrainingBuild { graph: TrainGraph; training: PlanTraining }
@@ -226,26 +271,29 @@ export interface TrainingBuild { graph: TrainGraph; training: PlanTraining }
 export function buildTraining(scheduled: Graph, spec: Spec, opts: ScheduleOptions & { limits?: Partial<Limits> } = {}): TrainingBuild {
   const tg = scheduleBackward(autodiff(scheduled, { inputGrad: true }), opts);
   const reduced = new Set(autodiff(scheduled, { inputGrad: false }).steps.map((s) => s.id));
-  const { offsets, offsets16, weights } = layoutWeights(tg.forward);
+  const layout = layoutWeights(tg.forward);
   const fwdPlan = buildPlan(tg.forward, spec, opts.limits);
+  const maxBytes = bindingBytesLimit({ ...DEFAULT_LIMITS, ...opts.limits });
   const dtypes = new Map<string, DType>(fwdPlan.values.map((v) => [v.id, v.dtype ?? 'f32']));
-  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 };
+  const types: KernelTypes = { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16: {} };
   const forward: TrainKernel[] = fwdPlan.kernels.map((k: PlanKernel) => ({ ...k, bindings: k.bindings.map((b) => ({ binding: b.binding, buffer: b.buffer })) }));
   const features = new Map<string, number>(fwdPlan.values.map((v) => [v.id, v.features]));
   const backward = tg.steps.map((s, k) => {
-    const kernel = stepKernel(s, offsets, kname('b', k, s.id), features, types);
+    const kernel = stepKernel(s, layout, kname('b', k, s.id), features, types, spec.name, maxBytes);
     if (!reduced.has(s.id)) kernel.inputGradOnly = true;
     return kernel;
   });
   const outF = features.get(tg.forward.output)!;
+  const [first, ...more] = renderUpdates(layout, maxBytes, spec.name);
   const training: PlanTraining = {
     format: TRAIN_FORMAT, forward, backward,
     values: [...fwdPlan.values, ...tg.values],
     outputGrad: tg.outputGrad, inputGrad: tg.inputGrad!,
     losses: renderLosses(outF, tg.forward.output, tg.outputGrad, types.valueDtype(tg.forward.output)),
-    optimizers: renderOptimizers(fwdPlan.arenaLength),
-    checkFinite: renderCheckFinite(fwdPlan.arenaLength),
+    optimizers: first.optimizers,
+    checkFinite: first.checkFinite,
   };
-  if (fwdPlan.arena16Length) training.refreshHalf = renderRefreshHalf(weights, fwdPlan.arena16Length);
+  if (first.refreshHalf) training.refreshHalf = first.refreshHalf;
+  if (more.length) training.updateChunks = more;
   return { graph: tg, training };
 }

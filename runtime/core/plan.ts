@@ -15,8 +15,19 @@ export interface PlanWeight {
   offset16?: number;
 }
 
-/** binding 0 is always the kernel's `params` uniform; the others are listed here. */
-export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: string } | { kind: 'weights' } | { kind: 'weights16' } }
+/**
+ * A span of a weights arena, in elements of that arena (f32 elements of the f32 arena and of the
+ * gradients / optimizer-state arenas that share its layout; f16 elements of the f16 arena). `offset` is
+ * a multiple of 256 bytes (WebGPU's largest minStorageBufferOffsetAlignment), `length` of 4 elements.
+ */
+export interface WeightRange { offset: number; length: number }
+
+/**
+ * binding 0 is always the kernel's `params` uniform; the others are listed here.
+ * `range` (plans since per-layer weight binding): the kernel binds only this span of the arena, and the
+ * offsets in its WGSL are relative to `range.offset`. Absent: the whole arena (offsets absolute; older plans).
+ */
+export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: string } | { kind: 'weights'; range?: WeightRange } | { kind: 'weights16'; range?: WeightRange } }
 
 export type PlanGrid =
   /** gemm: ceil(batch / rowsPerWorkgroup) × colWorkgroups workgroups */
@@ -59,7 +70,11 @@ export interface Plan {
   input: string;
   output: string;
   weights: PlanWeight[];
-  /** f32 elements of the weights arena */
+  /**
+   * f32 elements of the weights arena. Each layer's tensors start at a 256-byte boundary and kernels
+   * bind only their layers' range (PlanBinding `range`), so the arena may exceed one binding; an f16
+   * model compiled without training needs no f32 arena on the GPU at all (the runtime then skips it).
+   */
   arenaLength: number;
   /** f16 elements of the f16 weights arena (0 when no layer is f16) */
   arena16Length?: number;
@@ -82,20 +97,23 @@ export const TRAIN_FORMAT = 'dyadc-train/2';
 /** Buffers a training kernel binds, besides activation/gradient values. */
 export type TrainBuffer =
   | { kind: 'value'; id: string }
-  /** the weights arena (Model.weightsBuffer) */
-  | { kind: 'weights' }
+  /** the weights arena (Model.weightsBuffer); `range`: see PlanBinding */
+  | { kind: 'weights'; range?: WeightRange }
   /** the f16 weights arena (f16 layers; refreshed from the f32 master weights) */
-  | { kind: 'weights16' }
+  | { kind: 'weights16'; range?: WeightRange }
   /** the gradients arena: same length and offsets as the weights arena (plan.weights) */
-  | { kind: 'grads' }
+  | { kind: 'grads'; range?: WeightRange }
   /** optimizer state arenas (same layout): first moment / momentum buffer, second moment */
-  | { kind: 'moment1' } | { kind: 'moment2' }
+  | { kind: 'moment1'; range?: WeightRange } | { kind: 'moment2'; range?: WeightRange }
   /** loss targets: i32 class labels `[batch]` (cross-entropy) or f32 targets `[batch, out]` (mse) */
   | { kind: 'labels' }
   /** per-row loss `[batch]` (f32); the runtime sums it in float64 */
   | { kind: 'loss' }
-  /** optimizer hyper-parameters (uniform, 16 words; see templates/optimizer.wgsl.hbs) */
-  | { kind: 'hyper' }
+  /**
+   * optimizer hyper-parameters (uniform, 16 words; see templates/optimizer.wgsl.hbs); `chunk` i ≥ 1: the
+   * block of update chunk i (`PlanTraining.updateChunks[i - 1]`), whose `count` covers that chunk only
+   */
+  | { kind: 'hyper'; chunk?: number }
   /** step status (u32 words; [0] != 0: a gradient was not finite and the update was skipped) */
   | { kind: 'status' };
 
@@ -135,9 +153,26 @@ export interface PlanTraining {
    * every optimizer update (mixed precision: the optimizer only ever sees f32).
    */
   refreshHalf?: TrainKernel;
+  /**
+   * Weights past one binding: when the f32 arena exceeds the compile-time maxStorageBufferBindingSize,
+   * `checkFinite`, `optimizers` and `refreshHalf` above update the first chunk of layers (their bindings
+   * carry `range`s) and each entry here one further chunk, in arena order. Absent when the arena fits
+   * one binding (then the kernels above cover the whole arena, as in older plans).
+   */
+  updateChunks?: UpdateChunk[];
+}
+
+/** The update kernels of one chunk of layers (see PlanTraining.updateChunks). */
+export interface UpdateChunk {
+  /** the chunk's span of the f32 arena (elements) */
+  range: WeightRange;
+  checkFinite: TrainKernel;
+  optimizers: { adamw: TrainKernel; sgd: TrainKernel };
+  refreshHalf?: TrainKernel;
 }
 
 /** Every kernel of a training section, in listing order: forward, backward, losses, finite check, optimizers, f16 refresh. */
 export function trainingKernels(t: PlanTraining): TrainKernel[] {
-  return [...t.forward, ...t.backward, ...Object.values(t.losses), t.checkFinite, ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
+  return [...t.forward, ...t.backward, ...Object.values(t.losses), t.checkFinite, ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : []),
+    ...(t.updateChunks ?? []).flatMap((c) => [c.checkFinite, ...Object.values(c.optimizers), ...(c.refreshHalf ? [c.refreshHalf] : [])])];
 }
