@@ -12,12 +12,13 @@ import test from 'ava';
 import { compile } from '../compiler/index.js';
 import type { SpecInput } from '../compiler/spec/types.js';
 import { interpret } from '../compiler/interp/interpreter.js';
-import { interpretBackward, softmaxCrossEntropy, AdamW64 } from '../compiler/interp/backward.js';
+import { AdamW64 } from '../compiler/interp/backward.js';
 import { Rng } from '../compiler/util/rng.js';
 import { layoutWeights, kernelWeights } from '../compiler/codegen/weight-layout.js';
 import { trainingKernels } from '../runtime/plan.js';
 import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { randomWeights, relError, sharedDevice, testSeed } from './helpers/gpu.js';
+import { ReferenceTraining, maxAbsDiff } from './helpers/train-ref.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 
@@ -69,12 +70,6 @@ function limitedDevice(real: GPUDevice, limit: number): { device: GPUDevice; see
   return { device, seen };
 }
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < b.length; i++) { const d = Math.abs(a[i] - b[i]); m = Math.max(m, Number.isNaN(d) ? Infinity : d); }
-  return a.length === b.length ? m : Infinity;
-}
-
 test('layout: layers start at 128-element boundaries in both arenas; a kernel\'s offsets are relative to its range', async (t) => {
   const c = await compile({ ...SPEC, dtype: 'f16' } as SpecInput, { training: false });
   const layout = layoutWeights(c.graph);
@@ -119,19 +114,15 @@ test.serial('weights past the binding limit (fake 8 KiB): five AdamW training st
   try {
     const rng = new Rng(SEED + 2);
     const B = 9, outF = 10;
-    const W: Record<string, Float64Array> = Object.fromEntries(Object.entries(w0).map(([k, v]) => [k, Float64Array.from(v)]));
-    const opts = Object.fromEntries(Object.entries(w0).map(([k, v]) => [k, new AdamW64(v.length, o)]));
+    const ref = new ReferenceTraining(c.graph, w0, (n) => new AdamW64(n, o));
     for (let step = 0; step < 5; step++) {
       const x = rng.f32(B * 40, -2, 2), y = Int32Array.from({ length: B }, () => rng.int(0, outF - 1));
       if (step === 0) tr.poison(B);
-      const got = await tr.step(x, y, B);
-      const ce = softmaxCrossEntropy(interpret(c.graph, W, x, B), y, B, outF);
-      t.true(Math.abs(got - ce.loss) <= 1e-5, `step ${step}: loss ${got} vs ${ce.loss}`);
-      const grads = interpretBackward(c.graph, W, x, B, ce.grad).grads;
-      for (const k of Object.keys(W)) opts[k].step(W[k], grads[k]);
+      const [got, want] = [await tr.step(x, y, B), ref.step(x, y, B, outF)];
+      t.true(Math.abs(got - want) <= 1e-5, `step ${step}: loss ${got} vs ${want}`);
     }
     const got = await tr.weights();
-    for (const k of Object.keys(W)) t.true(maxAbsDiff(got[k], W[k]) <= 1e-5, `${k}: ${maxAbsDiff(got[k], W[k])} (seed ${SEED})`);
+    for (const [k, w] of Object.entries(ref.W)) t.true(maxAbsDiff(got[k], w) <= 1e-5, `${k}: ${maxAbsDiff(got[k], w)} (seed ${SEED})`);
     t.true(seen.max <= LIMIT);
   } finally { tr.destroy(); m.destroy(); }
 });
