@@ -69,7 +69,7 @@ export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptio
   });
   const { spec, graph: scheduled, train } = last as Required<Pick<PipelineState, 'spec' | 'graph'>> & PipelineState;
   const plan = buildPlan(scheduled, spec, opts.limits);
-  if (train) plan.training = buildTraining(train, plan);
+  if (train) plan.training = buildTraining(train, plan, opts.limits);
   const maxStorage = opts.limits?.maxStorageBuffersPerShaderStage ?? DEFAULT_LIMITS.maxStorageBuffersPerShaderStage;
   checkStorageBuffers(plan.kernels, maxStorage, `model ${spec.name}`);
   if (plan.training) checkStorageBuffers(trainingKernels(plan.training), maxStorage, `model ${spec.name} (training)`);

@@ -2,6 +2,8 @@
  * Binding limits every kernel must respect, checked when the plan is built (compileSync) and again
  * when a model is created on a device (runtime/model.ts), so a kernel that would not fit fails
  * with a LIMIT error naming it instead of a WebGPU validation error at pipeline creation.
+ * Weights are bound per layer range (compiler/codegen/weight-layout.ts), so the limit applies to each
+ * kernel's range, not to the whole arena (checkWeightBindings).
  *
  *   - maxStorageBuffersPerShaderStage: the storage buffers one kernel declares (`var<storage, …>`
  *     in its WGSL: what its 'auto' pipeline layout may hold at most). A pointwise-gradient kernel
@@ -9,10 +11,10 @@
  *   - the size of one binding: the adapter's maxStorageBufferBindingSize / maxBufferSize, but never
  *     more than MAX_INDEXED_BINDING_BYTES (see there).
  *
- * Browser-safe, no imports beyond the error type. It lives in the runtime, which the compiler may import
+ * Browser-safe, no imports beyond the error type (runtime/core). It lives in the runtime, which the compiler may import
  * (never the reverse).
  */
-import { DyadcError } from '../compiler/errors.js';
+import { DyadcError } from './core/errors.js';
 
 /**
  * Ceiling on the bytes of one binding, whatever the adapter reports: 2^32 bytes. The kernels index
@@ -49,15 +51,28 @@ export function checkStorageBuffers(kernels: readonly { name: string; layers: re
 }
 
 /**
- * Checks that a weights arena of `bytes` fits one binding (`bindingBytesLimit(limits)`). Used by the
- * plan (f32 and f16 arenas) and by `dyadc init`/`convert` before they allocate anything.
- * @param what `weights` or `f16 weights`
- * @throws DyadcError(LIMIT) naming the model, the bytes and the limit.
+ * Checks, before anything is allocated, that a plan's weights fit this device: every kernel's weight
+ * binding (its `range`, or the whole arena for bindings without one: older plans and arena-wide
+ * kernels) fits one binding, and each arena fits one buffer (maxBufferSize).
+ * @param arenas bytes of each arena kind the model allocates (`weights`, `weights16`; grads and moments = weights)
+ * @throws DyadcError(LIMIT) naming the model, the kernel and its layers, the bytes and the limit.
  */
-export function checkArenaBytes(model: string, bytes: number, limits: { maxStorageBufferBindingSize: number; maxBufferSize?: number }, what = 'weights'): void {
+export function checkWeightBindings(model: string, kernels: readonly { name: string; layers: readonly string[]; bindings: readonly { buffer: { kind: string; range?: { length: number } } }[] }[],
+  arenas: { weights: number; weights16: number }, limits: { maxStorageBufferBindingSize: number; maxBufferSize?: number }): void {
   const max = bindingBytesLimit(limits);
-  if (bytes > max) {
-    throw new DyadcError('LIMIT', `model ${model}: ${what} need ${bytes} bytes but maxStorageBufferBindingSize is ${max}`,
-      { fix: 'use more DYAD blocks, f16 weights, or an adapter with a larger binding limit' });
+  for (const k of kernels) for (const b of k.bindings) {
+    const kind = b.buffer.kind;
+    if (!['weights', 'weights16', 'grads', 'moment1', 'moment2'].includes(kind)) continue;
+    const elementBytes = kind === 'weights16' ? 2 : 4;
+    const bytes = b.buffer.range ? b.buffer.range.length * elementBytes : kind === 'weights16' ? arenas.weights16 : arenas.weights;
+    if (bytes > max) {
+      throw new DyadcError('LIMIT', `model ${model}: kernel ${k.name} (layer ${k.layers.join('+')}) binds ${bytes} bytes of ${kind} but maxStorageBufferBindingSize is ${max}`,
+        { fix: 'use more DYAD blocks, f16 weights, an adapter with a larger binding limit, or compile for this device\'s limits (--limits adapter)' });
+    }
+  }
+  for (const [what, bytes] of [['weights', arenas.weights], ['f16 weights', arenas.weights16]] as const) {
+    if (limits.maxBufferSize !== undefined && bytes > limits.maxBufferSize) {
+      throw new DyadcError('LIMIT', `model ${model}: ${what} need ${bytes} bytes but maxBufferSize is ${limits.maxBufferSize}`, { fix: 'use more DYAD blocks, f16 weights, or an adapter with a larger buffer limit' });
+    }
   }
 }

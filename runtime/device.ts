@@ -13,7 +13,7 @@
  * one pipeline cache: creating and destroying many models neither leaks devices nor recompiles.
  * A default device that is lost (or destroyed) is replaced by a fresh one on the next request.
  */
-import { DyadcError } from '../compiler/errors.js';
+import { DyadcError } from './core/errors.js';
 
 export interface DeviceOptions {
   device?: GPUDevice;

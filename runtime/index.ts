@@ -7,6 +7,6 @@
 export { Model, hashText, getPipeline, packArena, type CreateOptions, type WarmupOptions, type WeightsInput } from './model.js';
 export { gpuWait, setWaitOptions, getWaitOptions, type WaitOptions } from './wait.js';
 export { getGPU, getAdapter, getDevice, defaultDevice, describeAdapter, type DeviceOptions } from './device.js';
-export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './plan.js';
+export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './core/plan.js';
 export { readSafetensors, writeSafetensors } from './weights/safetensors.js';
 export { resolveLayerTensors, checkWeights } from './weights/names.js';

@@ -1,18 +1,28 @@
 /**
- * The thin runtime: runs a Plan on a GPUDevice. Weights are uploaded once into one f32 arena;
- * activations get one buffer per value, sized for the largest batch seen (grown by powers of two);
- * pipelines are cached per device by WGSL hash and compiled concurrently.
+ * The thin runtime's inference side: runs a Plan on a GPUDevice. Weights are uploaded once into one
+ * f32 arena (plus an f16 arena for f16 layers); the forward kernels run on the shared executor
+ * (runtime/executor.ts: activation buffers sized for the largest batch seen, grown by powers of two,
+ * bind groups, uniforms, error scopes, read-back); pipelines are cached per device by their WGSL text
+ * (runtime/pipelines.ts) and compiled concurrently. Training (runtime/trainer.ts) runs on the same
+ * executor; this module imports it, never the reverse.
  */
-import type { Plan, PlanKernel, TrainKernel } from './plan.js';
+import type { Plan, PlanKernel, TrainKernel, TrainBinding } from './core/plan.js';
+import { trainingKernels } from './core/plan.js';
 import { getDevice, defaultDevice, describeValue } from './device.js';
 import { gpuWait } from './wait.js';
 import { planForDevice } from './variants.js';
-import { bindingBytesLimit, checkArenaBytes, checkStorageBuffers } from './binding-limits.js';
+import { checkStorageBuffers, checkWeightBindings } from './binding-limits.js';
 import { hasOwn, setOwn } from './own.js';
-import { DyadcError } from '../compiler/errors.js';
-import { readSafetensors, bytesOf, f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from './weights/safetensors.js';
+import { DyadcError } from './core/errors.js';
+import { readSafetensors, bytesOf, f32ArrayToF16, f16ArrayToF32 } from './weights/safetensors.js';
 import { resolveLayerTensors, checkWeights } from './weights/names.js';
+import { Executor, kernelGrid, readBuffer, rowChunks, scoped, rangeBinding } from './executor.js';
+import { deviceLost } from './pipelines.js';
+import { F16_MAX, firstF16Overflow, f16Input, checkArray, checkBatch, describeArray } from './inputs.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
+
+export { getPipeline, pipelineStats, hashText } from './pipelines.js';
+export { F16_MAX, f16Input, checkArray, describeArray } from './inputs.js';
 
 /**
  * Weights by PyTorch name (`fc1.wl`, ...), or the bytes of a safetensors file: an ArrayBuffer (what
@@ -58,114 +68,38 @@ export interface WarmupOptions {
   training?: boolean;
 }
 
-/** FNV-1a 64-bit (as two 32-bit halves) of a string → 16 hex chars; keys the pipeline cache. */
-export function hashText(s: string): string {
-  let h1 = 0x811c9dc5, h2 = 0x01000193 ^ s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
-    h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
-  }
-  return h1.toString(16).padStart(8, '0') + h2.toString(16).padStart(8, '0');
-}
-
-const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
-
-/** Pipeline creation statistics (for benchmarks): how many were compiled vs. served from the cache. */
-export const pipelineStats = { compiled: 0, cached: 0 };
-
-/**
- * Compiles (or fetches from the per-device cache) the pipeline of one kernel.
- * @throws DyadcError(GPU) naming the kernel and its shapes, with the WGSL compiler's messages.
- */
-export function getPipeline(device: GPUDevice, k: Pick<PlanKernel, 'name' | 'wgsl' | 'shapes' | 'layers'>): Promise<GPUComputePipeline> {
-  let m = pipelineCache.get(device);
-  if (!m) pipelineCache.set(device, (m = new Map()));
-  const key = hashText(k.wgsl);
-  const hit = m.get(key);
-  if (hit) { pipelineStats.cached++; return hit; }
-  pipelineStats.compiled++;
-  const p = (async () => {
-    // Error scopes are a stack per device, shared by every caller: push, create the module and pop with
-    // no await in between, so concurrent compiles (Promise.all here, other models on the same default
-    // device) can neither catch this module's error nor leave theirs in this scope. The pipeline's own
-    // failure comes back as createComputePipelineAsync's rejection (GPUPipelineError), not via a scope.
-    device.pushErrorScope('validation');
-    const module = device.createShaderModule({ code: k.wgsl, label: k.name });
-    const moduleErr = device.popErrorScope();
-    let pipeline: GPUComputePipeline | undefined, err: unknown;
-    try { pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: k.name }); }
-    catch (e) { err = e; }
-    const scopeErr = await moduleErr.catch((e: unknown) => (err ??= e, null));
-    if (err || scopeErr || !pipeline) {
-      const lost = await Promise.race([device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
-      if (lost) throw deviceLost(lost, `kernel ${k.name}`);
-      const info = await module.getCompilationInfo();
-      const msgs = info.messages.filter((x) => x.type === 'error').map((x) => `line ${x.lineNum}:${x.linePos} ${x.message}`).slice(0, 5).join('; ');
-      const why = msgs || scopeErr?.message || (err as Error | undefined)?.message || String(err);
-      throw new DyadcError('GPU', `kernel ${k.name} (layer ${k.layers.join('+')}, ${k.shapes}) failed to compile: ${why}`, { cause: err ?? scopeErr });
-    }
-    return pipeline;
-  })();
-  p.catch(() => m!.delete(key));
-  m.set(key, p);
-  return p;
-}
-
-/** A device that is lost (or was destroyed), as an error naming what needed it. */
-function deviceLost(info: GPUDeviceLostInfo, what: string): DyadcError {
-  return new DyadcError('GPU', `${what}: the GPU device was ${info.reason === 'destroyed' ? 'destroyed' : `lost${info.message ? ` (${info.message})` : ''}`}`,
-    { fix: 'create the model on a live device (without device, create() uses a default one and replaces it when lost)' });
-}
-
-const align4 = (n: number) => Math.ceil(n / 4) * 4;
-
-/** Largest finite f16 (IEEE 754 binary16); values from 65520 on round to Inf. */
-export const F16_MAX = 65504;
-
-/** Index of the first finite value of `src` that its f16 encoding `bits` turned into ±Inf, or -1. */
-function firstF16Overflow(src: ArrayLike<number>, bits: Uint16Array): number {
-  for (let i = 0; i < src.length; i++) if ((bits[i] & 0x7c00) === 0x7c00 && Number.isFinite(src[i])) return i;
-  return -1;
-}
-
-/**
- * `x` (`[rows, features]` f32) as f16 bits for an f16 input layer, padded for upload.
- * @throws DyadcError(USAGE) naming the first finite value that would round to ±Inf in f16 (|x| ≥ 65520).
- */
-export function f16Input(x: Float32Array, features: number, what: string): Uint16Array<ArrayBuffer> {
-  const bits = f32ArrayToF16Padded(x);
-  const i = firstF16Overflow(x, bits);
-  if (i >= 0) throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / features)}, ${i % features}] = ${x[i]} is outside the f16 range (±${F16_MAX}) of the model's f16 input layer; it would become ${x[i] > 0 ? '+' : '-'}Inf`,
-      { fix: 'scale the input, or give the first layer dtype "f32"' });
-  return bits;
-}
-
 export class Model {
   readonly plan: Plan;
   readonly device: GPUDevice;
-  private arena: GPUBuffer;
+  /**
+   * The f32 weights arena on the GPU: created with the model when a forward kernel reads it, else (an
+   * all-f16 model) only when training needs the f32 master weights (`weightsBuffer`, from `master`).
+   */
+  private arena?: GPUBuffer;
   /** f16 copies of the f16 layers' weights (absent when no layer is f16) */
   private arena16?: GPUBuffer;
-  private pipelines: GPUComputePipeline[];
-  private uniforms: GPUBuffer[];
-  private capacity = 0;
-  private values = new Map<string, GPUBuffer>();
-  private ownInput?: GPUBuffer;
-  private bindGroups = new WeakMap<GPUBuffer, { capacity: number; groups: GPUBindGroup[] }>();
+  /** the f32 arena's data while it is not on the GPU (an f16 model with training kernels: the master weights training starts from) */
+  private master?: Float32Array<ArrayBuffer>;
+  /** runs the forward kernels; owns the activation buffers (the input value included), uniforms and bind groups */
+  private exec: Executor;
   private destroyed = false;
   /** Largest batch one dispatch may take, from maxStorageBufferBindingSize and the widest value. */
   readonly maxRowsPerDispatch: number;
 
-  private constructor(plan: Plan, device: GPUDevice, arena: GPUBuffer, pipelines: GPUComputePipeline[]) {
-    this.plan = plan; this.device = device; this.arena = arena; this.pipelines = pipelines;
-    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights16` });
-    this.uniforms = plan.kernels.map((k) => device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` }));
-    const widest = Math.max(...plan.values.map((v) => v.features));
-    // Index math: kernels address values with u32 element indices (row * features + col), so one
-    // binding may hold no more than u32 indices can address: the adapter's binding size is clamped
-    // to MAX_INDEXED_BINDING_BYTES (2^32 bytes, compiler/codegen/binding-limits.ts) before the rows are counted.
-    this.maxRowsPerDispatch = Math.floor(bindingBytesLimit(device.limits) / (widest * 4));
+  private constructor(plan: Plan, device: GPUDevice) {
+    this.plan = plan; this.device = device;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    if (plan.kernels.some((k) => k.bindings.some((b) => b.buffer.kind === 'weights'))) this.arena = device.createBuffer({ size: plan.arenaLength * 4, usage, label: `${plan.name}.weights` });
+    if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage, label: `${plan.name}.weights16` });
+    this.exec = new Executor(device, { name: plan.name, values: plan.values, input: plan.input, resolve: (b, k) => weightBinding(b, k, this.plan.name, this.arena, this.arena16) });
+    this.maxRowsPerDispatch = this.exec.maxRows;
+  }
+
+  /** Writes packed weights (f32 arena data and its f16 copies) to the GPU, or keeps the f32 data while it has no GPU arena. */
+  private writeArenas(data: Float32Array<ArrayBuffer>, half: Uint16Array<ArrayBuffer>): void {
+    if (this.arena) this.device.queue.writeBuffer(this.arena, 0, data);
+    else if (this.plan.training) this.master = data;
+    if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
   }
 
   /**
@@ -196,18 +130,12 @@ export class Model {
     checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
-    const bytes = plan.arenaLength * 4;
-    checkArenaBytes(plan.name, bytes, device.limits);
-    const arena = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${plan.name}.weights` });
-    device.queue.writeBuffer(arena, 0, arenaData);
+    checkWeightBindings(plan.name, [...plan.kernels, ...(plan.training ? trainingKernels(plan.training) : [])], { weights: plan.arenaLength * 4, weights16: (plan.arena16Length ?? 0) * 2 }, device.limits);
+    const m = new Model(plan, device);
+    m.writeArenas(arenaData, half);
     // every compile settles before create() returns or throws, so nothing of a failed create is still
     // running on the (shared) device when the next create starts; the first failure is reported
-    const settled = await Promise.allSettled(plan.kernels.map((k) => getPipeline(device, k)));
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) { arena.destroy(); throw failed.reason; }
-    const pipelines = settled.map((r) => (r as PromiseFulfilledResult<GPUComputePipeline>).value);
-    const m = new Model(plan, device, arena, pipelines);
-    if (m.arena16) device.queue.writeBuffer(m.arena16, 0, half);
+    try { await m.exec.add(plan.kernels); } catch (e) { m.destroy(); throw e; }
     if (opts.warmup) await m.warmup(opts.warmup === true ? {} : opts.warmup);
     return m;
   }
@@ -221,22 +149,44 @@ export class Model {
     this.assertAlive('setWeights');
     const data = packArena(this.plan, namedWeights(this.plan, weights, opts.prefix, opts.strict ?? true));
     const half = halfArena(this.plan, data);  // checked before anything is written
-    this.device.queue.writeBuffer(this.arena, 0, data);
-    if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
+    this.writeArenas(data, half);
   }
 
 
   /** Reads the weights back from the GPU, by name. */
   async getWeights(): Promise<Record<string, Float32Array>> {
     this.assertAlive('getWeights');
-    const all = await this.readBuffer(this.arena, this.plan.arenaLength * 4);
+    const all = this.arena ? await this.readBuffer(this.arena, this.plan.arenaLength * 4) : this.master ?? await this.widenedHalfArena();
     const out: Record<string, Float32Array> = {};
     for (const w of this.plan.weights) out[w.name] = all.slice(w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
     return out;
   }
 
-  /** The GPU buffer holding all weights (f32 arena; offsets in plan.weights). */
-  get weightsBuffer(): GPUBuffer { return this.arena; }
+  /** The f32 arena layout filled from the f16 arena (an all-f16 model without training kernels keeps nothing else). */
+  private async widenedHalfArena(): Promise<Float32Array> {
+    const bits = await this.readBits16(this.arena16!, this.plan.arena16Length!);
+    const all = new Float32Array(this.plan.arenaLength);
+    for (const w of this.plan.weights) if (w.offset16 !== undefined) {
+      const n = w.shape.reduce((a, b) => a * b, 1);
+      all.set(f16ArrayToF32(bits.subarray(w.offset16, w.offset16 + n)), w.offset);
+    }
+    return all;
+  }
+
+  /**
+   * The GPU buffer holding all weights (f32 arena; offsets in plan.weights): the master weights training
+   * updates. An all-f16 model creates it on first use (inference reads only the f16 arena).
+   * @throws DyadcError(USAGE) for an all-f16 model compiled without training kernels (it holds f16 weights only).
+   */
+  get weightsBuffer(): GPUBuffer {
+    if (!this.arena) {
+      if (!this.master) throw new DyadcError('USAGE', `model ${this.plan.name} holds only its f16 weights (an f16 model compiled without training kernels has no f32 arena)`, { fix: 'compile with training kernels (the default) to train it' });
+      this.arena = this.device.createBuffer({ size: this.plan.arenaLength * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${this.plan.name}.weights` });
+      this.device.queue.writeBuffer(this.arena, 0, this.master);
+      this.master = undefined;
+    }
+    return this.arena;
+  }
 
   /** The f16 copies of the f16 layers' weights (offsets `offset16` in plan.weights); undefined without f16 layers. */
   get weights16Buffer(): GPUBuffer | undefined { return this.arena16; }
@@ -246,66 +196,24 @@ export class Model {
     return (this.plan.values.find((v) => v.id === id) ?? this.plan.training?.values.find((v) => v.id === id))?.dtype ?? 'f32';
   }
 
-  private ensureCapacity(batch: number): void {
-    if (batch <= this.capacity) return;
-    let cap = 1;
-    while (cap < batch) cap *= 2;
-    cap = Math.min(cap, this.maxRowsPerDispatch);
-    for (const b of this.values.values()) b.destroy();
-    this.values.clear();
-    for (const v of this.plan.values) {
-      if (v.id === this.plan.input) continue;
-      this.values.set(v.id, this.device.createBuffer({ size: align4(cap * v.features) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `%${v.id}` }));
-    }
-    this.ownInput?.destroy();
-    this.ownInput = this.device.createBuffer({ size: align4(cap * this.plan.inFeatures) * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: `%${this.plan.input}` });
-    this.capacity = cap;
-  }
-
-  private groupsFor(input: GPUBuffer): GPUBindGroup[] {
-    const hit = this.bindGroups.get(input);
-    if (hit && hit.capacity === this.capacity) return hit.groups;
-    const buf = (id: string) => (id === this.plan.input ? input : this.values.get(id)!);
-    const groups = this.plan.kernels.map((k, i) => this.device.createBindGroup({
-      label: k.name, layout: this.pipelines[i].getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: this.uniforms[i] } },
-        ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer.kind === 'weights' ? this.arena : b.buffer.kind === 'weights16' ? this.arena16! : buf(b.buffer.id) } }))],
-    }));
-    this.bindGroups.set(input, { capacity: this.capacity, groups });
-    return groups;
-  }
-
   /**
    * Workgroups of a kernel (forward or training) for `batch` rows, folded into 2-D past
    * maxComputeWorkgroupsPerDimension. @throws DyadcError(LIMIT) past maxComputeWorkgroupsPerDimension²
    */
   grid(k: PlanKernel | TrainKernel, batch: number): { x: number; y: number; total: number } {
-    const g = k.grid;
-    const total = g.kind === 'fixed' ? g.workgroups : g.kind === 'tiles' ? Math.ceil(batch / g.rowsPerWorkgroup) * g.colWorkgroups : Math.ceil((batch * g.perRow) / g.perWorkgroup);
-    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const x = Math.min(total, max), y = Math.ceil(total / x);
-    if (y > max) throw new DyadcError('LIMIT', `kernel ${k.name} (layer ${k.layers.join('+')}): ${total} workgroups exceed maxComputeWorkgroupsPerDimension² (${max}²) at batch ${batch}`, { fix: 'use a smaller batch' });
-    return { x, y, total };
+    return kernelGrid(k, batch, this.device.limits);
   }
 
   /** Records every kernel of a forward pass for `batch` rows (≤ maxRowsPerDispatch) reading `input`. */
   encodeForward(enc: GPUCommandEncoder, input: GPUBuffer, batch: number): void {
-    this.ensureCapacity(batch);
-    const groups = this.groupsFor(input);
-    const pass = enc.beginComputePass({ label: `${this.plan.name}.forward` });
-    this.plan.kernels.forEach((k, i) => {
-      const g = this.grid(k, batch);
-      this.device.queue.writeBuffer(this.uniforms[i], 0, new Uint32Array([batch, g.x, g.total, 0]));
-      pass.setPipeline(this.pipelines[i]);
-      pass.setBindGroup(0, groups[i]);
-      pass.dispatchWorkgroups(g.x, g.y);
-    });
-    pass.end();
+    this.exec.ensureCapacity(batch, 'forward: batch');
+    const own = this.exec.value(this.plan.input);
+    this.exec.encode(enc, this.plan.kernels, batch, `${this.plan.name}.forward`, input === own ? undefined : input);
   }
 
   private check(batch: number, what: string): void {
     this.assertAlive(what);
-    if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${typeof batch === 'number' ? batch : describeValue(batch)}`);
+    checkBatch(batch, what);
   }
 
   /** Element type of the input buffer `forwardGPU` reads: 'f16' when the first layer stores f16 activations, else 'f32'. */
@@ -328,7 +236,7 @@ export class Model {
     const enc = this.device.createCommandEncoder();
     this.encodeForward(enc, x, batch);
     this.device.queue.submit([enc.finish()]);
-    return this.values.get(this.plan.output)!;
+    return this.exec.value(this.plan.output);
   }
 
   /**
@@ -341,31 +249,18 @@ export class Model {
     const inF = this.plan.inFeatures, outF = this.plan.outFeatures;
     checkArray(x, Float32Array, batch * inF, `forward: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
     const y = new Float32Array(batch * outF);
-    for (let r0 = 0; r0 < batch; r0 += this.maxRowsPerDispatch) {
-      const rows = Math.min(this.maxRowsPerDispatch, batch - r0);
-      this.ensureCapacity(rows);
-      if (this.valueDtype(this.plan.input) === 'f16') {
-        this.device.queue.writeBuffer(this.ownInput!, 0, f16Input(x.subarray(r0 * inF, (r0 + rows) * inF), inF, 'forward'));
-      }
-      else this.device.queue.writeBuffer(this.ownInput!, 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
-      // Error scopes are a stack per device, shared with every other model on it (the default device is
-      // one per process): push, record, submit and pop with no await in between — readBuffer records its
-      // copy and submits before its first await — so another model's commands can neither land in these
-      // scopes nor find them open; only then wait for the read and the scopes' verdicts.
-      this.device.pushErrorScope('out-of-memory');
-      this.device.pushErrorScope('validation');
-      const enc = this.device.createCommandEncoder();
-      this.encodeForward(enc, this.ownInput!, rows);
-      const read = this.valueDtype(this.plan.output) === 'f16'
-        ? this.readBits16(this.values.get(this.plan.output)!, rows * outF, enc).then(f16ArrayToF32)
-        : this.readBuffer(this.values.get(this.plan.output)!, rows * outF * 4, enc);
-      const scopes = Promise.all([this.device.popErrorScope(), this.device.popErrorScope()]);
-      const [popped, part] = await Promise.allSettled([scopes, read]);
-      const gpuErr = popped.status === 'fulfilled' ? popped.value.find((e) => e !== null) : undefined;
-      if (gpuErr) throw new DyadcError('GPU', `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')}): ${gpuErr.message}`);
-      if (popped.status === 'rejected') throw popped.reason;
-      if (part.status === 'rejected') throw part.reason;
-      y.set(part.value, r0 * outF);
+    const input = () => this.exec.value(this.plan.input), output = () => this.exec.value(this.plan.output);
+    for (const [r0, rows] of rowChunks(batch, this.maxRowsPerDispatch)) {
+      this.exec.ensureCapacity(rows);
+      if (this.inputDtype === 'f16') this.device.queue.writeBuffer(input(), 0, f16Input(x.subarray(r0 * inF, (r0 + rows) * inF), inF, 'forward'));
+      else this.device.queue.writeBuffer(input(), 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
+      // one submit inside the error scopes (see scoped): readBuffer records its copy and submits before its first await
+      const part = await scoped(this.device, `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')})`, () => {
+        const enc = this.device.createCommandEncoder();
+        this.encodeForward(enc, input(), rows);
+        return this.outputDtype === 'f16' ? this.readBits16(output(), rows * outF, enc).then(f16ArrayToF32) : this.readBuffer(output(), rows * outF * 4, enc);
+      });
+      y.set(part, r0 * outF);
     }
     return y;
   }
@@ -377,24 +272,8 @@ export class Model {
    * @throws DyadcError(USAGE) when `bytes` is not a multiple of 4 or exceeds the buffer, or the buffer lacks COPY_SRC;
    *   DyadcError(GPU) when the device was lost or destroyed, or the read-back failed.
    */
-  async readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
-    const name = src.label || '(unlabelled)';
-    if (!(Number.isInteger(bytes / 4) && bytes >= 0 && bytes <= src.size))
-      throw new DyadcError('USAGE', `readBuffer: ${bytes} bytes of buffer ${name} (${src.size} bytes): need a multiple of 4 within the buffer`);
-    if (!(src.usage & GPUBufferUsage.COPY_SRC)) throw new DyadcError('USAGE', `readBuffer: buffer ${name} was not created with COPY_SRC usage`);
-    const e = enc ?? this.device.createCommandEncoder();
-    const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    if (bytes > 0) e.copyBufferToBuffer(src, 0, staging, 0, bytes);
-    this.device.queue.submit([e.finish()]);
-    try { await gpuWait(staging.mapAsync(GPUMapMode.READ)); } catch (e) {
-      staging.destroy();
-      const lost = await Promise.race([this.device.lost, new Promise<undefined>((r) => setTimeout(r, 0))]);
-      if (lost) throw deviceLost(lost, `model ${this.plan.name}`);
-      throw new DyadcError('GPU', `readBuffer: reading ${name} back failed: ${(e as Error)?.message || String(e)}`, { cause: e });
-    }
-    const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
-    staging.unmap(); staging.destroy();
-    return out;
+  readBuffer(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
+    return readBuffer(this.device, src, bytes, enc, `model ${this.plan.name}`);
   }
 
   /**
@@ -407,14 +286,13 @@ export class Model {
    */
   async warmup(opts: WarmupOptions = {}): Promise<void> {
     this.assertAlive('warmup');
-    this.ensureCapacity(1);
-    this.device.pushErrorScope('validation');
-    const enc = this.device.createCommandEncoder({ label: `${this.plan.name}.warmup` });
-    this.encodeForward(enc, this.ownInput!, 1);
-    this.device.queue.submit([enc.finish()]);
-    await gpuWait(this.device.queue.onSubmittedWorkDone());
-    const err = await this.device.popErrorScope();
-    if (err) throw new DyadcError('GPU', `warmup of ${this.plan.name}: ${err.message}`);
+    this.exec.ensureCapacity(1);
+    await scoped(this.device, `warmup of ${this.plan.name}`, () => {
+      const enc = this.device.createCommandEncoder({ label: `${this.plan.name}.warmup` });
+      this.encodeForward(enc, this.exec.value(this.plan.input), 1);
+      this.device.queue.submit([enc.finish()]);
+      return gpuWait(this.device.queue.onSubmittedWorkDone());
+    });
     await warmupTraining(this, opts.training);
   }
 
@@ -446,32 +324,21 @@ export class Model {
     if (this.destroyed) return;
     this.destroyed = true;
     releaseBackward(this);
-    this.arena.destroy(); this.arena16?.destroy(); this.ownInput?.destroy();
-    for (const b of this.values.values()) b.destroy();
-    for (const u of this.uniforms) u.destroy();
-    this.values.clear();
+    this.arena?.destroy(); this.arena16?.destroy();
+    this.exec.destroy();
   }
 }
 
 /**
- * `a Float64Array of 48 values`, `an Array of 48 values`, `a Float32Array of 47 values`, `undefined`:
- * what an array argument was, for messages.
+ * What a kernel's `weights`/`weights16` binding binds: its `range` of the arena (byte offset and size:
+ * 4 bytes per f32 element, 2 per f16), or the whole arena for a binding without one (older plans).
+ * @throws DyadcError(USAGE) when the model lacks that arena.
  */
-export function describeArray(v: unknown): string {
-  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return `${describeValue(v)} of ${(v as unknown as ArrayLike<number>).length} values`;
-  if (Array.isArray(v)) return `an Array of ${v.length} values`;
-  return describeValue(v);
-}
-
-/**
- * @throws DyadcError(USAGE) `<expect>, got <what was passed>` when `v` is not a `type` of `length` elements;
- *   the fix for another numeric array says how to convert it.
- */
-export function checkArray<T extends ArrayLike<number>>(v: unknown, type: { new(n: number): T; name: string }, length: number, expect: string): asserts v is T {
-  if (v instanceof type && (v as T).length === length) return;
-  const numeric = Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
-  throw new DyadcError('USAGE', `${expect}, got ${describeArray(v)}`,
-    numeric && !(v instanceof type) ? { fix: `convert it with ${type.name}.from(x)` } : {});
+function weightBinding(b: TrainBinding, k: { name: string }, model: string, arena: GPUBuffer | undefined, arena16: GPUBuffer | undefined): GPUBufferBinding {
+  const kind = b.buffer.kind;
+  const buffer = kind === 'weights16' ? arena16 : kind === 'weights' ? arena : undefined;
+  if (!buffer) throw new DyadcError('USAGE', `kernel ${k.name} binds ${kind}, which model ${model} does not have`);
+  return rangeBinding(buffer, b, kind === 'weights16' ? 2 : 4);
 }
 
 /**

@@ -12,16 +12,31 @@
  * All state (moments, momentum) stays on the GPU; buffers are allocated once per batch capacity and
  * reused between steps.
  */
-import type { Model } from './model.js';
-import { getPipeline, f16Input, checkArray } from './model.js';
-import { describeValue } from './device.js';
+import { f16Input, checkArray, checkBatch } from './inputs.js';
 import { ownValue } from './own.js';
-import type { PlanTraining, TrainKernel, TrainBuffer } from './plan.js';
-import { TRAIN_FORMAT } from './plan.js';
-import { DyadcError } from '../compiler/errors.js';
+import type { Plan, PlanTraining, TrainKernel, TrainBinding } from './core/plan.js';
+import { TRAIN_FORMAT } from './core/plan.js';
+import { DyadcError } from './core/errors.js';
 import { gpuWait } from './wait.js';
-import { bindingBytesLimit } from './binding-limits.js';
+import { Executor as KernelExecutor, rangeBinding } from './executor.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
+
+/**
+ * What training needs of a model (runtime/model.ts's Model has all of it; typed structurally so this
+ * module never imports the Model and the two cannot form an import cycle).
+ */
+export interface TrainableModel {
+  readonly plan: Plan;
+  readonly device: GPUDevice;
+  /** the f32 weights arena the optimizer updates in place */
+  readonly weightsBuffer: GPUBuffer;
+  /** the f16 weight copies (f16 layers), or undefined */
+  readonly weights16Buffer: GPUBuffer | undefined;
+  valueDtype(id: string): 'f32' | 'f16';
+  readBits16(src: GPUBuffer, count: number, enc?: GPUCommandEncoder): Promise<Uint16Array>;
+  getWeights(): Promise<Record<string, Float32Array>>;
+  assertAlive(what: string): void;
+}
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';
 
@@ -50,10 +65,27 @@ export interface KernelTime { name: string; layers: string[]; ms: number; cpuMs?
 
 const cpuUsage = (globalThis as { process?: { cpuUsage?: (prev?: { user: number; system: number }) => { user: number; system: number } } }).process?.cpuUsage;
 
-const align4 = (n: number) => Math.ceil(n / 4) * 4;
 const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
-function trainingOf(model: Model): PlanTraining {
+/** Executor value ids of the loss targets and per-row losses: not node ids (those never start with `#`). */
+const LABELS = '#labels', LOSS = '#loss';
+
+/** Bytes between the hyper-parameter blocks of update chunks (PlanTraining.updateChunks). */
+const HYPER_STRIDE = 256;
+
+/** The update kernels of every chunk in run order: every finite check before any optimizer (status is global), then the f16 refreshes. */
+function updateKernels(t: PlanTraining, opt: 'adamw' | 'sgd'): TrainKernel[] {
+  const chunks = [{ checkFinite: t.checkFinite, optimizers: t.optimizers, refreshHalf: t.refreshHalf }, ...(t.updateChunks ?? [])];
+  return [...chunks.map((c) => c.checkFinite), ...chunks.map((c) => c.optimizers[opt]), ...chunks.flatMap((c) => (c.refreshHalf ? [c.refreshHalf] : []))];
+}
+
+/** f32 elements an optimizer kernel updates: its `weights` range, or the whole arena. */
+function updatedLength(k: TrainKernel, arenaLength: number): number {
+  const w = k.bindings.find((b) => b.buffer.kind === 'weights')?.buffer;
+  return w && 'range' in w && w.range ? w.range.length : arenaLength;
+}
+
+function trainingOf(model: TrainableModel): PlanTraining {
   const t = model.plan.training;
   if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`)`,
     { fix: 'compile without `training: false` (the default includes them)' });
@@ -62,14 +94,13 @@ function trainingOf(model: Model): PlanTraining {
   return t;
 }
 
-/** Runs a list of training kernels; owns every buffer except the weights arena (the model's). */
+/**
+ * The state of training kernels on one model: the shared executor (runtime/executor.ts) with the training
+ * values, loss targets and per-row losses, plus the gradients arena, optimizer state, hyper-parameters
+ * and step status. Owns every buffer except the weights arenas (the model's).
+ */
 class Executor {
-  private capacity = 0;
-  private values = new Map<string, GPUBuffer>();
-  private labels?: GPUBuffer;
-  private lossBuf?: GPUBuffer;
-  private groups = new Map<TrainKernel, GPUBindGroup>();
-  private uniforms = new Map<TrainKernel, GPUBuffer>();
+  private readonly exec: KernelExecutor;
   readonly grads: GPUBuffer;
   moment1?: GPUBuffer;
   moment2?: GPUBuffer;
@@ -77,72 +108,52 @@ class Executor {
   /** step status: [0] != 0 when check_finite_grads found a non-finite gradient (the update was skipped) */
   readonly status: GPUBuffer;
 
-  private constructor(readonly model: Model, readonly t: PlanTraining, private pipelines: Map<TrainKernel, GPUComputePipeline>) {
-    const d = model.device;
-    this.grads = d.createBuffer({ size: model.plan.arenaLength * 4, usage: STORAGE(), label: `${model.plan.name}.grads` });
-    this.hyper = d.createBuffer({ size: 64, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${model.plan.name}.hyper` });
-    this.status = d.createBuffer({ size: 16, usage: STORAGE(), label: `${model.plan.name}.status` });
+  private constructor(readonly model: TrainableModel, readonly t: PlanTraining) {
+    const d = model.device, name = model.plan.name;
+    // labels: i32 / f32 `[batch, out]` (4 bytes each, as a value); loss: f32 `[batch]`
+    const values = [...t.values, { id: LABELS, features: model.plan.outFeatures }, { id: LOSS, features: 1 }];
+    this.exec = new KernelExecutor(d, { name, values, resolve: (b, k) => this.buffer(b, k) });
+    this.grads = d.createBuffer({ size: model.plan.arenaLength * 4, usage: STORAGE(), label: `${name}.grads` });
+    // one 64-byte hyper-parameter block per update chunk, 256 bytes apart (WebGPU's largest minUniformBufferOffsetAlignment)
+    this.hyper = d.createBuffer({ size: HYPER_STRIDE * (1 + (t.updateChunks?.length ?? 0)), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${name}.hyper` });
+    this.status = d.createBuffer({ size: 16, usage: STORAGE(), label: `${name}.status` });
   }
 
   /** Compiles (or fetches cached) pipelines for `kernels`. */
-  static async create(model: Model, kernels: TrainKernel[]): Promise<Executor> {
-    const t = trainingOf(model);
-    const ps = await Promise.all(kernels.map((k) => getPipeline(model.device, k)));
-    return new Executor(model, t, new Map(kernels.map((k, i) => [k, ps[i]])));
+  static async create(model: TrainableModel, kernels: TrainKernel[]): Promise<Executor> {
+    const ex = new Executor(model, trainingOf(model));
+    try { await ex.add(kernels); } catch (e) { ex.destroy(); throw e; }
+    return ex;
   }
 
-  async add(kernels: TrainKernel[]): Promise<void> {
-    const todo = kernels.filter((k) => !this.pipelines.has(k));
-    const ps = await Promise.all(todo.map((k) => getPipeline(this.model.device, k)));
-    todo.forEach((k, i) => this.pipelines.set(k, ps[i]));
-  }
+  add(kernels: TrainKernel[]): Promise<void> { return this.exec.add(kernels); }
 
-  ensureCapacity(batch: number): void {
-    if (batch <= this.capacity) return;
-    const d = this.model.device;
-    let cap = 1;
-    while (cap < batch) cap *= 2;
-    const widest = Math.max(...this.t.values.map((v) => v.features));
-    const lim = bindingBytesLimit(d.limits);  // clamped to what the kernels' u32 element indices address
-    if (batch * widest * 4 > lim) throw new DyadcError('LIMIT', `training batch ${batch} needs ${batch * widest * 4} bytes per value, over the binding limit ${lim}`, { fix: 'use a smaller batch' });
-    cap = Math.max(batch, Math.min(cap, Math.floor(lim / (widest * 4))));
-    for (const b of this.values.values()) b.destroy();
-    this.values.clear();
-    for (const v of this.t.values) if (!this.values.has(v.id))
-      this.values.set(v.id, d.createBuffer({ size: align4(cap * v.features) * 4, usage: STORAGE(), label: `%${v.id}` }));
-    this.labels?.destroy(); this.lossBuf?.destroy();
-    this.labels = d.createBuffer({ size: align4(cap * this.model.plan.outFeatures) * 4, usage: STORAGE(), label: 'labels' });
-    this.lossBuf = d.createBuffer({ size: align4(cap) * 4, usage: STORAGE(), label: 'loss' });
-    this.groups.clear();
-    this.capacity = cap;
-  }
+  /** @throws DyadcError(LIMIT) when one value of `batch` rows would pass the binding limit. */
+  ensureCapacity(batch: number): void { this.exec.ensureCapacity(batch, 'training batch'); }
 
-  value(id: string): GPUBuffer {
-    const b = this.values.get(id);
-    if (!b) throw new DyadcError('USAGE', `no training value %${id}`);
-    return b;
-  }
-  get labelsBuffer(): GPUBuffer { return this.labels!; }
-  get lossBuffer(): GPUBuffer { return this.lossBuf!; }
+  value(id: string): GPUBuffer { return this.exec.value(id); }
+  get labelsBuffer(): GPUBuffer { return this.exec.value(LABELS); }
+  get lossBuffer(): GPUBuffer { return this.exec.value(LOSS); }
 
-  private buffer(b: TrainBuffer, k: TrainKernel): GPUBuffer {
-    switch (b.kind) {
-      case 'value': return this.value(b.id);
-      case 'weights': return this.model.weightsBuffer;
+  private buffer(b: TrainBinding, k: TrainKernel | { name: string }): GPUBuffer | GPUBufferBinding {
+    const buf = b.buffer;
+    switch (buf.kind) {
+      case 'value': return this.value(buf.id);
+      case 'weights': return rangeBinding(this.model.weightsBuffer, b, 4);
       case 'weights16': {
         const w16 = this.model.weights16Buffer;
         if (!w16) throw new DyadcError('USAGE', `kernel ${k.name} reads f16 weights but model ${this.model.plan.name} has no f16 arena`);
-        return w16;
+        return rangeBinding(w16, b, 2);
       }
-      case 'grads': return this.grads;
-      case 'labels': return this.labels!;
-      case 'loss': return this.lossBuf!;
-      case 'hyper': return this.hyper;
+      case 'grads': return rangeBinding(this.grads, b, 4);
+      case 'labels': return this.labelsBuffer;
+      case 'loss': return this.lossBuffer;
+      case 'hyper': return { buffer: this.hyper, offset: (buf.chunk ?? 0) * HYPER_STRIDE, size: 64 };
       case 'status': return this.status;
       case 'moment1': case 'moment2': {
-        const m = b.kind === 'moment1' ? this.moment1 : this.moment2;
-        if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${b.kind} that was not allocated`);
-        return m;
+        const m = buf.kind === 'moment1' ? this.moment1 : this.moment2;
+        if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${buf.kind} that was not allocated`);
+        return rangeBinding(m, b, 4);
       }
     }
   }
@@ -156,45 +167,18 @@ class Executor {
 
   /** Records `kernels` for `batch` rows into one compute pass (uniforms are written now, before the submit). */
   encode(enc: GPUCommandEncoder, kernels: TrainKernel[], batch: number, label: string): void {
-    const d = this.model.device;
-    const pass = enc.beginComputePass({ label });
-    for (const k of kernels) {
-      const pipeline = this.pipelines.get(k);
-      if (!pipeline) throw new DyadcError('USAGE', `kernel ${k.name} has no pipeline`);
-      let u = this.uniforms.get(k);
-      if (!u) this.uniforms.set(k, (u = d.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${k.name}.params` })));
-      let bg = this.groups.get(k);
-      if (!bg) {
-        bg = d.createBindGroup({ label: k.name, layout: pipeline.getBindGroupLayout(0), entries: [
-          { binding: 0, resource: { buffer: u } },
-          ...k.bindings.map((b) => ({ binding: b.binding, resource: { buffer: this.buffer(b.buffer, k) } }))] });
-        this.groups.set(k, bg);
-      }
-      const g = this.model.grid(k, batch);
-      d.queue.writeBuffer(u, 0, new Uint32Array([batch, g.x, g.total, 0]));
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bg);
-      pass.dispatchWorkgroups(g.x, g.y);
-    }
-    pass.end();
+    this.exec.encode(enc, kernels, batch, label);
   }
 
-  /** Runs `fn` inside validation + out-of-memory error scopes; rethrows a GPU error naming `what`. */
-  async scoped<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const d = this.model.device;
-    d.pushErrorScope('out-of-memory');
-    d.pushErrorScope('validation');
-    let out: T;
-    try { out = await fn(); } finally {
-      const v = await d.popErrorScope(), o = await d.popErrorScope();
-      if (v || o) throw new DyadcError('GPU', `${what} of ${this.model.plan.name}: ${(v ?? o)!.message}`);
-    }
-    return out;
-  }
+  /**
+   * Runs `record` inside validation + out-of-memory error scopes popped before its first await (see
+   * executor.ts `scoped`: `record` records and submits everything synchronously); rethrows a GPU error naming `what`.
+   */
+  scoped<T>(what: string, record: () => Promise<T>): Promise<T> { return this.exec.scoped(what, record); }
 
   /** Reads `bytes` of a buffer (after the commands in `enc`). */
   read(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
-    return this.model.readBuffer(src, bytes, enc);
+    return this.exec.read(src, bytes, enc);
   }
 
   /**
@@ -213,7 +197,7 @@ class Executor {
    */
   poison(): void {
     const q = this.model.device.queue;
-    for (const [id, b] of this.values) q.writeBuffer(b, 0, this.model.valueDtype(id) === 'f16'
+    for (const [id, b] of this.exec.valueBuffers()) if (id !== LABELS && id !== LOSS) q.writeBuffer(b, 0, this.model.valueDtype(id) === 'f16'
       ? new Uint32Array(b.size / 4).fill(0x7e007e00) : new Float32Array(b.size / 4).fill(NaN));
     const g = new Float32Array(this.model.plan.arenaLength);
     for (const w of this.model.plan.weights) g.fill(NaN, w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
@@ -228,24 +212,23 @@ class Executor {
   }
 
   destroy(): void {
-    for (const b of this.values.values()) b.destroy();
-    for (const u of this.uniforms.values()) u.destroy();
-    this.labels?.destroy(); this.lossBuf?.destroy(); this.grads.destroy(); this.hyper.destroy(); this.status.destroy();
+    this.exec.destroy();
+    this.grads.destroy(); this.hyper.destroy(); this.status.destroy();
     this.moment1?.destroy(); this.moment2?.destroy();
   }
 }
 
-function checkX(model: Model, x: Float32Array, batch: number, what: string): void {
-  if (!Number.isInteger(batch) || batch < 1) throw new DyadcError('USAGE', `${what}: batch must be a positive integer, got ${typeof batch === 'number' ? batch : describeValue(batch)}`);
+function checkX(model: TrainableModel, x: Float32Array, batch: number, what: string): void {
+  checkBatch(batch, what);
   const inF = model.plan.inFeatures;
   checkArray(x, Float32Array, batch * inF, `${what}: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
 }
 
-const backwardExecutors = new WeakMap<Model, Promise<Executor>>();
+const backwardExecutors = new WeakMap<TrainableModel, Promise<Executor>>();
 
 /** The training kernels each model has run (its trainers' and `backward`'s): what `model.warmup()` dispatches by default. */
-const usedKernels = new WeakMap<Model, Set<TrainKernel>>();
-function noteUsed(model: Model, kernels: TrainKernel[]): void {
+const usedKernels = new WeakMap<TrainableModel, Set<TrainKernel>>();
+function noteUsed(model: TrainableModel, kernels: TrainKernel[]): void {
   let s = usedKernels.get(model);
   if (!s) usedKernels.set(model, (s = new Set()));
   for (const k of kernels) s.add(k);
@@ -259,11 +242,11 @@ function noteUsed(model: Model, kernels: TrainKernel[]): void {
  * once and the model's weights are never written; the f16 refresh rewrites the f16 copies they already hold.
  * @throws DyadcError(USAGE) for `all` on a model compiled without training kernels; DyadcError(GPU).
  */
-export async function warmupTraining(model: Model, all?: boolean): Promise<void> {
+export async function warmupTraining(model: TrainableModel, all?: boolean): Promise<void> {
   let kernels: TrainKernel[];
   if (all) {
     const t = trainingOf(model);
-    kernels = [...t.forward, ...Object.values(t.losses), ...t.backward, t.checkFinite, ...Object.values(t.optimizers), ...(t.refreshHalf ? [t.refreshHalf] : [])];
+    kernels = [...t.forward, ...Object.values(t.losses), ...t.backward, ...updateKernels(t, 'adamw'), t.optimizers.sgd, ...(t.updateChunks ?? []).map((c) => c.optimizers.sgd)];
   } else kernels = [...(usedKernels.get(model) ?? [])];
   if (!kernels.length) return;
   const ex = await Executor.create(model, kernels);
@@ -282,7 +265,7 @@ export async function warmupTraining(model: Model, all?: boolean): Promise<void>
 }
 
 /** Frees the buffers `model.backward` allocated for this model (called by Model.destroy). */
-export function releaseBackward(model: Model): void {
+export function releaseBackward(model: TrainableModel): void {
   const ex = backwardExecutors.get(model);
   if (!ex) return;
   backwardExecutors.delete(model);
@@ -298,7 +281,7 @@ export interface BackwardOptions {
   poison?: boolean;
 }
 
-export async function modelBackward(model: Model, x: Float32Array, dy: Float32Array, batch: number, opts: BackwardOptions = {}): Promise<BackwardOutput> {
+export async function modelBackward(model: TrainableModel, x: Float32Array, dy: Float32Array, batch: number, opts: BackwardOptions = {}): Promise<BackwardOutput> {
   checkX(model, x, batch, 'backward');
   const outF = model.plan.outFeatures;
   checkArray(dy, Float32Array, batch * outF, `backward: dy must be a Float32Array of batch × out_features = ${batch} × ${outF} = ${batch * outF} values`);
@@ -316,9 +299,8 @@ export async function modelBackward(model: Model, x: Float32Array, dy: Float32Ar
     ex.encode(enc, t.forward, batch, `${model.plan.name}.forward`);
     ex.encode(enc, t.backward, batch, `${model.plan.name}.backward`);
     d.queue.submit([enc.finish()]);
-    const dx = await ex.read(ex.value(t.inputGrad), batch * model.plan.inFeatures * 4);
-    const grads = ex.split(await ex.read(ex.grads, model.plan.arenaLength * 4));
-    return { dx, grads };
+    const [dx, all] = await Promise.all([ex.read(ex.value(t.inputGrad), batch * model.plan.inFeatures * 4), ex.read(ex.grads, model.plan.arenaLength * 4)]);
+    return { dx, grads: ex.split(all) };
   });
 }
 
@@ -331,18 +313,16 @@ export class Trainer {
   steps = 0;
   private readonly kernels: TrainKernel[];
   private readonly loss: TrainKernel;
-  private readonly opt: TrainKernel;
   /** the update: the finite check, the optimizer (skipped when a gradient is not finite), then (f16 layers) the refresh of the f16 weight copies */
   private readonly update: TrainKernel[];
 
   private lr: number;
 
-  private constructor(readonly model: Model, private ex: Executor, readonly options: TrainerOptions) {
+  private constructor(readonly model: TrainableModel, private ex: Executor, readonly options: TrainerOptions) {
     this.lr = options.optimizer.lr;
     const t = ex.t;
     this.loss = t.losses[options.loss];
-    this.opt = t.optimizers[options.optimizer.type];
-    this.update = [t.checkFinite, this.opt, ...(t.refreshHalf ? [t.refreshHalf] : [])];
+    this.update = updateKernels(t, options.optimizer.type);
     this.kernels = [...t.forward, this.loss, ...t.backward.filter((k) => !k.inputGradOnly), ...this.update];
     noteUsed(model, this.kernels);
   }
@@ -350,7 +330,7 @@ export class Trainer {
   /**
    * @throws DyadcError(USAGE) for an unknown loss/optimizer or bad hyper-parameters; DyadcError(GPU).
    */
-  static async create(model: Model, options: TrainerOptions): Promise<Trainer> {
+  static async create(model: TrainableModel, options: TrainerOptions): Promise<Trainer> {
     const t = trainingOf(model);
     if (!options || !(options.loss in t.losses)) throw new DyadcError('USAGE', `trainer: loss must be one of ${Object.keys(t.losses).join(', ')}, got ${JSON.stringify(options?.loss)}`);
     const o = options.optimizer;
@@ -360,8 +340,7 @@ export class Trainer {
       const [b1, b2] = o.betas ?? [0.9, 0.999];
       if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new DyadcError('USAGE', `trainer: adamw betas must lie in [0, 1), got [${b1}, ${b2}]`);
     }
-    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), t.checkFinite, t.optimizers[o.type],
-      ...(t.refreshHalf ? [t.refreshHalf] : [])]);
+    const ex = await Executor.create(model, [...t.forward, t.losses[options.loss], ...t.backward.filter((k) => !k.inputGradOnly), ...updateKernels(t, o.type)]);
     ex.allocMoments(o.type === 'adamw');
     return new Trainer(model, ex, options);
   }
@@ -375,18 +354,23 @@ export class Trainer {
     this.lr = lr;
   }
 
+  /** Writes the hyper-parameters of the next step: one block per update chunk, each counting its chunk's vec4s. */
   private writeHyper(): void {
     const o = { ...this.options.optimizer, lr: this.lr };
     const t = this.steps + 1;
-    const buf = new ArrayBuffer(64), f = new Float32Array(buf), u = new Uint32Array(buf);
-    if (o.type === 'adamw') {
-      const [b1, b2] = o.betas ?? [0.9, 0.999];
-      f.set([o.lr, b1, b2, o.eps ?? 1e-8, o.weight_decay ?? 0.01, o.lr / (1 - b1 ** t), 1 / Math.sqrt(1 - b2 ** t), 0]);
-    } else {
-      f.set([o.lr, 0, 0, 0, o.weight_decay ?? 0, 0, 0, o.momentum ?? 0]);
-    }
-    u[8] = t === 1 ? 1 : 0;
-    u[9] = this.model.plan.arenaLength / 4;
+    const opts = this.update.filter((k) => k.bindings.some((b) => b.buffer.kind === 'hyper'));
+    const buf = new ArrayBuffer(HYPER_STRIDE * opts.length);
+    opts.forEach((k, c) => {
+      const f = new Float32Array(buf, c * HYPER_STRIDE, 16), u = new Uint32Array(buf, c * HYPER_STRIDE, 16);
+      if (o.type === 'adamw') {
+        const [b1, b2] = o.betas ?? [0.9, 0.999];
+        f.set([o.lr, b1, b2, o.eps ?? 1e-8, o.weight_decay ?? 0.01, o.lr / (1 - b1 ** t), 1 / Math.sqrt(1 - b2 ** t), 0]);
+      } else {
+        f.set([o.lr, 0, 0, 0, o.weight_decay ?? 0, 0, 0, o.momentum ?? 0]);
+      }
+      u[8] = t === 1 ? 1 : 0;
+      u[9] = updatedLength(k, this.model.plan.arenaLength) / 4;
+    });
     this.model.device.queue.writeBuffer(this.ex.hyper, 0, buf);
   }
 
@@ -452,8 +436,8 @@ export class Trainer {
     const { losses, skipped } = await this.ex.scoped('training step', async () => {
       const enc = d.createCommandEncoder();
       this.ex.encode(enc, this.kernels, batch, `${this.model.plan.name}.train`);
-      const losses = await this.ex.read(this.ex.lossBuffer, batch * 4, enc);
-      return { losses, skipped: await this.skipped() };
+      const [losses, skipped] = await Promise.all([this.ex.read(this.ex.lossBuffer, batch * 4, enc), this.skipped()]);
+      return { losses, skipped };
     });
     let s = 0;
     for (let i = 0; i < batch; i++) s += losses[i];
@@ -474,18 +458,19 @@ export class Trainer {
     this.upload(x, labels, batch, 'trainer.profile');
     const d = this.model.device;
     const times: KernelTime[] = [];
-    const losses = await this.ex.scoped('training step (profiled)', async () => {
-      for (const k of this.kernels) {
+    for (const k of this.kernels) {
+      // one scope per kernel: a scope is never held across the wait for the device
+      times.push(await this.ex.scoped(`training step (profiled, ${k.name})`, async () => {
         const enc = d.createCommandEncoder();
         this.ex.encode(enc, [k], batch, k.name);
         const c0 = cpuUsage?.(), t0 = performance.now();
         d.queue.submit([enc.finish()]);
         await gpuWait(d.queue.onSubmittedWorkDone());
         const ms = performance.now() - t0, c1 = c0 && cpuUsage?.(c0);
-        times.push({ name: k.name, layers: k.layers, ms, ...(c1 ? { cpuMs: (c1.user + c1.system) / 1000 } : {}) });
-      }
-      return this.ex.read(this.ex.lossBuffer, batch * 4);
-    });
+        return { name: k.name, layers: k.layers, ms, ...(c1 ? { cpuMs: (c1.user + c1.system) / 1000 } : {}) };
+      }));
+    }
+    const losses = await this.ex.scoped('training step (profiled)', () => this.ex.read(this.ex.lossBuffer, batch * 4));
     if (!(await this.skipped())) this.steps++;
     let s = 0;
     for (let i = 0; i < batch; i++) s += losses[i];
@@ -540,4 +525,4 @@ export class Trainer {
   destroy(): void { if (!this.destroyed) { this.destroyed = true; this.ex.destroy(); } }
 }
 
-export function createTrainer(model: Model, options: TrainerOptions): Promise<Trainer> { return Trainer.create(model, options); }
+export function createTrainer(model: TrainableModel, options: TrainerOptions): Promise<Trainer> { return Trainer.create(model, options); }

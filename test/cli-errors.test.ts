@@ -71,12 +71,12 @@ test('a 300-character model name is refused by the spec parser (was: ENAMETOOLON
 
 test('init / convert of a 1048576 -> 1048576 layer: the LIMIT error compile gives (was: Invalid typed array length)', async (t) => {
   const big = (op: 'linear' | 'dyad') => ({ name: 'big', input: { features: 1048576 }, layers: [op === 'linear' ? { op, name: 'fc', out_features: 1048576 } : { op, name: 'fc', out_features: 1048576, blocks: 4 }] });
-  const line = 'dyadc: model big: weights need 4398050705408 bytes but maxStorageBufferBindingSize is 134217728 (fix: use more DYAD blocks, f16 weights, or an adapter with a larger binding limit)';
+  const line = 'dyadc: model big: layer fc binds 4398050705408 bytes of weights but maxStorageBufferBindingSize is 134217728 (fix: use more DYAD blocks, f16 weights, or an adapter with a larger binding limit (compile with its limits: --limits adapter))';
   const f = spec('big.json', big('linear'));
   oneLine(t, await dyadc('init', f, '-o', 'big.safetensors'), 1, line);
   oneLine(t, await dyadc('compile', f, '-o', 'bigout'), 1, line);
   oneLine(t, await dyadc('convert', spec('bigd.json', big('dyad')), '--dense', 'none.safetensors', '-o', 'x.safetensors'), 1,
-    'dyadc: model big: weights need 2199027449856 bytes but maxStorageBufferBindingSize is 134217728 (fix: use more DYAD blocks, f16 weights, or an adapter with a larger binding limit)');
+    'dyadc: model big: layer fc binds 2199027449856 bytes of weights but maxStorageBufferBindingSize is 134217728 (fix: use more DYAD blocks, f16 weights, or an adapter with a larger binding limit (compile with its limits: --limits adapter))');
 });
 
 test('a spec nested 10,000 levels deep is refused at parse time (was: Maximum call stack size exceeded)', async (t) => {

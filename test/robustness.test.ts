@@ -143,5 +143,5 @@ test('binding sizes: the adapter\'s maxStorageBufferBindingSize is clamped to wh
   // a compile against a huge adapter limit still refuses weights past 2^32 bytes: 32768 x 32768 f32 = 2^32 bytes + bias
   const spec: SpecInput = { name: 'huge', input: { features: 32768 }, layers: [{ op: 'linear', name: 'fc', out_features: 32768 }] };
   t.throws(() => compileSync(spec, { limits: { maxStorageBufferBindingSize: 2 ** 40, maxBufferSize: 2 ** 40 }, training: false }),
-    { instanceOf: DyadcError, message: /^model huge: weights need 4295098368 bytes but maxStorageBufferBindingSize is 4294967296/ });
+    { instanceOf: DyadcError, message: /^model huge: layer fc binds 4295098368 bytes of weights but maxStorageBufferBindingSize is 4294967296/ });
 });

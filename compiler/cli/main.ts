@@ -162,14 +162,15 @@ async function doctor(opts: { json?: boolean }): Promise<number> {
  * generated TS module; `--kernel <name|layer>` one kernel's WGSL.
  * @throws DyadcError(SPEC_* | LIMIT) from the compiler; UsageError for an unknown pass or kernel.
  */
-async function inspect(file: string, opts: { printAfter?: string; kernel?: string }): Promise<number> {
+async function inspect(file: string, opts: { printAfter?: string; kernel?: string; limits?: string }): Promise<number> {
   const { loadSpecFile } = await import('../spec/parse.js');
   const { compileSync } = await import('../index.js');
   const { print } = await import('../ir/graph.js');
   const { trainingKernels } = await import('../../runtime/plan.js');
   const spec = loadSpecFile(file);
   const stages: [string, () => string][] = [];
-  const c = compileSync(spec, { onStage: (pass, state) => stages.push([pass.name, () => pass.print(state)]) });
+  const limits = opts.limits === undefined ? undefined : await (await import('./limits.js')).parseLimits(opts.limits);
+  const c = compileSync(spec, { onStage: (pass, state) => stages.push([pass.name, () => pass.print(state)]), limits });
   const section = (title: string) => out(`// ===== ${title} =====`);
   const names = stages.map(([n]) => n);
   const tr = c.plan.training;
@@ -231,16 +232,17 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
 // ---------------------------------------------------------------------------------------------
 
 /** `dyadc compile <spec> -o <dir>`: AOT module, bundle, declarations, kernels, manifest (compiler/aot.ts). */
-async function compileCmd(file: string, opts: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser' }): Promise<number> {
+async function compileCmd(file: string, opts: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser'; limits?: string }): Promise<number> {
   if (opts.batch !== undefined && opts.tuned === undefined) throw new UsageError('compile: --batch selects tuned schedules: use it with --tuned <cache.json>');
   if (opts.out.trim() === '') throw new UsageError('compile: -o is empty (fix: give an output directory, e.g. -o build)');
+  const limits = opts.limits === undefined ? undefined : await (await import('./limits.js')).parseLimits(opts.limits);
   const existing = statSync(opts.out, { throwIfNoEntry: false });
   if (existing && !existing.isDirectory()) throw new UsageError(`compile: -o ${opts.out} is a file; compile writes a directory of files (fix: pass a directory path; it is created when missing)`);
   if (!existing) makeDirectory(resolve(opts.out));
   const t0 = performance.now();
   const { loadSpecFile } = await import('../spec/parse.js');
   const { compileToDirectory } = await import('../aot.js');
-  const r = await compileToDirectory(loadSpecFile(file), { outDir: opts.out, target: opts.target, tuned: opts.tuned, batch: opts.batch, training: opts.training, fallbackF32: opts.fallbackF32 });
+  const r = await compileToDirectory(loadSpecFile(file), { outDir: opts.out, target: opts.target, tuned: opts.tuned, batch: opts.batch, training: opts.training, fallbackF32: opts.fallbackF32, limits });
   const secs = ((performance.now() - t0) / 1000).toFixed(2);
   const phases = Object.entries(r.timings).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(2)}`).join(', ');
   const train = r.manifest.trainingKernels ? ` + ${r.manifest.trainingKernels.length} training` : '';
@@ -288,16 +290,16 @@ const fmtInt = (n: number) => n.toLocaleString('en-US');
 const fmtBytes = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
 
 /**
- * The LIMIT error `inspect`/`compile` give for weights that do not fit one binding (the plan's
- * arena, WebGPU's default limits), raised before `init`/`convert` allocate them.
+ * The LIMIT error `inspect`/`compile` give for a layer whose weights do not fit one binding (WebGPU's
+ * default limits), raised before `init`/`convert` allocate them.
  * @throws DyadcError(LIMIT)
  */
 async function checkWeightsFit(spec: import('../spec/types.js').Spec): Promise<void> {
   const { buildGraph } = await import('../ir/build.js');
-  const { layoutWeights } = await import('../codegen/plan.js');
-  const { checkArenaBytes } = await import('../../runtime/binding-limits.js');
+  const { layoutWeights, arenaChunks } = await import('../codegen/weight-layout.js');
+  const { bindingBytesLimit } = await import('../../runtime/binding-limits.js');
   const { DEFAULT_LIMITS } = await import('../passes/schedule.js');
-  checkArenaBytes(spec.name, layoutWeights(buildGraph(spec)).length * 4, DEFAULT_LIMITS);
+  arenaChunks(layoutWeights(buildGraph(spec)), bindingBytesLimit(DEFAULT_LIMITS), spec.name);
 }
 
 /** `dyadc init <spec> -o file`: fresh weights (compiler/init.ts initWeights) written as safetensors (F32). */
@@ -443,7 +445,8 @@ function program(result: { code: number }): Command {
     .argument('<spec>', 'spec JSON file')
     .option('--print-after <pass>', 'print the IR after this pass (choose-blocks, build, lower, fuse, split-norms, schedule, autodiff, schedule-backward) or everything with "all"')
     .option('--kernel <name>', 'print the WGSL of this kernel (kernel name or layer name)')
-    .action(run((spec: string, o: { printAfter?: string; kernel?: string }) => inspect(spec, o)));
+    .option('--limits <limits>', 'device limits to compile for: "adapter" (this machine\'s WebGPU adapter) or name=value,... (default: WebGPU\'s defaults)')
+    .action(run((spec: string, o: { printAfter?: string; kernel?: string; limits?: string }) => inspect(spec, o)));
 
   p.command('compile')
     .description('compile a spec ahead of time: <name>.ts, <name>.mjs (ESM bundle), <name>.d.mts, kernels/*.wgsl, <name>.manifest.json')
@@ -454,7 +457,8 @@ function program(result: { code: number }): Command {
     .option('--batch <n>', 'with --tuned: the batch the model will run at (picks the tuned batch bucket; default: the largest measured)', parsePositive)
     .option('--no-training', 'leave out the training kernels (autodiff, losses, optimizers): a smaller, inference-only module')
     .option('--fallback-f32', 'f16 specs: also embed an all-f32 plan, used on devices without shader-f16')
-    .action(run((spec: string, o: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser' }) => compileCmd(spec, o)));
+    .option('--limits <limits>', 'device limits to compile for: "adapter" (this machine\'s WebGPU adapter) or name=value,... (default: WebGPU\'s defaults)')
+    .action(run((spec: string, o: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser'; limits?: string }) => compileCmd(spec, o)));
 
   p.command('init')
     .description('write freshly initialised weights (the authors\' init) as safetensors')

@@ -8,8 +8,8 @@
  * sources (tsx, in this repository) it is printed in the process that needs it.
  *
  * The generated `<name>.ts` declares its own copies of the public runtime types (Spec, Plan,
- * CreateOptions, Model, ...), derived here from the runtime's sources (runtime/plan.ts,
- * runtime/model.ts, compiler/spec/types.ts) so they cannot drift, and imports only the runtime's
+ * CreateOptions, Model, ...), derived here from the runtime's sources (runtime/core/plan.ts,
+ * runtime/model.ts, runtime/core/spec.ts) so they cannot drift, and imports only the runtime's
  * `Model` class (specifier `dyadc/runtime`, which `compiler/aot.ts` resolves to the runtime when
  * bundling). The `.d.mts` holds the same declarations plus `declare` forms of the exports, so
  * it type-checks a consumer that has nothing but the bundle and `@webgpu/types`.
@@ -41,7 +41,7 @@ function tm(): typeof TsMorph {
 export const RUNTIME_SPECIFIER = 'dyadc/runtime';
 
 /** Where the public types of generated modules are looked up first (relative to this file). */
-const TYPE_SOURCES = ['../spec/types.ts', '../../runtime/plan.ts', '../../runtime/model.ts'] as const;
+const TYPE_SOURCES = ['../../runtime/core/spec.ts', '../../runtime/core/plan.ts', '../../runtime/model.ts'] as const;
 /** The names every generated module declares (plus whatever they reference, through relative imports). */
 const ROOT_TYPES = ['Spec', 'Plan', 'WeightsInput', 'CreateOptions', 'Model'];
 

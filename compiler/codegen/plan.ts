@@ -1,20 +1,21 @@
 /**
- * Scheduled IR → execution plan (runtime/plan.ts): lays the weights out in one f32 arena
- * (each tensor 16-byte aligned so kernels can read vec4s), renders one kernel per compute node,
- * named after it (`fc1`, `ln.stats`: a fused gemm keeps its layer's name, passes/fuse.ts).
+ * Scheduled IR → execution plan (runtime/plan.ts): lays the weights out (codegen/weight-layout.ts),
+ * renders one kernel per compute node, named after it (`fc1`, `ln.stats`: a fused gemm keeps its
+ * layer's name, passes/fuse.ts), each binding only its layers' range of the weights arenas.
  */
 import type { Graph, Node } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Spec } from '../spec/types.js';
 import type { Plan, PlanKernel, PlanBinding } from '../../runtime/plan.js';
 import { PLAN_FORMAT } from '../../runtime/plan.js';
-import { gemmPlanFields, type Offsets, type KernelTypes } from './blockgemm.js';
+import { gemmPlanFields, type KernelTypes } from './blockgemm.js';
+import { layoutWeights, kernelWeights, checkRangeBytes, checkLayers, type KernelWeights, type Offsets, type WeightLayout } from './weight-layout.js';
 import type { DType } from '../spec/types.js';
 import { render, storageBindings, type ConstDecl } from './templates.js';
 import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
-import { checkArenaBytes } from '../../runtime/binding-limits.js';
+import { bindingBytesLimit } from '../../runtime/binding-limits.js';
 
 const ELEMENTWISE_WG = 256;
 
@@ -44,43 +45,24 @@ export function rowReduction(features: number): RowReduction {
   return { lanes, rowsPerWorkgroup: workgroupSize / lanes, workgroupSize, tree: lanes > 1 };
 }
 
-/**
- * Arena layout: every tensor in the f32 arena (the master copy, which training updates), in
- * graph-declaration order, offsets rounded up to 4 elements (16 bytes: kernels read vec4s).
- * Tensors of f16 layers also get a copy in the f16 arena (`offset16`), which their kernels read.
- */
-export function layoutWeights(g: Graph): { offsets: Offsets; offsets16: Offsets; weights: Plan['weights']; length: number; length16: number } {
-  const offsets: Offsets = {}, offsets16: Offsets = {};
-  const weights: Plan['weights'] = [];
-  const half = new Set<string>();
-  for (const n of g.nodes) if (n.dtype === 'f16') {
-    for (const t of tensorsOf(n)) half.add(t);
-  }
-  let at = 0, at16 = 0;
-  for (const [name, shape] of Object.entries(g.weights)) {
-    const size = Math.ceil(shape.reduce((a, b) => a * b, 1) / 4) * 4;
-    offsets[name] = at;
-    const w: Plan['weights'][number] = { name, shape, offset: at };
-    if (half.has(name)) { offsets16[name] = w.offset16 = at16; at16 += size; }
-    weights.push(w);
-    at += size;
-  }
-  return { offsets, offsets16, weights, length: Math.max(at, 4), length16: at16 };
-}
-
-/** A named arena offset for the prelude: `tensor` starts at element `offsets[tensor]` of the weights (and grads) arena. */
+/** A named arena offset for the prelude: `tensor` starts at element `offsets[tensor]` of the bound weights (and grads) range. */
 export function arenaConst(name: string, tensor: string, offsets: Offsets): ConstDecl {
-  return { name, value: offsets[tensor], comment: `${tensor}: first element in the weights (and grads) arena` };
+  return { name, value: offsets[tensor], comment: `${tensor}: first element in the bound weights (and grads) range` };
 }
 
-/** What rendering a node's kernel needs from its graph: weight offsets, value types and features. */
-export interface KernelContext { offsets: Offsets; types: KernelTypes; features: Map<string, number> }
+/**
+ * What rendering a node's kernel needs from its graph: the weight layout (each kernel takes its
+ * offsets from `kernelWeights`, relative to the ranges it binds), value types and features, and the
+ * largest binding in bytes (`bindingBytesLimit`).
+ */
+export interface KernelContext { layout: WeightLayout; types: KernelTypes; features: Map<string, number>; model: string; maxBytes: number }
 
-/** The context of a graph's kernels: its weight layout (`layoutWeights`) and its values' types and features. */
-export function kernelContext(g: Graph): KernelContext {
-  const { offsets, offsets16 } = layoutWeights(g);
+/** The context of a graph's kernels: its weight layout (`layoutWeights`), its values' types and features, the binding limit. */
+export function kernelContext(g: Graph, limits: Partial<Limits> = {}): KernelContext {
+  const layout = layoutWeights(g);
   const dtypes = new Map<string, DType>(g.nodes.map((n) => [n.id, n.kind === 'rowstats' ? 'f32' : n.dtype]));
-  return { offsets, types: { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16 }, features: new Map(g.nodes.map((n) => [n.id, n.features])) };
+  return { layout, types: { valueDtype: (id) => dtypes.get(id) ?? 'f32', offsets16: {} }, features: new Map(g.nodes.map((n) => [n.id, n.features])),
+    model: g.name, maxBytes: bindingBytesLimit({ ...DEFAULT_LIMITS, ...limits }) };
 }
 
 /**
@@ -89,7 +71,9 @@ export function kernelContext(g: Graph): KernelContext {
  * @throws DyadcError(IR_INVALID) for an unlowered node or a norm without its rowstats input.
  */
 export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined {
-  const { offsets, types, features } = ctx;
+  const { types, features } = ctx;
+  const kw = kernelWeights(ctx.layout, tensorsOf(n));
+  const offsets: Offsets = kw.offsets;
   const name = n.id;
   const shapes = `[batch,${features.get(n.inputs[0]) ?? n.features}] -> [batch,${n.features}]`;
   const value = (id: string): PlanBinding['buffer'] => ({ kind: 'value', id });
@@ -101,7 +85,7 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
   switch (n.kind) {
     case 'input': return undefined;
     case 'blockgemm':
-      return { name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, types) };
+      return withRanges({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, { ...types, offsets16: kw.offsets16 }) }, kw, ctx.model, ctx.maxBytes);
     case 'rowstats': {
       const inF = features.get(n.inputs[0])!, rr = rowReduction(inF), xType = types.valueDtype(n.inputs[0]);
       const { decls, bindings } = storageBindings([
@@ -131,7 +115,8 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
         op: n.kind === 'act' ? n.act : n.kind === 'norm' ? `${n.norm} normalize` : 'add', act: n.kind === 'act' ? n.act : undefined,
         acts: n.kind === 'act' ? { [n.act]: true } : {}, residual: n.kind === 'residual', normalize: n.kind === 'norm', hasBias: n.kind === 'norm' && !!n.bias,
         yType: t.yType, f16: t.f16, bindings: decls, consts });
-      return { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG }, bindings };
+      const k: PlanKernel = { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG }, bindings };
+      return n.kind === 'norm' ? withRanges(k, kw, ctx.model, ctx.maxBytes) : k;
     }
     default:
       throw new DyadcError('IR_INVALID', `%${n.id}: ${n.kind} must be lowered before codegen`);
@@ -141,18 +126,32 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
 /**
  * Builds the plan from a scheduled graph: one kernel per compute node, rendered once here (the
  * training section reuses these kernel objects; codegen/train-plan.ts).
- * @throws DyadcError(LIMIT) when the weights arena exceeds maxStorageBufferBindingSize.
+ * @throws DyadcError(LIMIT) when one layer's (one kernel's) weight range exceeds maxStorageBufferBindingSize.
  */
 export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): Plan {
-  const lim = { ...DEFAULT_LIMITS, ...limits };
-  const { weights, length, length16 } = layoutWeights(g);
-  checkArenaBytes(g.name, length * 4, lim);  // the adapter's binding size, clamped to what u32 indices address
-  const ctx = kernelContext(g);
+  const ctx = kernelContext(g, limits);
+  const { weights, length, length16 } = ctx.layout;
+  checkLayers(ctx.layout, ctx.maxBytes, g.name, 'f16');  // the message init/convert give too (cli/main.ts checkWeightsFit)
   const kernels = g.nodes.map((n) => nodeKernel(n, ctx)).filter((k): k is PlanKernel => k !== undefined);
   const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: ctx.types.valueDtype(n.id) }));
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
-  checkArenaBytes(g.name, length16 * 2, lim, 'f16 weights');
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: ctx.features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };
+}
+
+/**
+ * The kernel with its weight bindings narrowed to the ranges its offsets are relative to
+ * (`weights`/`grads`: the f32 range; `weights16`: the f16 range).
+ * @throws DyadcError(LIMIT) when a range exceeds one binding (`maxBytes`), naming the kernel's layers.
+ */
+export function withRanges<K extends { name: string; layers: string[]; bindings: { binding: number; buffer: { kind: string } }[] }>(k: K, kw: KernelWeights, model: string, maxBytes: number): K {
+  const bindings = k.bindings.map((b) => {
+    const kind = b.buffer.kind;
+    const range = kind === 'weights' || kind === 'grads' ? kw.range : kind === 'weights16' ? kw.range16 : undefined;
+    if (!range) return b;
+    checkRangeBytes(model, `kernel ${k.name} (layer ${k.layers.join('+')})`, range.length * (kind === 'weights16' ? 2 : 4), maxBytes);
+    return { ...b, buffer: { ...b.buffer, range } };
+  });
+  return { ...k, bindings };
 }

@@ -16,12 +16,15 @@
  * pipeline and one shader JIT; the plan kernel's `name`/`layers` still say which layer it serves.
  */
 import type { BlockGemmNode } from '../ir/graph.js';
-import type { Plan, PlanTraining, TrainKernel, TrainBinding, TrainBuffer } from '../../runtime/plan.js';
+import { tensorsOf } from '../ir/graph.js';
+import type { Plan, PlanTraining, TrainKernel, TrainBinding, TrainBuffer, UpdateChunk, WeightRange } from '../../runtime/plan.js';
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
 import type { TrainGraph, GradStep, PointwiseGradStep, NormGradStep, NormParamGradStep } from '../passes/autodiff.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, type RenderedTrainKernel } from './weightgrad.js';
-import { arenaConst, kernelContext, nodeKernel, rowReduction } from './plan.js';
+import { arenaConst, kernelContext, nodeKernel, rowReduction, withRanges } from './plan.js';
+import { kernelWeights, arenaChunks, type WeightLayout } from './weight-layout.js';
+import type { Limits } from '../passes/schedule.js';
 import { render, storageBindings } from './templates.js';
 import type { DType } from '../spec/types.js';
 import { DyadcError } from '../errors.js';
@@ -98,7 +101,24 @@ export function renderNormGrad(s: NormGradStep | NormParamGradStep, offsets: Off
   return { wgsl, bindings, grid: rows ? { kind: 'elements', perRow: 1, perWorkgroup: rr.rowsPerWorkgroup } : { kind: 'fixed', workgroups: Math.ceil(F / ROWS_WG) } };
 }
 
-function stepKernel(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>, types: KernelTypes): TrainKernel {
+/** The tensors a backward step reads or writes (its gradients share the weights' offsets). */
+function stepTensors(s: GradStep): (string | undefined)[] {
+  switch (s.kind) {
+    case 'data_grad': return tensorsOf(s.node);
+    case 'weight_grad': return [...s.parts.map((p) => p.weight), s.bias, s.prologue?.weight, s.prologue?.bias];
+    case 'pointwise_grad': return [];
+    case 'norm_grad': return [s.weight];
+    case 'norm_param_grad': return [s.weight, s.bias];
+  }
+}
+
+/** A backward step's kernel, its weight offsets relative to the ranges it binds (weight-layout.ts kernelWeights). */
+function stepKernel(s: GradStep, layout: WeightLayout, name: string, features: Map<string, number>, types0: KernelTypes, model: string, maxBytes: number): TrainKernel {
+  const kw = kernelWeights(layout, stepTensors(s));
+  return withRanges(renderStep(s, kw.offsets, name, features, { ...types0, offsets16: kw.offsets16 }), kw, model, maxBytes);
+}
+
+function renderStep(s: GradStep, offsets: Offsets, name: string, features: Map<string, number>, types: KernelTypes): TrainKernel {
   const layers = s.layers;
   switch (s.kind) {
     case 'data_grad': {
@@ -140,13 +160,17 @@ export function renderLosses(features: number, output: string, outputGrad: strin
   return { softmax_cross_entropy: mk(true), mse: mk(false) };
 }
 
-/** The optimizer kernels over an arena of `arenaLength` f32 (a multiple of 4). */
-export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'] {
+/**
+ * The optimizer kernels over an arena of `arenaLength` f32 (a multiple of 4), or over the span `range`
+ * of it (update chunk `chunk` ≥ 1 reads its own hyper-parameter block, whose count covers the span).
+ */
+export function renderOptimizers(arenaLength: number, range?: WeightRange, chunk = 0): PlanTraining['optimizers'] {
   const mk = (adamw: boolean): TrainKernel => {
     const name = adamw ? 'adamw' : 'sgd';
-    const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights' } }, { binding: 2, buffer: { kind: 'grads' } }, { binding: 3, buffer: { kind: 'moment1' } }];
-    if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2' } });
-    bindings.push({ binding: 5, buffer: { kind: 'hyper' } }, { binding: 6, buffer: { kind: 'status' } });
+    const r = range ? { range } : {};
+    const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights', ...r } }, { binding: 2, buffer: { kind: 'grads', ...r } }, { binding: 3, buffer: { kind: 'moment1', ...r } }];
+    if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2', ...r } });
+    bindings.push({ binding: 5, buffer: chunk ? { kind: 'hyper', chunk } : { kind: 'hyper' } }, { binding: 6, buffer: { kind: 'status' } });
     return { name, layers: ['optimizer'], output: 'weights', shapes: `arena [${arenaLength}]`, wgsl: render('optimizer', { name, adamw, workgroupSize: OPT_WG }),
       grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
   };
@@ -158,10 +182,10 @@ export function renderOptimizers(arenaLength: number): PlanTraining['optimizers'
  * update (the guard of PyTorch's GradScaler.step, here for every model: f16 activation overflow, a
  * diverging learning rate, bad targets) and the weights stay intact.
  */
-export function renderCheckFinite(arenaLength: number): TrainKernel {
+export function renderCheckFinite(arenaLength: number, range?: WeightRange): TrainKernel {
   const name = 'check_finite_grads';
   const { decls, bindings } = storageBindings<TrainBuffer>([
-    { buffer: { kind: 'grads' }, name: 'grads', access: 'read', type: 'array<vec4<u32>>', comment: 'gradients arena, as bits' },
+    { buffer: { kind: 'grads', ...(range ? { range } : {}) }, name: 'grads', access: 'read', type: 'array<vec4<u32>>', comment: 'gradients arena, as bits' },
     { buffer: { kind: 'status' }, name: 'status', access: 'read_write', type: 'array<atomic<u32>>', comment: '[0]: 1 if any gradient is not finite' }]);
   const consts = [{ name: 'COUNT', value: arenaLength / 4, comment: 'vec4s in the arena' }];
   return { name, layers: ['optimizer'], output: 'status', shapes: `arena [${arenaLength}]`,
@@ -176,16 +200,37 @@ export function renderCheckFinite(arenaLength: number): TrainKernel {
  * invocation per vec4 of the f16 arena; the arena packs the f16 tensors back to back, so a vec4 lies
  * in one tensor, found by a search over the (few) segment starts baked into the shader.
  */
-export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number): TrainKernel {
-  const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16!, delta: w.offset - w.offset16! }));
+export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number, ranges?: { range: WeightRange; range16: WeightRange }): TrainKernel {
+  // offsets relative to the bound spans (whole arenas: 0); the layout keeps delta ≥ 0 (weight-layout.ts)
+  const [r0, r16] = ranges ? [ranges.range.offset, ranges.range16.offset] : [0, 0];
+  const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16! - r16, delta: (w.offset - r0) - (w.offset16! - r16) }));
   const name = 'refresh_f16_weights';
   const { decls, bindings } = storageBindings<TrainBuffer>([
-    { buffer: { kind: 'weights' }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'f32 master weights (arena)' },
-    { buffer: { kind: 'weights16' }, name: 'weights16', access: 'read_write', type: 'array<vec4<f16>>', comment: 'f16 copies (f16 arena)' }]);
+    { buffer: { kind: 'weights', ...(ranges ? { range: ranges.range } : {}) }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'f32 master weights (arena)' },
+    { buffer: { kind: 'weights16', ...(ranges ? { range: ranges.range16 } : {}) }, name: 'weights16', access: 'read_write', type: 'array<vec4<f16>>', comment: 'f16 copies (f16 arena)' }]);
   const wgsl = render('refresh-half', { name, bindings: decls, consts: [{ name: 'COUNT', value: arena16Length / 4, comment: 'vec4s in the f16 arena' }],
     segments: segs.map((g) => ({ name: g.name, start4: g.start16 / 4, delta4: g.delta / 4 })), segmentCount: segs.length, workgroupSize: OPT_WG });
   return { name, layers: ['optimizer'], output: 'weights16', shapes: `f16 arena [${arena16Length}]`, wgsl,
     grid: { kind: 'fixed', workgroups: Math.ceil(arena16Length / 4 / OPT_WG) }, bindings };
+}
+
+/**
+ * The update kernels (finite check, optimizers, f16 refresh) of each chunk of the arena (arenaChunks):
+ * one chunk with whole-arena bindings when the arena fits one binding (the plans of before), else one
+ * set per chunk, each binding its span.
+ */
+function renderUpdates(layout: WeightLayout, maxBytes: number, model: string): UpdateChunk[] {
+  const chunks = arenaChunks(layout, maxBytes, model);
+  if (chunks.length === 1) {
+    return [{ range: chunks[0].range, checkFinite: renderCheckFinite(layout.length), optimizers: renderOptimizers(layout.length),
+      ...(layout.length16 ? { refreshHalf: renderRefreshHalf(layout.weights, layout.length16) } : {}) }];
+  }
+  return chunks.map((c, i) => {
+    const inChunk = new Set(c.groups.flatMap((g) => g.tensors));
+    const ws = layout.weights.filter((w) => inChunk.has(w.name));
+    return { range: c.range, checkFinite: renderCheckFinite(c.range.length, c.range), optimizers: renderOptimizers(c.range.length, c.range, i),
+      ...(c.range16 ? { refreshHalf: renderRefreshHalf(ws, c.range16.length, { range: c.range, range16: c.range16 }) } : {}) };
+  });
 }
 
 /**
@@ -194,10 +239,13 @@ export function renderRefreshHalf(weights: { name: string; offset: number; offse
  * objects, except the gemms whose backward needs their pre-activation (`savePre`), which are
  * rendered here with that extra store; then the backward kernels (named after their step: `fc1.dw`,
  * `fc1.dx`; the steps only the input gradient needs are flagged `inputGradOnly`), losses, optimizers.
- * @throws DyadcError(IR_INVALID) when the plan does not hold a kernel of a forward node.
+ * Weights past one binding: every kernel binds its layers' ranges; the update kernels run per chunk
+ * of the arena (`updateChunks`) when the arena exceeds `limits`' binding size.
+ * @throws DyadcError(IR_INVALID) when the plan does not hold a kernel of a forward node; DyadcError(LIMIT)
+ *   when one layer's weights exceed one binding.
  */
-export function buildTraining(tg: TrainGraph, plan: Plan): PlanTraining {
-  const ctx = kernelContext(tg.forward);
+export function buildTraining(tg: TrainGraph, plan: Plan, limits: Partial<Limits> = {}): PlanTraining {
+  const ctx = kernelContext(tg.forward, limits);
   const byOutput = new Map(plan.kernels.map((k) => [k.output, k]));
   const forward: TrainKernel[] = [];
   for (const n of tg.forward.nodes) {
@@ -209,19 +257,21 @@ export function buildTraining(tg: TrainGraph, plan: Plan): PlanTraining {
   const saved: Plan['values'] = tg.forward.nodes.flatMap((n) => (n.kind === 'blockgemm' && n.savePre ? [{ id: n.savePre, features: n.features, dtype: 'f32' as const }] : []));
   for (const v of saved) ctx.features.set(v.id, v.features);
   const backward = tg.steps.map((s) => {
-    const kernel = stepKernel(s, ctx.offsets, s.id, ctx.features, ctx.types);
+    const kernel = stepKernel(s, ctx.layout, s.id, ctx.features, ctx.types, ctx.model, ctx.maxBytes);
     if (s.inputGradOnly) kernel.inputGradOnly = true;
     return kernel;
   });
   const outF = ctx.features.get(tg.forward.output)!;
+  const [first, ...more] = renderUpdates(ctx.layout, ctx.maxBytes, ctx.model);
   const training: PlanTraining = {
     format: TRAIN_FORMAT, forward, backward,
     values: [...plan.values, ...saved, ...tg.values],
     outputGrad: tg.outputGrad, inputGrad: tg.inputGrad!,
     losses: renderLosses(outF, tg.forward.output, tg.outputGrad, ctx.types.valueDtype(tg.forward.output)),
-    optimizers: renderOptimizers(plan.arenaLength),
-    checkFinite: renderCheckFinite(plan.arenaLength),
+    optimizers: first.optimizers,
+    checkFinite: first.checkFinite,
   };
-  if (plan.arena16Length) training.refreshHalf = renderRefreshHalf(plan.weights, plan.arena16Length);
+  if (first.refreshHalf) training.refreshHalf = first.refreshHalf;
+  if (more.length) training.updateChunks = more;
   return training;
 }

@@ -5,9 +5,9 @@
  *   bias `[out]` or the authors' `[out, 1]`. Browser-safe (no Node imports).
  */
 import { distance } from 'fastest-levenshtein';
-import { DyadcError } from '../../compiler/errors.js';
-import type { Spec } from '../../compiler/spec/types.js';
-import { weightShapes } from '../../compiler/spec/weights.js';
+import { DyadcError } from '../core/errors.js';
+import type { Spec } from '../core/spec.js';
+import { weightShapes } from '../core/weights.js';
 
 /** Anything tensors can be looked up in; a `SafetensorsFile` is one. */
 export interface TensorSource {

@@ -5,7 +5,7 @@
  */
 import { promises as fsp, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import * as path from 'node:path';
-import { DyadcError } from '../../compiler/errors.js';
+import { DyadcError } from '../core/errors.js';
 import { fsFix, fsReason, makeDirectory } from '../node-fs.js';
 import {
   MAX_HEADER_BYTES, readSafetensorsHeader, safetensorsFromHeader, writeSafetensors,

