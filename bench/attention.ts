@@ -28,7 +28,7 @@ const o = new Command()
   .option('--seq <n>', 'positions per sequence', int, 128).option('--d-model <n>', 'features', int, 256)
   .option('--heads <n>', 'attention heads', int, 4).option('--batch <n>', 'sequences', int, 8)
   .option('--reps <n>', 'timed calls per candidate (median reported)', int, 7).option('--rounds <n>', 'repeats of the whole comparison', int, 2)
-  .option('--tiles <list>', 'comma-separated tiles ROWSxKEYS[s] to time (default: the default tile only), e.g. 32x1,32x4,32x1s (s: keys staged in workgroup memory)')
+  .option('--tiles <list>', 'comma-separated tiles ROWSxKEYS[s|u] to time (default: the default tile only), e.g. 32x1,32x4,32x1u (s / u: rows staged in workgroup memory / loaded from storage; default: staged where it fits)')
   .parse().opts<{ seq: number; dModel: number; heads: number; batch: number; reps: number; rounds: number; tiles?: string }>();
 
 const median = (a: number[]) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
@@ -43,9 +43,9 @@ async function main(): Promise<void> {
   const ref = { ...attentionForward(q, k, v, { batch: o.batch, ...shape }), ...attentionBackward(q, k, v, dout, { batch: o.batch, ...shape }) };
 
   const tiles: AttentionTile[] = o.tiles ? o.tiles.split(',').map((t) => {
-    const m = /^(\d+)x(\d+)(s?)$/.exec(t.trim());
-    if (!m) throw new Error(`--tiles: ${JSON.stringify(t)} is not ROWSxKEYS[s] (e.g. 32x1, or 32x1s: keys staged in workgroup memory)`);
-    return { rows: Number(m[1]), keys: Number(m[2]), stage: m[3] === 's' };
+    const m = /^(\d+)x(\d+)([su]?)$/.exec(t.trim());
+    if (!m) throw new Error(`--tiles: ${JSON.stringify(t)} is not ROWSxKEYS[s|u] (e.g. 32x1; 32x1s / 32x1u: rows staged in workgroup memory / loaded from storage)`);
+    return { rows: Number(m[1]), keys: Number(m[2]), stage: m[3] ? m[3] === 's' : undefined };
   }) : [{}];
   const cands: { label: string; fwd: Compiled; dq: Compiled; dkdv: Compiled; ms: { fwd: number[]; bwd: number[] } }[] = [];
   for (const tile of tiles) {
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     const [fwd, dq, dkdv] = await Promise.all([compileKernel(device, f), compileKernel(device, b.dq), compileKernel(device, b.dkdv)]);
     dispatch(device, [{ c: fwd, buffers: bufs }, { c: dq, buffers: bufs }, { c: dkdv, buffers: bufs }], rows);
     const errs = await Promise.all((['out', 'lse', 'dq', 'dk', 'dv'] as const).map(async (key) => relError(await readBack(device, bufs[key], ref[key].length, key), ref[key])));
-    const label = `rows ${f.workgroupSize}, keys ${f.wgsl.match(/const KEYS: u32 = (\d+)u/)![1]}${tile.stage ? ', staged' : ''}`;
+    const label = `rows ${f.workgroupSize}, keys ${f.wgsl.match(/const KEYS: u32 = (\d+)u/)![1]}${/staged in workgroup memory/.test(f.wgsl) ? ', staged' : ', unstaged'}`;
     console.log(`${label}: compiled + first run ${(performance.now() - t0).toFixed(0)} ms; rel err vs float64 out/lse/dq/dk/dv ${errs.map((e) => e.toExponential(1)).join(' / ')}`);
     if (errs.some((e) => !(e <= 1e-5))) throw new Error(`${label}: rel err above 1e-5`);
     cands.push({ label, fwd, dq, dkdv, ms: { fwd: [], bwd: [] } });

@@ -66,11 +66,14 @@ export interface AttentionTile {
    */
   keys?: number;
   /**
-   * forward: stage each block of `rows` keys (k and v) in workgroup memory, one key row per invocation,
-   * between two barriers. Default: true where the two tiles fit WebGPU's default 16 KiB of workgroup memory
-   * (rows · head_dim ≤ 2048) and keys divides rows. Measured on lavapipe (bench/attention.ts, seq 128,
-   * d_model 256, heads 4, batch 8, rows 32, 4 interleaved rounds in 2 processes, load 17–25): 1.26–1.85×
-   * faster than every invocation loading each key from storage.
+   * Stage each block of `rows` streamed rows (forward and dq: k and v; dk/dv: q and dout) in workgroup
+   * memory, one row per invocation, between two barriers, instead of every invocation loading every row
+   * from storage. Default: true where the two tiles fit WebGPU's default 16 KiB of workgroup memory
+   * (rows · head_dim ≤ 2048) and, in the forward, keys divides rows. Measured on lavapipe (bench/attention.ts,
+   * seq 128, d_model 256, heads 4, batch 8, rows 32, interleaved, load 17–25): forward 1.26–1.85× faster
+   * (4 rounds in 2 processes), backward 1.34–1.51× (2 rounds); but the first, cold-cache shader compile of
+   * forward + backward took 146–151 s against 30–76 s unstaged (one process each, load 13–17; a warm Mesa
+   * cache makes both about a second).
    */
   stage?: boolean;
 }
@@ -183,6 +186,30 @@ export function renderAttentionForward(s: AttentionKernelShape, tile: AttentionT
 }
 
 /**
+ * The loop of a backward pass over the other rows j ∈ [start, end) of its sequence and head (uniform
+ * bounds): `vecs` (register names ← array) are loaded for each j, then `compute` runs. Unstaged, every
+ * invocation loads them from storage; staged, each block of ROWS rows is first copied to workgroup memory,
+ * one row per invocation, between barriers (as the forward's keys).
+ */
+function streamRows(staged: boolean, start: string, end: string, vecs: [string[], string][], compute: string[]): string[] {
+  const ind = (xs: string[], d = '  ') => xs.map((x) => `${d}${x}`);
+  if (!staged) return [`for (var j = ${start}; j < ${end}; j = j + 1u) {`, '  let ob = (row0 + j) * D_MODEL4 + col4;',
+    ...ind(vecs.flatMap(([names, arr]) => names.map((x, c) => `let ${x} = ${arr}[ob + ${c}u];`))), ...ind(compute), '}'];
+  return [`for (var b0 = ${start}; b0 < ${end}; b0 = b0 + ROWS) {  // blocks of ROWS rows, staged in workgroup memory`,
+    '  let js = min(b0 + lid, SEQ - 1u);  // each invocation stages one row (clamped: rows past the sequence are masked)',
+    '  let sb = (row0 + js) * D_MODEL4 + col4;',
+    ...ind(vecs.flatMap(([names, arr]) => names.map((_, c) => `${arr}_tile[lid * HEAD_DIM4 + ${c}u] = ${arr}[sb + ${c}u];`))),
+    '  workgroupBarrier();',
+    `  for (var jj = 0u; jj < min(ROWS, ${end} - b0); jj = jj + 1u) {`, '    let j = b0 + jj;', '    let ob = jj * HEAD_DIM4;',
+    ...ind(vecs.flatMap(([names, arr]) => names.map((x, c) => `let ${x} = ${arr}_tile[ob + ${c}u];`)), '    '), ...ind(compute, '    '),
+    '  }', '  workgroupBarrier();  // the next block overwrites the tiles', '}'];
+}
+
+/** `var<workgroup>` tiles of `rows` rows × head_dim for each staged array. */
+const tiles = (staged: boolean, arrays: string[], L: { rows: number; hd4: number }) =>
+  (staged ? arrays.map((a) => `var<workgroup> ${a}_tile: array<vec4<f32>, ${L.rows * L.hd4}>;  // ROWS rows x HEAD_DIM4`) : []);
+
+/**
  * Causal attention backward without float atomics (FlashAttention-2, arXiv 2307.08691, Algorithm 2,
  * split in two passes so that every output has one writer): P_ij = exp(scale·q_i·k_j − lse_i) is
  * recomputed from the forward's logsumexp, never stored.
@@ -205,7 +232,9 @@ export function renderAttentionBackward(s: AttentionKernelShape, tile: Attention
   const L = attentionLayout(s, tile);
   const n = L.hd4, q = vecNames('q', n), k = vecNames('k', n), v = vecNames('v', n), dO = vecNames('do', n), o = vecNames('o', n);
   const grid: TrainGrid = { kind: 'tiles', rowsPerWorkgroup: s.seq, colWorkgroups: s.heads * L.tiles };
-  const tileLine = `tile: ${L.rows} rows per workgroup (one per invocation)`;
+  const staged = tile.stage ?? 2 * L.rows * L.hd4 * 16 <= 16384;
+  if (staged && 2 * L.rows * L.hd4 * 16 > 16384) throw new DyadcError('USAGE', `attention tile.stage: ${L.rows} rows of head_dim ${4 * L.hd4} need ${2 * L.rows * L.hd4 * 16} bytes of workgroup memory, over WebGPU's default 16384`, { fix: 'use fewer tile.rows, or no tile.stage' });
+  const tileLine = `tile: ${L.rows} rows per workgroup (one per invocation), ${staged ? `the other rows staged in workgroup memory in blocks of ${L.rows}` : 'the other rows loaded from storage by every invocation'}`;
 
   const slots = (names: [string, KernelSlot['access'], string][]) => names.map(([nm, access, doc], b): KernelSlot =>
     nm === 'lse' || nm === 'delta' ? statSlot(b + 1, nm, access, s, doc) : rowSlot(b + 1, nm, access, s, doc));
@@ -222,11 +251,11 @@ export function renderAttentionBackward(s: AttentionKernelShape, tile: Attention
     own: [...q.map((x, c) => `let ${x} = q[rb + ${c}u] * SCALE;`), ...dO.map((x, c) => `let ${x} = dout[rb + ${c}u];`), ...o.map((x, c) => `let ${x} = out[rb + ${c}u];`),
       `let delta_i = ${dotOf(dO, o)};`, 'let lse_i = lse[stat];', 'if (in_seq) { delta[stat] = delta_i; }'],
     initAcc: vecNames('dq', n).map((a) => `var ${a} = vec4<f32>(0.0);`),
-    loopHead: ['let key_end = min(SEQ, (tile + 1u) * ROWS);  // uniform: later keys are masked for every row of the tile',
-      'for (var j = 0u; j < key_end; j = j + 1u) {'],
-    body: ['let ob = (row0 + j) * D_MODEL4 + col4;', ...k.map((x, c) => `let ${x} = k[ob + ${c}u];`), ...v.map((x, c) => `let ${x} = v[ob + ${c}u];`),
-      `let p = exp(${dotOf(q, k)} - lse_i);`, `let ds = p * ((${dotOf(dO, v)}) - delta_i);`,
-      'if (j <= i) {', ...vecNames('dq', n).map((a, c) => `  ${a} = ${a} + ds * ${k[c]};`), '}'],
+    shared: tiles(staged, ['k', 'v'], L),
+    loop: ['let key_end = min(SEQ, (tile + 1u) * ROWS);  // uniform: later keys are masked for every row of the tile',
+      ...streamRows(staged, '0u', 'key_end', [[k, 'k'], [v, 'v']], [
+        `let p = exp(${dotOf(q, k)} - lse_i);`, `let ds = p * ((${dotOf(dO, v)}) - delta_i);`,
+        'if (j <= i) {', ...vecNames('dq', n).map((a, c) => `  ${a} = ${a} + ds * ${k[c]};`), '}'])],
     store: vecNames('dq', n).map((a, c) => `dq[rb + ${c}u] = ${a} * SCALE;`),
   });
 
@@ -237,10 +266,11 @@ export function renderAttentionBackward(s: AttentionKernelShape, tile: Attention
     bindings: kvSlots,
     own: [...k.map((x, c) => `let ${x} = k[rb + ${c}u] * SCALE;`), ...v.map((x, c) => `let ${x} = v[rb + ${c}u];`)],
     initAcc: [...vecNames('dk', n), ...vecNames('dv', n)].map((a) => `var ${a} = vec4<f32>(0.0);`),
-    loopHead: ['for (var j = tile * ROWS; j < SEQ; j = j + 1u) {  // j: the query row (uniform); earlier queries are masked for every key of the tile'],
-    body: ['let ob = (row0 + j) * D_MODEL4 + col4;', 'let stat_j = stat0 + j;', ...q.map((x, c) => `let ${x} = q[ob + ${c}u];`), ...dO.map((x, c) => `let ${x} = dout[ob + ${c}u];`),
-      `let p = exp(${dotOf(k, q)} - lse[stat_j]);`, `let ds = p * ((${dotOf(dO, v)}) - delta[stat_j]);`,
-      'if (j >= i) {', ...vecNames('dv', n).map((a, c) => `  ${a} = ${a} + p * ${dO[c]};`), ...vecNames('dk', n).map((a, c) => `  ${a} = ${a} + ds * ${q[c]};`), '}'],
+    shared: tiles(staged, ['q', 'dout'], L),
+    loop: ['// j: the query row; queries before the tile are masked for every key of it',
+      ...streamRows(staged, 'tile * ROWS', 'SEQ', [[q, 'q'], [dO, 'dout']], [
+        'let stat_j = stat0 + j;', `let p = exp(${dotOf(k, q)} - lse[stat_j]);`, `let ds = p * ((${dotOf(dO, v)}) - delta[stat_j]);`,
+        'if (j >= i) {', ...vecNames('dv', n).map((a, c) => `  ${a} = ${a} + p * ${dO[c]};`), ...vecNames('dk', n).map((a, c) => `  ${a} = ${a} + ds * ${q[c]};`), '}'])],
     store: [...vecNames('dk', n).map((a, c) => `dk[rb + ${c}u] = ${a} * SCALE;`), ...vecNames('dv', n).map((a, c) => `dv[rb + ${c}u] = ${a};`)],
   });
   return {
