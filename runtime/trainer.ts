@@ -5,12 +5,14 @@
  * forward kernels (saving what the backward needs), a loss kernel (fused with its gradient), the
  * backward kernels (data, pointwise and weight gradients — weight gradients land in ONE grads arena
  * laid out like the weights arena), a finite check of that arena, and one optimizer kernel that updates
- * every tensor in place in the model's weights arena (Model.weightsBuffer), so `model.forward` sees the
+ * every tensor in place in the model's weights arena (Model.weightsBuffer; one finite check and optimizer
+ * dispatch per chunk of layers when the arena passes one binding: PlanTraining.updateChunks), so `model.forward` sees the
  * trained weights at once — unless a gradient was ±Inf/NaN: then the update is skipped and `step` throws
  * with the weights intact. Models with f16 layers train in mixed precision: their kernels read f16
  * weight copies that a last kernel re-rounds from the f32 master weights after each update.
  * All state (moments, momentum) stays on the GPU; buffers are allocated once per batch capacity and
- * reused between steps.
+ * reused between steps. Kernels run on the shared executor (runtime/executor.ts), as inference does;
+ * this module never imports runtime/model.ts (it types the model structurally: TrainableModel).
  */
 import { f16Input, checkArray, checkBatch } from './inputs.js';
 import { ownValue } from './own.js';

@@ -123,8 +123,8 @@ test.serial('inspect --print-after all: spec, IR after every pass, WGSL, module;
   t.regex(k.stdout, /kernel fc3 \(fc3,/);
   t.regex(k.stdout, /fn main/);
   // the register rendering, then every subgroup rendering the runtime may pick
-  t.regex(k.stdout, /kernel k2_fc3 .* WGSL — register rendering \(devices without subgroups\) =====/);
-  t.regex(k.stdout, /kernel k2_fc3 .* WGSL — subgroup width 4 \(runs where subgroupMinSize >= 4\) =====\n[^]*enable subgroups;/);
+  t.regex(k.stdout, /kernel fc3 .* WGSL — register rendering \(devices without subgroups\) =====/);
+  t.regex(k.stdout, /kernel fc3 .* WGSL — subgroup width 4 \(runs where subgroupMinSize >= 4\) =====\n[^]*enable subgroups;/);
 });
 
 test.serial('a malformed spec prints exactly one line and exits 1; --debug shows the stack', async (t) => {

@@ -119,8 +119,8 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const bindingDecls = list.map((b) => {
     switch (b.role) {
       case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? `array<${vecT(xT)}>` : `array<${xT}>`, comment: `[batch, ${IN}] ${xT} %${b.value}` };
-      case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'weights of the model (f32 arena)' };
-      case 'weights16': return { binding: b.binding, name: 'weights16', access: 'read', type: 'array<vec4<f16>>', comment: 'f16 copies of the f16 layers\' weights (f16 arena)' };
+      case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'this layer\'s range of the f32 weights arena (offsets below are relative to it)' };
+      case 'weights16': return { binding: b.binding, name: 'weights16', access: 'read', type: 'array<vec4<f16>>', comment: 'this layer\'s range of the f16 weights arena (offsets below are relative to it)' };
       case 'y': return { binding: b.binding, name: 'y', access: 'read_write', type: `array<${yT}>`, comment: `[batch, ${OUT}] ${yT} %${b.value}` };
       case 'stats': return { binding: b.binding, name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${b.value}` };
       case 'residual': { const t = types.valueDtype(b.value!); return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: `array<${t}>`, comment: `[batch, ${OUT}] ${t} %${b.value}` }; }

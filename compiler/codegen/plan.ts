@@ -106,7 +106,7 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
       if (n.kind === 'residual') list.push({ buffer: value(n.inputs[1]), name: 'other', access: 'read', type: `array<${t.otherType}>`, comment: `[batch, ${F}] %${n.inputs[1]}` });
       if (n.kind === 'norm') {
         list.push({ buffer: value(n.inputs[1]), name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${n.inputs[1]}` },
-          { buffer: { kind: 'weights' }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'weights of the model (f32 arena)' });
+          { buffer: { kind: 'weights' }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'this layer\'s range of the f32 weights arena (offsets below are relative to it)' });
         consts.push(arenaConst('WEIGHT', n.weight, offsets));
         if (n.bias) consts.push(arenaConst('BIAS', n.bias, offsets));
       }

@@ -149,7 +149,7 @@ export interface PlanTraining {
   inputGrad: string;
   /** loss kernels: read the output logits + labels, write outputGrad and the per-row loss */
   losses: { softmax_cross_entropy: TrainKernel; mse: TrainKernel };
-  /** optimizer kernels: one dispatch updates the whole weights arena from the grads arena */
+  /** optimizer kernels: one dispatch updates the whole weights arena from the grads arena (the first chunk of it when `updateChunks` is present) */
   optimizers: { adamw: TrainKernel; sgd: TrainKernel };
   /** Runs before the optimizer: sets status[0] when any gradient is ±Inf/NaN, and the optimizer then skips the update. */
   checkFinite: TrainKernel;
