@@ -94,11 +94,11 @@ export async function readBuffer(device: GPUDevice, src: GPUBuffer, bytes: numbe
  * @throws DyadcError(GPU) `<what>: <message>` for a validation or out-of-memory error in the scopes
  *   (before any error of `record` itself, which is rethrown otherwise).
  */
-export async function scoped<T>(device: GPUDevice, what: string, record: () => Promise<T>): Promise<T> {
+export async function scoped<T>(device: GPUDevice, what: string, record: () => T | Promise<T>): Promise<T> {
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   let result: Promise<T>;
-  try { result = record(); } catch (e) { result = Promise.reject(e); }
+  try { result = Promise.resolve(record()); } catch (e) { result = Promise.reject(e); }
   const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()]);
   const [popped, out] = await Promise.allSettled([scopes, result]);
   const gpuErr = popped.status === 'fulfilled' ? popped.value.find((e) => e !== null) : undefined;

@@ -22,6 +22,7 @@ import type { Spec } from '../spec/types.js';
 import { type Limits, DEFAULT_LIMITS } from '../passes/schedule.js';
 import { compileSync } from '../index.js';
 import { Model } from '../../runtime/model.js';
+import { scoped } from '../../runtime/executor.js';  // error scopes pushed and popped around synchronous recording (as Model.forward)
 import { getAdapter, getDevice } from '../../runtime/device.js';
 import { deviceSubgroupWidth } from '../../runtime/variants.js';
 import { DyadcError } from '../errors.js';
@@ -66,28 +67,6 @@ export interface CandidateRunner {
 }
 
 const POISON = 0x7fc00000;
-
-/**
- * Runs `f` — which records and submits commands synchronously, and may return a promise for their
- * result (a read-back) — inside out-of-memory and validation error scopes that are pushed right
- * before and popped right after it, with no await in between: error scopes are a stack per device,
- * so another model's work on the shared device can neither land in these scopes nor find them open.
- * Then waits for the scopes and the result.
- * @throws DyadcError(GPU) naming `what` when a scope caught an error; what `f` or its promise throws.
- */
-async function scoped<T>(device: GPUDevice, what: string, f: () => T | Promise<T>): Promise<T> {
-  device.pushErrorScope('out-of-memory');
-  device.pushErrorScope('validation');
-  let result: Promise<T>;
-  try { result = Promise.resolve(f()); } catch (e) { result = Promise.reject(e); }
-  const scopes = Promise.all([device.popErrorScope(), device.popErrorScope()]);
-  const [popped, value] = await Promise.allSettled([scopes, result]);
-  const gpuErr = popped.status === 'fulfilled' ? popped.value.find((e) => e !== null) : undefined;
-  if (gpuErr) throw new DyadcError('GPU', `${what}: ${gpuErr.message}`);
-  if (popped.status === 'rejected') throw popped.reason;
-  if (value.status === 'rejected') throw value.reason;
-  return value.value;
-}
 
 /** The Limits subset of a device's limits. */
 function limitsOf(l: GPUSupportedLimits): Limits {
