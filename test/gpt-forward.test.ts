@@ -20,35 +20,12 @@ import { DyadcError } from '../compiler/errors.js';
 import { Rng } from '../compiler/util/rng.js';
 import type { Model } from '../runtime/model.js';
 import { compare, randomWeights, runPoisoned, sharedDevice, since, testSeed } from './helpers/gpu.js';
+import { gpt, type GptOptions } from './helpers/gpt.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const TOL = 1e-5;
 const T0 = Date.now();
 const SEED = testSeed(0x6e7f0017);
-
-interface GptOptions { seq: number; vocab?: number; dModel?: number; heads?: number; ff?: number; dyadFF?: boolean; dyadProj?: boolean; layers?: number }
-
-/** A GPT spec object, OPT-named, with a `repeat` block (what a JSON file holds). */
-function gpt(name: string, o: GptOptions): Record<string, unknown> {
-  const d = o.dModel ?? 16, ff = o.ff ?? 32;
-  const fc = (n: string, out: number) => (o.dyadFF ? { op: 'dyad', name: n, out_features: out, blocks: 2, variant: 'it' } : { op: 'linear', name: n, out_features: out });
-  return {
-    name, input: { vocab: o.vocab ?? 23, seq: o.seq },
-    layers: [
-      { op: 'embedding', name: 'model.decoder', d_model: d },
-      { repeat: o.layers ?? 2, name: 'model.decoder.layers', layers: [
-        { op: 'layernorm', name: 'self_attn_layer_norm' },
-        { op: 'attention', name: 'self_attn', heads: o.heads ?? 2, ...(o.dyadProj ? { proj: { op: 'dyad', blocks: 2 } } : {}) },
-        { op: 'residual', name: 'attn_residual', from: 'block_input' },
-        { op: 'layernorm', name: 'final_layer_norm' },
-        fc('fc1', ff), { op: 'gelu' }, fc('fc2', d),
-        { op: 'residual', from: 'attn_residual' },
-      ] },
-      { op: 'layernorm', name: 'model.decoder.final_layer_norm' },
-      { op: 'linear', name: 'lm_head', out_features: o.vocab ?? 23, bias: false },
-    ],
-  };
-}
 
 interface Built { c: Compiled; weights: Record<string, Float32Array>; model: Model; seq: number; vocab: number; label: string }
 const models = new Map<string, Promise<Built>>();

@@ -1,6 +1,7 @@
 /**
- * Float64 reverse mode of the spec-level IR (input, linear, dyad, act, norm, residual nodes, as
- * `buildGraph` makes them), straight from the formulas of DYAD.md "Backward" — the oracle the GPU
+ * Float64 reverse mode of the spec-level IR (input, linear, dyad, act, norm, residual, embedding and
+ * attention nodes, as `buildGraph` makes them), straight from the formulas of DYAD.md "Backward" (the
+ * embedding and attention through compiler/interp/transformer.ts) — the oracle the GPU
  * backward is tested against. It deliberately shares nothing with the autodiff pass or the kernels:
  * the DYAD index maps are written out here as arithmetic, not taken from `IndexMap`.
  *
@@ -10,6 +11,7 @@
 import type { Graph } from '../ir/graph.js';
 import { interpretAll, rowStats, type Weights, type Values } from './interpreter.js';
 import { activateGrad } from './math.js';
+import { attentionBackward, embeddingBackward } from './transformer.js';
 import { DyadcError } from '../errors.js';
 
 export interface BackwardResult {
@@ -31,7 +33,9 @@ function w(weights: Weights, name: string): ArrayLike<number> {
 const feature = (strided: boolean, n: number, d: number, i: number, a: number) => (strided ? a * n + i : i * d + a);
 
 /**
- * Runs the forward in float64, then reverse mode from `dy = dL/d(output)` (`[batch, out]`).
+ * Runs the forward in float64, then reverse mode from `dy = dL/d(output)` (`[batch, out]`). For a token
+ * model (an `embedding` first) `x` holds the token ids, `batch` counts rows (batch·seq) and `dx` is zero
+ * (ids have no gradient).
  * @throws DyadcError(IR_INVALID) for a node kind that is not spec-level (lowered graphs: use `buildGraph`'s).
  */
 export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<number>, batch: number, dy: ArrayLike<number>): BackwardResult {
@@ -111,6 +115,17 @@ export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<numbe
         }
         grads[n.weight] = dW;
         if (n.bias) grads[n.bias] = dB;
+        break;
+      }
+      case 'embedding': {
+        const { dTok, dPos } = embeddingBackward(xin, G, n.vocab, n.seq, batch / n.seq, n.seq, n.features);
+        grads[n.tokens] = dTok; grads[n.positions] = dPos;
+        break;
+      }
+      case 'attention': {
+        const [q, kk, v] = n.inputs.map((id) => vals.get(id)!);
+        const d = attentionBackward(q, kk, v, G, { batch: batch / n.seq, seq: n.seq, dModel: n.features, heads: n.heads });
+        [d.dq, d.dk, d.dv].forEach((dv, j) => { const a = acc(n.inputs[j], n.features); for (let i = 0; i < dv.length; i++) a[i] += dv[i]; });
         break;
       }
       default:
