@@ -113,6 +113,14 @@ test('training a GPT: clear error until issue 17 lands it', (t) => {
     { instanceOf: DyadcError, message: /training of attention\/embedding is not supported yet; issue 17 .*fix: compile with training: false/ });
 });
 
+test.serial('a GPT model: warmup runs one sequence; trainer() and backward() say training is not supported yet', async (t) => {
+  const b = await build('dense FF seq 7', { seq: 7 }, SEED);
+  await t.notThrowsAsync(() => b.model.warmup());
+  const message = /model dense_FF_seq_7: training of attention\/embedding is not supported yet; issue 17/;
+  await t.throwsAsync(() => b.model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'sgd', lr: 0.1 } } as never), { instanceOf: DyadcError, message });
+  await t.throwsAsync(() => b.model.backward(new Float32Array(7), new Float32Array(7 * 23), 7), { instanceOf: DyadcError, message });
+});
+
 /** Spec errors of the new fields: the written JSON path (inside repeat blocks too) and a fix. */
 const BAD: { why: string; edit: (s: Record<string, any>) => void; path: string; message: RegExp }[] = [
   { why: 'heads does not divide d_model into vec4 heads', edit: (s) => { s.layers[1].layers[1].heads = 3; }, path: 'spec.layers[1].layers[1].heads', message: /heads 3 must divide d_model 16 .*fix: use one of 1, 2, 4/ },
