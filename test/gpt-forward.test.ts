@@ -134,7 +134,8 @@ const BAD: { why: string; edit: (s: Record<string, any>) => void; path: string; 
   { why: 'nested repeat', edit: (s) => { s.layers[1].layers.push({ repeat: 2, name: 'x', layers: [{ op: 'relu' }] }); }, path: 'spec.layers[1].layers[8].repeat', message: /repeat blocks do not nest/ },
   { why: 'unknown key in a block', edit: (s) => { s.layers[1].times = 2; }, path: 'spec.layers[1].times', message: /unknown key "times" in a repeat block/ },
   { why: 'dyad proj blocks not dividing', edit: (s) => { s.layers[1].layers[1].proj = { op: 'dyad', blocks: 3 }; }, path: 'spec.layers[1].layers[1].proj.blocks', message: /3 does not divide in_features 16/ },
-  { why: 'residual from unknown layer inside a block', edit: (s) => { s.layers[1].layers[7].from = 'attn_resid'; }, path: 'spec.layers[1].layers[7].from', message: /residual from unknown layer "model.decoder.layers.0.attn_resid"|residual from unknown layer "attn_resid"/ },
+  { why: 'residual from unknown layer inside a block', edit: (s) => { s.layers[1].layers[7].from = 'attn_resid'; }, path: 'spec.layers[1].layers[7].from', message: /residual from unknown layer "attn_resid" \(earlier layers: input, model\.decoder, model\.decoder\.layers\.0\.self_attn_layer_norm, / },
+  { why: 'typo in a block layer\'s key (zod, relocated)', edit: (s) => { s.layers[1].layers[4].out_feature = 3; }, path: 'spec.layers[1].layers[4].out_feature', message: /unknown key "out_feature" in a linear layer .*did you mean "out_features"/ },
 ];
 for (const c of BAD) {
   test(`GPT spec error: ${c.why}`, (t) => {
