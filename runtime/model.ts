@@ -226,10 +226,13 @@ export class Model {
    * Runs the model on the GPU for data already there. `x`: GPUBuffer holding `[batch, in_features]` in
    * `inputDtype` (f32, or f16 bits when the first layer is f16: `forward` converts, `forwardGPU` does not).
    * Returns the output buffer `[batch, out_features]` in `outputDtype` (owned by the model, valid until the next call).
+   * A token model (`tokens`): `x` holds i32 token ids and `batch` counts ROWS (sequences × seq).
    * @throws DyadcError(LIMIT) when batch exceeds what one binding can hold (use `forward`, which splits).
    */
   forwardGPU(x: GPUBuffer, batch: number): GPUBuffer {
     this.check(batch, 'forwardGPU');
+    const seq = this.tokens?.seq;
+    if (seq !== undefined && batch % seq !== 0) throw new DyadcError('USAGE', `forwardGPU: a token model takes whole sequences: batch counts rows (batch·seq), got ${batch}, not a multiple of seq ${seq}`, { fix: `pass sequences × ${seq} rows of i32 token ids` });
     if (batch > this.maxRowsPerDispatch) throw new DyadcError('LIMIT', `forwardGPU: batch ${batch} exceeds ${this.maxRowsPerDispatch} rows (maxStorageBufferBindingSize ${this.device.limits.maxStorageBufferBindingSize})`, { fix: 'split the batch, or use forward(), which splits it' });
     const xt = this.valueDtype(this.plan.input), eb = xt === 'f16' ? 2 : 4;
     if (x.size < batch * this.plan.inFeatures * eb) throw new DyadcError('USAGE', `forwardGPU: x holds ${x.size} bytes, [${batch}, ${this.plan.inFeatures}] ${xt} needs ${batch * this.plan.inFeatures * eb}`);
@@ -239,20 +242,36 @@ export class Model {
     return this.exec.value(this.plan.output);
   }
 
+  /** A token-sequence model (spec input `{ vocab, seq }`): its vocabulary and positions per sequence; else undefined. */
+  get tokens(): { vocab: number; seq: number } | undefined {
+    const i = this.plan.spec.input;
+    return i.vocab !== undefined && i.seq !== undefined ? { vocab: i.vocab, seq: i.seq } : undefined;
+  }
+
   /**
    * Runs the model: `x` is `[batch, in_features]` row-major f32; returns `[batch, out_features]`.
-   * Batches larger than one binding can hold are split into chunks of rows.
-   * @throws DyadcError(USAGE) for a wrongly sized x; DyadcError(GPU) for a GPU validation/OOM error.
+   * A token model (`tokens`) takes `x` = Int32Array `[batch, seq]` token ids in [0, vocab) and returns
+   * `[batch·seq, out_features]` (the logits of every position, row b·seq + t).
+   * Batches larger than one binding can hold are split into chunks of rows (whole sequences).
+   * @throws DyadcError(USAGE) for a wrongly sized or typed x, or a token id outside [0, vocab); DyadcError(GPU) for a GPU validation/OOM error.
    */
-  async forward(x: Float32Array, batch: number): Promise<Float32Array> {
+  async forward(x: Float32Array | Int32Array, batch: number): Promise<Float32Array> {
     this.check(batch, 'forward');
-    const inF = this.plan.inFeatures, outF = this.plan.outFeatures;
-    checkArray(x, Float32Array, batch * inF, `forward: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
-    const y = new Float32Array(batch * outF);
+    const inF = this.plan.inFeatures, outF = this.plan.outFeatures, tok = this.tokens, per = tok?.seq ?? 1;
+    if (tok) {
+      checkArray(x, Int32Array, batch * tok.seq, `forward: a token model takes an Int32Array of batch × seq = ${batch} × ${tok.seq} = ${batch * tok.seq} token ids`);
+      const bad = x.findIndex((v) => v < 0 || v >= tok.vocab);
+      if (bad >= 0) throw new DyadcError('USAGE', `forward: token id x[${bad}] = ${x[bad]} is outside [0, ${tok.vocab})`, { fix: `use ids below the vocab ${tok.vocab}` });
+    } else checkArray(x, Float32Array, batch * inF, `forward: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
+    const total = batch * per;
+    const y = new Float32Array(total * outF);
     const input = () => this.exec.value(this.plan.input), output = () => this.exec.value(this.plan.output);
-    for (const [r0, rows] of rowChunks(batch, this.maxRowsPerDispatch)) {
+    const maxRows = Math.floor(this.maxRowsPerDispatch / per) * per;
+    if (maxRows < 1) throw new DyadcError('LIMIT', `forward: one sequence of ${per} positions exceeds ${this.maxRowsPerDispatch} rows per dispatch`, { fix: 'use a shorter seq or a narrower model' });
+    for (const [r0, rows] of rowChunks(total, maxRows)) {
       this.exec.ensureCapacity(rows);
-      if (this.inputDtype === 'f16') this.device.queue.writeBuffer(input(), 0, f16Input(x.subarray(r0 * inF, (r0 + rows) * inF), inF, 'forward'));
+      if (x instanceof Int32Array) this.device.queue.writeBuffer(input(), 0, x as Int32Array<ArrayBuffer>, r0, rows);
+      else if (this.inputDtype === 'f16') this.device.queue.writeBuffer(input(), 0, f16Input(x.subarray(r0 * inF, (r0 + rows) * inF), inF, 'forward'));
       else this.device.queue.writeBuffer(input(), 0, x as Float32Array<ArrayBuffer>, r0 * inF, rows * inF);
       // one submit inside the error scopes (see scoped): readBuffer records its copy and submits before its first await
       const part = await scoped(this.device, `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')})`, () => {
@@ -286,10 +305,11 @@ export class Model {
    */
   async warmup(opts: WarmupOptions = {}): Promise<void> {
     this.assertAlive('warmup');
-    this.exec.ensureCapacity(1);
+    const rows = this.tokens?.seq ?? 1;  // one sequence of a token model (zeros: token id 0)
+    this.exec.ensureCapacity(rows);
     await scoped(this.device, `warmup of ${this.plan.name}`, () => {
       const enc = this.device.createCommandEncoder({ label: `${this.plan.name}.warmup` });
-      this.encodeForward(enc, this.exec.value(this.plan.input), 1);
+      this.encodeForward(enc, this.exec.value(this.plan.input), rows);
       this.device.queue.submit([enc.finish()]);
       return gpuWait(this.device.queue.onSubmittedWorkDone());
     });

@@ -89,6 +89,9 @@ function updatedLength(k: TrainKernel, arenaLength: number): number {
 
 function trainingOf(model: TrainableModel): PlanTraining {
   const t = model.plan.training;
+  if (!t && model.plan.spec.input.seq !== undefined) {
+    throw new DyadcError('USAGE', `model ${model.plan.name}: training of attention/embedding is not supported yet; issue 17 (the model runs forward only)`);
+  }
   if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`)`,
     { fix: 'compile without `training: false` (the default includes them)' });
   if (t.format !== TRAIN_FORMAT) throw new DyadcError('USAGE', `model ${model.plan.name}: its training kernels are format ${JSON.stringify(t.format)}, this runtime runs ${TRAIN_FORMAT}`,

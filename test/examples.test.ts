@@ -1,6 +1,6 @@
 /**
- * Every examples/*.json compiles and runs (seeded random weights, batch 3, poisoned outputs) and
- * matches the float64 interpreter within rel err 1e-5 (helpers/gpu.ts `relError`).
+ * Every examples/*.json compiles and runs (seeded random weights, batch 3, poisoned outputs; the GPT
+ * examples on random token ids) and matches the float64 interpreter within rel err 1e-5 (helpers/gpu.ts `relError`).
  */
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -25,10 +25,12 @@ FILES.forEach((file, i) => {
     const weights = randomWeights(c.weightShapes, new Rng(SEED + i));
     const model = await c.create({ weights, device: await sharedDevice() });
     try {
-      const batch = 3;
-      const x = new Rng(SEED + 1000 + i).f32(batch * c.plan.inFeatures, -2, 2);
-      const ref = interpret(c.graph, weights, x, batch);
-      const y = await runPoisoned(model, x, batch);
+      const batch = 3, rng = new Rng(SEED + 1000 + i), tok = model.tokens;
+      // a token model (GPT examples) reads i32 token ids, batch·seq rows; the others f32 features
+      const rows = batch * (tok?.seq ?? 1);
+      const x = tok ? Int32Array.from({ length: rows }, () => rng.int(0, tok.vocab - 1)) : rng.f32(batch * c.plan.inFeatures, -2, 2);
+      const ref = interpret(c.graph, weights, x, rows);
+      const y = await runPoisoned(model, new Float32Array(x.buffer), rows);
       const cmp = compare(y, ref, c.plan.outFeatures, 1e-5);
       t.true(cmp.ok, `${file} (seed ${SEED + i}): ${cmp.detail}`);
       const y2 = await model.forward(x, batch);

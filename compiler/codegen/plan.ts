@@ -16,6 +16,8 @@ import { DyadcError } from '../errors.js';
 import type { Limits } from '../passes/schedule.js';
 import { DEFAULT_LIMITS } from '../passes/schedule.js';
 import { bindingBytesLimit } from '../../runtime/binding-limits.js';
+import { renderAttentionForward, type TransformerKernel } from './attention.js';
+import { renderEmbedding } from './embedding.js';
 
 const ELEMENTWISE_WG = 256;
 
@@ -118,9 +120,39 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
       const k: PlanKernel = { name, layers: n.layers, wgsl, shapes, output: n.id, grid: { kind: 'elements', perRow: F, perWorkgroup: ELEMENTWISE_WG }, bindings };
       return n.kind === 'norm' ? withRanges(k, kw, ctx.model, ctx.maxBytes) : k;
     }
+    case 'embedding': case 'attention': {
+      const ids = n.kind === 'embedding' ? [n.id] : [n.id, ...n.inputs];
+      const half = ids.find((id) => types.valueDtype(id) !== 'f32');
+      if (half !== undefined) throw new DyadcError('USAGE', `layer ${n.layers.join('+')}: ${n.kind} runs in f32 only; %${half} is f16`, { fix: `give the ${n.kind} layer (and its projections) dtype "f32"` });
+      if (n.kind === 'embedding') {
+        const tk = renderEmbedding({ vocab: n.vocab, maxSeq: n.seq, seq: n.seq, dModel: n.features, tokOffset: offsets[n.tokens]!, posOffset: offsets[n.positions]! }, name);
+        const k = sequenceKernel(n, tk, { weights: { kind: 'weights' }, ids: value(n.inputs[0]), y: value(n.id) }, `[batch·${n.seq}, 1] token ids -> [batch·${n.seq},${n.features}]`);
+        return withRanges(k, kw, ctx.model, ctx.maxBytes);
+      }
+      const tk = renderAttentionForward({ seq: n.seq, dModel: n.features, heads: n.heads }, {}, name);
+      const [q, k, v] = n.inputs.map(value);
+      return sequenceKernel(n, tk, { q: q!, k: k!, v: v!, out: value(n.id), lse: value(attentionLse(n.id)) }, `[batch·${n.seq},${n.features}] x3 -> [batch·${n.seq},${n.features}]`);
+    }
     default:
       throw new DyadcError('IR_INVALID', `%${n.id}: ${n.kind} must be lowered before codegen`);
   }
+}
+
+/** The value holding an attention node's per-row logsumexp `[batch·seq, heads]` (the kernel's `lse`; what a backward would read). */
+export const attentionLse = (id: string) => `${id}.lse`;
+
+/**
+ * A standalone transformer kernel (codegen/attention.ts, embedding.ts) as a plan kernel: each of its
+ * slots bound to the plan buffer `buffers[slot.name]`.
+ * @throws DyadcError(IR_INVALID) for a slot without a buffer (a codegen bug).
+ */
+function sequenceKernel(n: Node, tk: TransformerKernel, buffers: Record<string, PlanBinding['buffer']>, shapes: string): PlanKernel {
+  const bindings = tk.bindings.map((slot) => {
+    const buffer = buffers[slot.name];
+    if (!buffer) throw new DyadcError('IR_INVALID', `%${n.id}: kernel slot ${slot.name} has no buffer`);
+    return { binding: slot.binding, buffer };
+  });
+  return { name: tk.name, layers: n.layers, wgsl: tk.wgsl, shapes, output: n.id, grid: tk.grid as PlanKernel['grid'], bindings };
 }
 
 /**
@@ -135,6 +167,7 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   const kernels = g.nodes.map((n) => nodeKernel(n, ctx)).filter((k): k is PlanKernel => k !== undefined);
   const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: ctx.types.valueDtype(n.id) }));
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
+  for (const n of g.nodes) if (n.kind === 'attention') values.push({ id: attentionLse(n.id), features: n.heads, dtype: 'f32' });
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: ctx.features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };

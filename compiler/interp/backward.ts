@@ -1,6 +1,7 @@
 /**
- * Float64 reverse mode of the spec-level IR (input, linear, dyad, act, norm, residual nodes, as
- * `buildGraph` makes them), straight from the formulas of DYAD.md "Backward" — the oracle the GPU
+ * Float64 reverse mode of the spec-level IR (input, linear, dyad, act, norm, residual, embedding and
+ * attention nodes, as `buildGraph` makes them), straight from the formulas of DYAD.md "Backward" (the
+ * embedding and attention through compiler/interp/transformer.ts) — the oracle the GPU
  * backward is tested against. It deliberately shares nothing with the autodiff pass or the kernels:
  * the DYAD index maps are written out here as arithmetic, not taken from `IndexMap`.
  *
@@ -10,6 +11,7 @@
 import type { Graph } from '../ir/graph.js';
 import { interpretAll, rowStats, type Weights, type Values } from './interpreter.js';
 import { activateGrad } from './math.js';
+import { attentionBackward, embeddingBackward } from './transformer.js';
 import { DyadcError } from '../errors.js';
 
 export interface BackwardResult {
@@ -31,7 +33,9 @@ function w(weights: Weights, name: string): ArrayLike<number> {
 const feature = (strided: boolean, n: number, d: number, i: number, a: number) => (strided ? a * n + i : i * d + a);
 
 /**
- * Runs the forward in float64, then reverse mode from `dy = dL/d(output)` (`[batch, out]`).
+ * Runs the forward in float64, then reverse mode from `dy = dL/d(output)` (`[batch, out]`). For a token
+ * model (an `embedding` first) `x` holds the token ids, `batch` counts rows (batch·seq) and `dx` is zero
+ * (ids have no gradient).
  * @throws DyadcError(IR_INVALID) for a node kind that is not spec-level (lowered graphs: use `buildGraph`'s).
  */
 export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<number>, batch: number, dy: ArrayLike<number>): BackwardResult {
@@ -113,6 +117,17 @@ export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<numbe
         if (n.bias) grads[n.bias] = dB;
         break;
       }
+      case 'embedding': {
+        const { dTok, dPos } = embeddingBackward(xin, G, n.vocab, n.seq, batch / n.seq, n.seq, n.features);
+        grads[n.tokens] = dTok; grads[n.positions] = dPos;
+        break;
+      }
+      case 'attention': {
+        const [q, kk, v] = n.inputs.map((id) => vals.get(id)!);
+        const d = attentionBackward(q, kk, v, G, { batch: batch / n.seq, seq: n.seq, dModel: n.features, heads: n.heads });
+        [d.dq, d.dk, d.dv].forEach((dv, j) => { const a = acc(n.inputs[j], n.features); for (let i = 0; i < dv.length; i++) a[i] += dv[i]; });
+        break;
+      }
       default:
         throw new DyadcError('IR_INVALID', `interpretBackward: %${n.id} is a ${n.kind} node; pass the spec-level graph (buildGraph)`);
     }
@@ -130,28 +145,10 @@ function colSum(G: Float64Array, batch: number, f: number): Float64Array {
 // ---------------------------------------------------------------------------------------------
 // losses (PyTorch reduction 'mean')
 
-export interface LossResult { loss: number; grad: Float64Array }
-
-/**
- * Softmax cross-entropy, mean over rows (F.cross_entropy): loss = mean_b(logsumexp(z_b) − z_b[label_b]);
- * dL/dz = (softmax(z) − onehot) / batch. Max-subtracted, and formed as log s − (z_y − m) with
- * s = Σ exp(z − m), softmax = exp(z − m)/s, so the large terms cancel before anything is rounded
- * (m + log s would round at the logits' magnitude: ~1e-8 at 1e8 even in float64).
- */
-export function softmaxCrossEntropy(logits: ArrayLike<number>, labels: ArrayLike<number>, batch: number, f: number): LossResult {
-  const grad = new Float64Array(batch * f);
-  let loss = 0;
-  for (let b = 0; b < batch; b++) {
-    let m = -Infinity;
-    for (let c = 0; c < f; c++) m = Math.max(m, logits[b * f + c]);
-    let s = 0;
-    for (let c = 0; c < f; c++) s += Math.exp(logits[b * f + c] - m);
-    const y = labels[b];
-    loss += Math.log(s) - (logits[b * f + y] - m);
-    for (let c = 0; c < f; c++) grad[b * f + c] = (Math.exp(logits[b * f + c] - m) / s - (c === y ? 1 : 0)) / batch;
-  }
-  return { loss: loss / batch, grad };
-}
+// LossResult and softmaxCrossEntropy live in math.ts (a leaf: transformer.ts uses them, and the
+// interpreter imports transformer.ts, which must not import this module back)
+export { softmaxCrossEntropy, type LossResult } from './math.js';
+import type { LossResult } from './math.js';
 
 /** Mean squared error over all elements (F.mse_loss): loss = mean((z − t)²); dL/dz = 2(z − t)/(batch·f). */
 export function meanSquaredError(out: ArrayLike<number>, target: ArrayLike<number>, batch: number, f: number): LossResult {

@@ -6,6 +6,7 @@
 import type { Graph, Node, ValueId, BlockGemmNode, GemmPart } from '../ir/graph.js';
 import { UPPER_MAPS, IndexMap } from '../ir/indexmap.js';
 import { activate } from './math.js';
+import { attentionForward, embeddingForward } from './transformer.js';
 import { DyadcError } from '../errors.js';
 
 export type Weights = Record<string, ArrayLike<number>>;
@@ -20,7 +21,8 @@ function getW(weights: Weights, name: string): ArrayLike<number> {
 }
 
 /**
- * Runs the graph in float64. `x` is `[batch, input features]`. Returns every value (see `Values`).
+ * Runs the graph in float64. `x` is `[batch, input features]`; for a token input (an `embedding` first)
+ * `x` holds the `[batch·seq]` token ids and `batch` counts rows (batch·seq). Returns every value (see `Values`).
  * @throws DyadcError(WEIGHTS) for a missing weight.
  */
 export function interpretAll(g: Graph, weights: Weights, x: ArrayLike<number>, batch: number): Values {
@@ -126,5 +128,11 @@ function evalNode(n: Node, vals: Values, weights: Weights, x: ArrayLike<number>,
     case 'residual': { const o = vals.get(n.inputs[1])!; return in0.map((v, i) => v + o[i]); }
     case 'rowstats': return rowStats(in0, batch, in0.length / batch, n.norm, n.eps);
     case 'blockgemm': return evalGemm(n, vals, weights, batch);
+    case 'embedding':
+      return embeddingForward(in0, getW(weights, n.tokens), getW(weights, n.positions), batch / n.seq, n.seq, n.features);
+    case 'attention': {
+      const [q, k, v] = n.inputs.map((id) => vals.get(id)!);
+      return attentionForward(q, k, v, { batch: batch / n.seq, seq: n.seq, dModel: n.features, heads: n.heads }).out;
+    }
   }
 }

@@ -43,3 +43,26 @@ export function activateGrad(act: ActName, x: number): number {
     case 'silu': { const s = 1 / (1 + Math.exp(-x)); return s * (1 + x * (1 - s)); }
   }
 }
+
+export interface LossResult { loss: number; grad: Float64Array }
+
+/**
+ * Softmax cross-entropy, mean over rows (F.cross_entropy): loss = mean_b(logsumexp(z_b) − z_b[label_b]);
+ * dL/dz = (softmax(z) − onehot) / batch. Max-subtracted, and formed as log s − (z_y − m) with
+ * s = Σ exp(z − m), softmax = exp(z − m)/s, so the large terms cancel before anything is rounded
+ * (m + log s would round at the logits' magnitude: ~1e-8 at 1e8 even in float64).
+ */
+export function softmaxCrossEntropy(logits: ArrayLike<number>, labels: ArrayLike<number>, batch: number, f: number): LossResult {
+  const grad = new Float64Array(batch * f);
+  let loss = 0;
+  for (let b = 0; b < batch; b++) {
+    let m = -Infinity;
+    for (let c = 0; c < f; c++) m = Math.max(m, logits[b * f + c]);
+    let s = 0;
+    for (let c = 0; c < f; c++) s += Math.exp(logits[b * f + c] - m);
+    const y = labels[b];
+    loss += Math.log(s) - (logits[b * f + y] - m);
+    for (let c = 0; c < f; c++) grad[b * f + c] = (Math.exp(logits[b * f + c] - m) / s - (c === y ? 1 : 0)) / batch;
+  }
+  return { loss: loss / batch, grad };
+}

@@ -13,7 +13,7 @@
  *   - the per-row logsumexp of the attention scores is `[batch, heads, seq]`.
  */
 import { DyadcError } from '../errors.js';
-import { softmaxCrossEntropy } from './backward.js';
+import { softmaxCrossEntropy } from './math.js';
 
 /** Shape of one attention call: `batch` sequences of `seq` positions, `dModel` features split into `heads` heads. */
 export interface AttentionShape { batch: number; seq: number; dModel: number; heads: number }
@@ -146,7 +146,7 @@ export function attentionBackward(q: ArrayLike<number>, k: ArrayLike<number>, v:
 /**
  * Softmax cross-entropy per position over a vocabulary of `vocab` logits (the next-token loss of a
  * language model: PyTorch `F.cross_entropy(logits.view(-1, vocab), labels.view(-1))`, mean over all
- * positions), in the careful form of `softmaxCrossEntropy` (compiler/interp/backward.ts):
+ * positions), in the careful form of `softmaxCrossEntropy` (compiler/interp/math.ts):
  * loss_r = log s − (z_y − m), m = max z, s = Σ exp(z − m); dz = (softmax − onehot) / rows.
  * @param logits `[rows, vocab]`; @param labels `[rows]` in [0, vocab)
  * @returns the per-position losses `[rows]`, their mean, and dL/dlogits `[rows, vocab]` of the mean

@@ -34,6 +34,16 @@ export interface ActNode extends NodeBase { kind: 'act'; act: Activation }
 export interface NormNode extends NodeBase { kind: 'norm'; norm: NormKind; eps: number; weight: string; bias?: string }
 /** y = inputs[0] + inputs[1] */
 export interface ResidualNode extends NodeBase { kind: 'residual' }
+/**
+ * Token + learned-position embedding: `y[b·seq + t] = tokens[ids[b·seq + t]] + positions[t]`; inputs[0] is the
+ * token input (one id per row, features 1); rows = batch·seq (compiler/interp/transformer.ts embeddingForward).
+ */
+export interface EmbeddingNode extends NodeBase { kind: 'embedding'; vocab: number; seq: number; tokens: string; positions: string }
+/**
+ * Causal multi-head self-attention of inputs [q, k, v] (each `[batch·seq, features]`, head h owning features
+ * h·head_dim …), scale 1/sqrt(head_dim); rows = batch·seq (compiler/interp/transformer.ts attentionForward).
+ */
+export interface AttentionNode extends NodeBase { kind: 'attention'; heads: number; seq: number }
 
 /** One block-diagonal product seen through index maps (DESIGN.md "The one abstraction"). */
 export interface GemmPart {
@@ -93,7 +103,7 @@ export interface BlockGemmNode extends NodeBase {
 /** Per-row statistics of `inputs[0]` for a fused norm prologue: value `[batch, 2]` = (mean, rstd) (rmsnorm: (0, rstd)). */
 export interface RowStatsNode extends NodeBase { kind: 'rowstats'; norm: NormKind; eps: number }
 
-export type Node = InputNode | LinearNode | DyadNode | ActNode | NormNode | ResidualNode | BlockGemmNode | RowStatsNode;
+export type Node = InputNode | LinearNode | DyadNode | ActNode | NormNode | ResidualNode | BlockGemmNode | RowStatsNode | EmbeddingNode | AttentionNode;
 
 export interface Graph {
   name: string;
@@ -108,7 +118,8 @@ const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 /** The weight tensors a node reads (bias, norm parameters included), in binding order. */
 export function tensorsOf(n: Node): string[] {
   const names = n.kind === 'blockgemm' ? [...n.parts.map((p) => p.weight), n.bias, n.prologue?.weight, n.prologue?.bias]
-    : n.kind === 'linear' ? [n.weight, n.bias] : n.kind === 'dyad' ? [n.wl, n.wu, n.bias] : n.kind === 'norm' ? [n.weight, n.bias] : [];
+    : n.kind === 'linear' ? [n.weight, n.bias] : n.kind === 'dyad' ? [n.wl, n.wu, n.bias] : n.kind === 'norm' ? [n.weight, n.bias]
+    : n.kind === 'embedding' ? [n.tokens, n.positions] : [];
   return names.filter((t): t is string => !!t);
 }
 
@@ -155,6 +166,13 @@ export function verify(g: Graph): void {
       case 'residual':
         if (ins.length !== 2 || ins[1].features !== inF || inF !== n.features) fail(n, `residual needs two inputs of ${n.features} features`); break;
       case 'rowstats': if (n.features !== 2) fail(n, 'rowstats produces 2 features'); break;
+      case 'embedding':
+        if (inF !== 1) fail(n, `reads one token id per row, input has ${inF} features`);
+        needWeight(n, n.tokens, n.vocab * n.features); needWeight(n, n.positions, n.seq * n.features); break;
+      case 'attention':
+        if (ins.length !== 3 || ins.some((m) => m.features !== n.features)) fail(n, `attention needs three inputs (q, k, v) of ${n.features} features`);
+        if (n.features % n.heads !== 0 || (n.features / n.heads) % 4 !== 0) fail(n, `heads ${n.heads} must split ${n.features} features into head_dim multiples of 4`);
+        break;
       case 'blockgemm': {
         if (inF !== n.in_features) fail(n, `in_features ${n.in_features} but input has ${inF}`);
         for (const p of n.parts) {
@@ -198,6 +216,8 @@ export function print(g: Graph): string {
       case 'norm': rhs = `${n.norm}(${args}) eps=${n.eps} weight=${n.weight}${n.bias ? ` bias=${n.bias}` : ''}`; break;
       case 'residual': rhs = `add(${args})`; break;
       case 'rowstats': rhs = `rowstats.${n.norm}(${args}) eps=${n.eps}`; break;
+      case 'embedding': rhs = `embedding(${args}) vocab=${n.vocab} seq=${n.seq} tokens=${n.tokens} positions=${n.positions}`; break;
+      case 'attention': rhs = `attention.causal(${args}) heads=${n.heads} seq=${n.seq}`; break;
       case 'blockgemm': {
         const parts = n.parts.map((p) => `${p.label}${p.transposed ? 'ᵀ' : ''} ${p.weight} ${p.inMap}→${p.outMap}`).join(', ');
         const pro = n.prologue ? ` prologue=${n.prologue.norm}(stats=%${n.prologue.stats}, ${n.prologue.weight}${n.prologue.bias ? `, ${n.prologue.bias}` : ''})` : '';

@@ -127,6 +127,11 @@ const isRelu = (ops: EpilogueOp[]) => ops.length === 1 && ops[0].op === 'act' &&
  * @throws DyadcError(IR_INVALID) for unlowered nodes (linear/dyad: run `lower` first) or an unused value.
  */
 export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
+  const seqOp = g0.nodes.find((n) => n.kind === 'embedding' || n.kind === 'attention');
+  if (seqOp) {
+    throw new DyadcError('USAGE', `training of attention/embedding is not supported yet; issue 17 (layer ${seqOp.layers.join('+')})`,
+      { fix: 'compile with training: false (CLI: --no-training) to run the model forward' });
+  }
   const wantInput = opts.inputGrad ?? true;
   const fwd = cloneGraph(g0);
   const steps: GradStep[] = [];

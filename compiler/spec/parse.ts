@@ -12,7 +12,7 @@ import { visit, ParseErrorCode } from 'jsonc-parser';
 import { DyadcError } from '../errors.js';
 import {
   DEFAULT_EPS, MAX_FEATURES,
-  type DType, type Layer, type LayerSpecInput, type Spec, type SpecInput,
+  type DType, type Layer, type LayerSpecInput, type Spec, type SpecInput, type SpecInputShape,
 } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 
 /** Every `op` a layer may have, in the order error messages list them. */
-export const SPEC_OPS = ['linear', 'dyad', 'relu', 'gelu', 'gelu_tanh', 'silu', 'layernorm', 'rmsnorm', 'residual'] as const;
+export const SPEC_OPS = ['linear', 'dyad', 'relu', 'gelu', 'gelu_tanh', 'silu', 'layernorm', 'rmsnorm', 'residual', 'embedding', 'attention'] as const;
 const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'silu'] as const;
 const VARIANTS = ['it', 'ot', 'dt'] as const;
 const DTYPES = ['f32', 'f16'] as const;
@@ -31,6 +31,8 @@ const SPEC_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LAYER_NAME_RE = /^[A-Za-z_](?:[A-Za-z0-9_.]*[A-Za-z0-9_])?$/;
 /** `residual.from` value that names the spec input rather than a layer. */
 const INPUT_REF = 'input';
+/** `residual.from` value inside a `repeat` block that names the input of the block's copy. */
+const BLOCK_INPUT_REF = 'block_input';
 /**
  * Longest spec name and layer name, in characters: the spec name becomes file names
  * (`<name>.d.ts`, `kernels/<name>.<kernel>.wgsl`, where the kernel name holds a layer name), and
@@ -67,18 +69,27 @@ const LAYER_SCHEMAS = {
   layernorm: z.strictObject({ op: z.literal('layernorm'), name: z.string(), eps: num.optional(), dtype }),
   rmsnorm: z.strictObject({ op: z.literal('rmsnorm'), name: z.string(), eps: num.optional(), dtype }),
   residual: z.strictObject({ op: z.literal('residual'), name: z.string().optional(), from: z.string() }),
+  embedding: z.strictObject({ op: z.literal('embedding'), name: z.string(), d_model: num, dtype }),
+  attention: z.strictObject({
+    op: z.literal('attention'), name: z.string(), heads: num, bias, dtype,
+    proj: z.discriminatedUnion('op', [
+      z.strictObject({ op: z.literal('linear') }),
+      z.strictObject({ op: z.literal('dyad'), blocks: num, variant: z.enum(VARIANTS).optional() }),
+    ]).optional(),
+  }),
 };
 
 const LayerSchema = z.discriminatedUnion('op', [
   LAYER_SCHEMAS.linear, LAYER_SCHEMAS.dyad, LAYER_SCHEMAS.activation,
-  LAYER_SCHEMAS.layernorm, LAYER_SCHEMAS.rmsnorm, LAYER_SCHEMAS.residual,
+  LAYER_SCHEMAS.layernorm, LAYER_SCHEMAS.rmsnorm, LAYER_SCHEMAS.residual, LAYER_SCHEMAS.embedding, LAYER_SCHEMAS.attention,
 ]);
 
-const InputSchema = z.strictObject({ features: num });
+/** `{ features }` or a token input `{ vocab, seq }` (which of the two is checked semantically, `checkInput`). */
+const InputSchema = z.strictObject({ features: num.optional(), vocab: num.optional(), seq: num.optional() });
 const SpecSchema = z.strictObject({ name: z.string(), input: InputSchema, dtype, layers: z.array(LayerSchema) });
 
 // Compile-time check: what zod accepts is exactly a SpecInput.
-const _schemaMatchesTypes: (s: z.infer<typeof SpecSchema>) => SpecInput = (s) => s;
+const _schemaMatchesTypes: (s: z.infer<typeof SpecSchema>) => SpecInput = (s) => ({ ...s, input: s.input as SpecInput['input'] });  // input: which form, checkInput
 void _schemaMatchesTypes;
 
 /** The keys a layer of `op` may carry (for unknown-key suggestions). */
@@ -141,11 +152,78 @@ export function parseSpec(input: unknown): Spec {
       'write {"name": "...", "input": {"features": N}, "layers": [...]}');
   }
   const { written, derived } = splitDerived(input);
-  const result = SpecSchema.safeParse(written);
-  if (!result.success) throw zodIssueToError(pickIssue(result.error.issues, written), written);
-  const spec = normalise(result.data);
-  checkDerived(spec, derived);
-  return spec;
+  const paths = expandRepeats(written);
+  try {
+    const result = SpecSchema.safeParse(written);
+    if (!result.success) throw zodIssueToError(pickIssue(result.error.issues, written), written);
+    const spec = normalise(result.data);
+    checkDerived(spec, derived);
+    return spec;
+  } catch (e) {
+    throw paths ? relocate(e, paths) : e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// repeat blocks: expanded before validation; errors point back at the written JSON path
+// ---------------------------------------------------------------------------------------------
+
+const REPEAT_KEYS = ['repeat', 'name', 'layers'];
+
+/**
+ * Replaces every `{ "repeat": L, "name": B, "layers": [...] }` entry of `written.layers` (in place, on
+ * the copy splitDerived made) by L copies of its layers: copy i's layer `x` is named `B.i.x` (unnamed
+ * activations and residuals `B.i.<op>_<j>`), and a residual's `from` naming a layer of the block is
+ * renamed to that copy's layer, `"block_input"` to the layer before the copy (or `"input"`). Blocks
+ * do not nest.
+ * @returns the written JSON path of each expanded layer (`spec.layers[1].layers[3]`), or undefined
+ *   when there was no block (then paths are unchanged).
+ * @throws DyadcError(SPEC_INVALID) for a malformed block (path, value and fix).
+ */
+function expandRepeats(written: Record<string, unknown>): string[] | undefined {
+  const layers = written.layers;
+  if (!Array.isArray(layers) || !layers.some((l) => isPlainObject(l) && 'repeat' in l)) return undefined;
+  const flat: unknown[] = [], paths: string[] = [];
+  layers.forEach((l: unknown, i) => {
+    const at = `spec.layers[${i}]`;
+    if (!isPlainObject(l) || !('repeat' in l)) { flat.push(l); paths.push(at); return; }
+    const extra = Object.keys(l).find((k) => !REPEAT_KEYS.includes(k));
+    if (extra !== undefined) throw invalid(`${at}.${extra}`, `unknown key ${JSON.stringify(extra)} in a repeat block`, `remove it (a block has only ${REPEAT_KEYS.join(', ')})`);
+    const { repeat, name, layers: inner } = l;
+    if (typeof repeat !== 'number' || !Number.isInteger(repeat) || repeat < 1 || repeat > 1024) {
+      throw invalid(`${at}.repeat`, `repeat must be an integer from 1 to 1024, got ${describe(repeat)}`, 'write how many copies of the block, e.g. "repeat": 12');
+    }
+    if (typeof name !== 'string') throw invalid(`${at}.name`, `a repeat block needs a "name" (string), got ${describe(name)}`, 'add "name", e.g. "model.decoder.layers" (copy i\'s layers are named <name>.<i>.<layer>)');
+    checkLayerName(name, `${at}.name`);
+    if (!Array.isArray(inner) || inner.length === 0) throw invalid(`${at}.layers`, `a repeat block needs a non-empty "layers" array, got ${describe(inner)}`, 'list the block\'s layers once, e.g. [{"op": "layernorm", "name": "ln"}, ...]');
+    const local = new Set(inner.filter(isPlainObject).map((x) => x.name).filter((n): n is string => typeof n === 'string'));
+    for (let c = 0; c < repeat; c++) {
+      const before = flat.length ? (flat[flat.length - 1] as Record<string, unknown>).name : INPUT_REF;
+      const beforeFix = 'give the layer before the block a "name" (block_input refers to it)';
+      inner.forEach((x: unknown, j) => {
+        const where = `${at}.layers[${j}]`;
+        if (isPlainObject(x) && 'repeat' in x) throw invalid(`${where}.repeat`, 'repeat blocks do not nest', 'write the inner block\'s layers directly in the outer block');
+        if (!isPlainObject(x)) { flat.push(x); paths.push(where); return; }
+        const copy: Record<string, unknown> = { ...x };
+        if (typeof x.name === 'string') copy.name = `${name}.${c}.${x.name}`;
+        else if (x.name === undefined && (x.op === 'residual' || (ACTIVATIONS as readonly unknown[]).includes(x.op))) copy.name = `${name}.${c}.${String(x.op)}_${j}`;
+        if (x.op === 'residual' && typeof x.from === 'string') {
+          if (x.from === BLOCK_INPUT_REF && typeof before !== 'string') throw invalid(`${where}.from`, 'block_input: the layer before the block has no name', beforeFix);
+          copy.from = x.from === BLOCK_INPUT_REF ? before : local.has(x.from) ? `${name}.${c}.${x.from}` : x.from;
+        }
+        flat.push(copy); paths.push(where);
+      });
+    }
+  });
+  written.layers = flat;
+  return paths;
+}
+
+/** `e` with every `spec.layers[k]` (expanded index) in its path, message and fix replaced by the written path `paths[k]`. */
+function relocate(e: unknown, paths: string[]): unknown {
+  if (!(e instanceof DyadcError)) return e;
+  const fixUp = (t: string | undefined) => t?.replace(/spec\.layers\[(\d+)\]/g, (m, k: string) => paths[Number(k)] ?? m);
+  return new DyadcError(e.code, fixUp(e.detail)!, { path: fixUp(e.path), fix: fixUp(e.fix), cause: e.cause });
 }
 
 /**
@@ -183,7 +261,9 @@ export function loadSpecFile(path: string): Spec {
 // ---------------------------------------------------------------------------------------------
 
 /** Ops whose normalised layer carries an `out_features` the user does not write (it equals in_features). */
-const SHAPE_PRESERVING: readonly unknown[] = [...ACTIVATIONS, 'layernorm', 'rmsnorm', 'residual'];
+const SHAPE_PRESERVING: readonly unknown[] = [...ACTIVATIONS, 'layernorm', 'rmsnorm', 'residual', 'attention'];
+/** Keys besides in_features that a normalised layer of an op carries and the user does not write. */
+const derivedKeys = (op: unknown): string[] => op === 'embedding' ? ['out_features', 'vocab', 'seq'] : SHAPE_PRESERVING.includes(op) ? ['out_features'] : [];
 
 interface DerivedKey { keys: Key[]; value: unknown }
 
@@ -201,9 +281,9 @@ function splitDerived(input: Record<string, unknown>): { written: Record<string,
       if (!isPlainObject(l)) return l;
       const { in_features, ...rest } = l;
       if ('in_features' in l) derived.push({ keys: ['layers', i, 'in_features'], value: in_features });
-      if (SHAPE_PRESERVING.includes(l.op) && 'out_features' in l) {
-        derived.push({ keys: ['layers', i, 'out_features'], value: l.out_features });
-        delete rest.out_features;
+      for (const k of derivedKeys(l.op)) if (k in l) {
+        derived.push({ keys: ['layers', i, k], value: l[k] });
+        delete rest[k];
       }
       return rest;
     });
@@ -244,25 +324,59 @@ interface FlowState {
   /** Index of every layer's name (explicit or automatic). */
   allNames: Map<string, number>;
   inputFeatures: number;
+  input: SpecInputShape;
 }
 
-function normalise(s: SpecInput): Spec {
+function normalise(s: z.infer<typeof SpecSchema>): Spec {
   checkSpecName(s.name);
-  checkFeatures(s.input.features, 'spec.input.features', 'input.features');
+  const input = checkInput(s.input);
   if (s.layers.length === 0) {
     throw invalid('spec.layers', 'layers is empty', 'add at least one layer, e.g. {"op": "linear", "name": "fc1", "out_features": 10}');
   }
   const names = assignNames(s.layers);
   const specDtype: DType = s.dtype ?? 'f32';
-  const state: FlowState = { outputs: new Map(), allNames: new Map(names.map((n, i) => [n, i])), inputFeatures: s.input.features };
-  let features = s.input.features;
+  const state: FlowState = { outputs: new Map(), allNames: new Map(names.map((n, i) => [n, i])), inputFeatures: input.features, input };
+  let features = input.features;
   const layers: Layer[] = s.layers.map((l, i) => {
+    checkTokenFlow(l, i, input);
     const layer = normaliseLayer(l, i, names[i]!, features, specDtype, state);
     state.outputs.set(layer.name, { features: layer.out_features, index: i });
     features = layer.out_features;
     return layer;
   });
-  return { name: s.name, input: { features: s.input.features }, output: { features }, dtype: specDtype, layers };
+  return { name: s.name, input, output: { features }, dtype: specDtype, layers };
+}
+
+/**
+ * The input shape: `{ features }`, or token sequences `{ vocab, seq }` (normalised `{ features: 1, vocab, seq }`:
+ * one i32 token id per row, rows = batch·seq).
+ */
+function checkInput(i: { features?: number; vocab?: number; seq?: number }): SpecInputShape {
+  if (i.vocab === undefined && i.seq === undefined) {
+    if (i.features === undefined) throw invalid('spec.input', 'input needs "features" (rows of numbers) or "vocab" and "seq" (token sequences)', 'add "features": N, or "vocab": V and "seq": T');
+    checkFeatures(i.features, 'spec.input.features', 'input.features');
+    return { features: i.features };
+  }
+  for (const k of ['vocab', 'seq'] as const) {
+    if (i[k] === undefined) throw invalid(`spec.input.${k}`, `a token input needs "${k}" as well`, k === 'seq' ? 'add "seq": the positions per sequence (T)' : 'add "vocab": the number of token ids (V)');
+    checkFeatures(i[k], `spec.input.${k}`, `input.${k}`);
+  }
+  if (i.features !== undefined && i.features !== 1) {
+    throw invalid('spec.input.features', `a token input has one id per row (features 1), got ${describe(i.features)}`, 'remove "features" (dyadc derives it for {vocab, seq})');
+  }
+  return { features: 1, vocab: i.vocab, seq: i.seq };
+}
+
+/** A token input must be read by an `embedding` first, and only there. */
+function checkTokenFlow(l: LayerSpecInput, i: number, input: SpecInputShape): void {
+  const path = `spec.layers[${i}].op`;
+  if (l.op === 'embedding' && (input.vocab === undefined || i !== 0)) {
+    throw invalid(path, i !== 0 ? 'an embedding must be the first layer (it reads the token ids)' : 'an embedding needs a token input',
+      i !== 0 ? 'move it to spec.layers[0]' : 'write "input": {"vocab": V, "seq": T}');
+  }
+  if (l.op !== 'embedding' && i === 0 && input.vocab !== undefined) {
+    throw invalid(path, `a token input ({vocab, seq}) is read by an embedding first, got op ${JSON.stringify(l.op)}`, 'add {"op": "embedding", "name": "model.decoder", "d_model": D} as the first layer');
+  }
 }
 
 function checkSpecName(name: string): void {
@@ -337,9 +451,36 @@ function normaliseLayer(l: LayerSpecInput, i: number, name: string, inF: number,
     case 'residual':
       checkResidual(l.from, i, inF, `${path}.from`, state);
       return { op: 'residual', name, in_features: inF, out_features: inF, from: l.from };
+    case 'embedding':
+      checkFeatures(l.d_model, `${path}.d_model`, 'd_model');
+      if (l.d_model % 4 !== 0) throw invalid(`${path}.d_model`, `d_model ${l.d_model} is not a multiple of 4 (the kernels load vec4)`, `use ${Math.ceil(l.d_model / 4) * 4}`);
+      return { op: 'embedding', name, in_features: 1, out_features: l.d_model, d_model: l.d_model, vocab: state.input.vocab!, seq: state.input.seq!, dtype: l.dtype ?? specDtype };
+    case 'attention':
+      return normaliseAttention(l, path, name, inF, specDtype, state);
     default:
       return { op: l.op, name, in_features: inF, out_features: inF };
   }
+}
+
+/**
+ * Causal multi-head self-attention over the token input's sequences: heads divide d_model (= in_features)
+ * into head_dim multiples of 4; a dyad `proj` (q/k/v/out, each d_model → d_model) takes integer blocks.
+ */
+function normaliseAttention(l: Extract<LayerSpecInput, { op: 'attention' }>, path: string, name: string, inF: number, specDtype: DType, state: FlowState): Layer {
+  if (state.input.seq === undefined) throw invalid(`${path}.op`, 'attention needs token sequences', 'write "input": {"vocab": V, "seq": T} and an embedding first');
+  checkFeatures(l.heads, `${path}.heads`, 'heads');
+  const divisors = commonDivisors(inF, inF).filter((h) => (inF / h) % 4 === 0);
+  if (inF % l.heads !== 0 || (inF / l.heads) % 4 !== 0) {
+    throw invalid(`${path}.heads`, `heads ${l.heads} must divide d_model ${inF} into head_dim multiples of 4 (the kernels load vec4)`,
+      divisors.length ? `use one of ${formatList(divisors)}` : 'make d_model a multiple of 4');
+  }
+  const proj = l.proj ?? { op: 'linear' };
+  if (proj.op === 'dyad') {
+    if ((proj.blocks as unknown) === 'auto') throw invalid(`${path}.proj.blocks`, 'blocks "auto" is not supported in attention projections yet', 'give an integer dividing d_model');
+    checkBlocks(proj.blocks, inF, inF, `${path}.proj.blocks`);
+  }
+  return { op: 'attention', name, in_features: inF, out_features: inF, heads: l.heads,
+    proj: proj.op === 'dyad' ? { op: 'dyad', blocks: proj.blocks, variant: proj.variant ?? 'it' } : { op: 'linear' }, bias: l.bias ?? true, dtype: l.dtype ?? specDtype };
 }
 
 /** Feature counts: integers in [1, 2^20]. `what` is how the message names the field. */

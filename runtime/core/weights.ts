@@ -7,6 +7,10 @@ import { DyadcError } from './errors.js';
  *   linear:    `<name>.weight` [out, in], `<name>.bias` [out]
  *   dyad:      `<name>.wl`, `<name>.wu` [blocks, out/blocks, in/blocks], `<name>.bias` [out]   (DYAD.md)
  *   layernorm: `<name>.weight` [f], `<name>.bias` [f];  rmsnorm: `<name>.weight` [f]
+ *   embedding: `<name>.embed_tokens.weight` [vocab, d_model], `<name>.embed_positions.weight` [seq, d_model]
+ *   attention: `<name>.{q,k,v,out}_proj.*`, each a linear or dyad d_model → d_model as above
+ *   (the Hugging Face OPT names with layer names `model.decoder`, `model.decoder.layers.N.self_attn`;
+ *   OPT's position table has 2 more leading rows, its learned offset: drop them when loading)
  * @throws DyadcError(SPEC_INVALID) when a dyad layer still has `blocks: "auto"` (resolve it first:
  *   the `choose-blocks` pass or `dyadc tune`).
  */
@@ -15,20 +19,23 @@ export function weightShapes(spec: Spec): Record<string, number[]> {
   spec.layers.forEach((l, idx) => {
     switch (l.op) {
       case 'linear':
-        out[`${l.name}.weight`] = [l.out_features, l.in_features];
-        if (l.bias) out[`${l.name}.bias`] = [l.out_features];
+        gemmShapes(out, l.name, 0, l.in_features, l.out_features, l.bias);
         break;
       case 'dyad': {
         if (l.blocks === 'auto') {
           throw new DyadcError('SPEC_INVALID', `blocks is "auto" and has not been resolved`, {
             path: `spec.layers[${idx}].blocks`, fix: 'resolve it with the choose-blocks pass (compile does), `dyadc tune` + compile --tuned, or give an integer' });
         }
-        const n = l.blocks;
-        out[`${l.name}.wl`] = [n, l.out_features / n, l.in_features / n];
-        out[`${l.name}.wu`] = [n, l.out_features / n, l.in_features / n];
-        if (l.bias) out[`${l.name}.bias`] = [l.out_features];
+        gemmShapes(out, l.name, l.blocks, l.in_features, l.out_features, l.bias);
         break;
       }
+      case 'embedding':
+        out[`${l.name}.embed_tokens.weight`] = [l.vocab, l.d_model];
+        out[`${l.name}.embed_positions.weight`] = [l.seq, l.d_model];
+        break;
+      case 'attention':
+        for (const p of ATTENTION_PROJECTIONS) gemmShapes(out, `${l.name}.${p}`, l.proj.op === 'dyad' ? l.proj.blocks : 0, l.in_features, l.out_features, l.bias);
+        break;
       case 'layernorm':
         out[`${l.name}.weight`] = [l.in_features];
         out[`${l.name}.bias`] = [l.in_features];
@@ -41,6 +48,16 @@ export function weightShapes(spec: Spec): Record<string, number[]> {
     }
   });
   return out;
+}
+
+/** The projections of an attention layer, in weight order (named as in Hugging Face OPT's `self_attn`). */
+export const ATTENTION_PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'out_proj'] as const;
+
+/** A linear (`blocks` 0: `weight` [out, in]) or dyad (`wl`, `wu` [blocks, out/blocks, in/blocks]) layer's tensors, and its bias [out]. */
+function gemmShapes(out: Record<string, number[]>, name: string, blocks: number, inF: number, outF: number, bias: boolean): void {
+  if (blocks === 0) out[`${name}.weight`] = [outF, inF];
+  else for (const t of ['wl', 'wu']) out[`${name}.${t}`] = [blocks, outF / blocks, inF / blocks];
+  if (bias) out[`${name}.bias`] = [outF];
 }
 
 /** Number of scalar parameters of a spec (sum of the products of `weightShapes`). */
