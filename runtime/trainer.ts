@@ -282,12 +282,13 @@ export async function warmupTraining(model: TrainableModel, all?: boolean): Prom
   const ex = await Executor.create(model, kernels);
   try {
     ex.allocMoments(true);
-    ex.ensureCapacity(1);
+    const rows = tokensOf(model)?.seq ?? 1;  // a token model: one sequence (token id 0 everywhere, an empty token index)
+    ex.ensureCapacity(rows);
     const d = model.device;
     d.queue.writeBuffer(ex.status, 0, new Uint32Array([1, 0, 0, 0]));
     await ex.scoped('warmup', async () => {
       const enc = d.createCommandEncoder();
-      ex.encode(enc, kernels, 1, `${model.plan.name}.warmup`);
+      ex.encode(enc, kernels, rows, `${model.plan.name}.warmup`);
       d.queue.submit([enc.finish()]);
       await gpuWait(d.queue.onSubmittedWorkDone());
     });

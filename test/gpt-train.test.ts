@@ -131,6 +131,15 @@ test.serial('GPT: AdamW lowers the loss on a tiny repeated text', async (t) => {
   } finally { tr.destroy(); }
 });
 
+test.serial('GPT: warmup of every training kernel leaves the weights as they were', async (t) => {
+  const { c, model } = await modelFor(7);
+  const w = randomWeights(c.weightShapes, new Rng(SEED + 5));
+  await model.setWeights(w);
+  await model.warmup({ training: true });
+  const after = await model.getWeights();
+  for (const [k, v] of Object.entries(w)) t.deepEqual(after[k], v, k);
+});
+
 test.serial('GPT trainer: a token id or label outside the vocabulary is a one-line error before anything runs', async (t) => {
   const { model } = await modelFor(7);
   const tr = await model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'sgd', lr: 1e-3 } });
