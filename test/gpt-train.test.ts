@@ -131,6 +131,21 @@ test.serial('GPT: AdamW lowers the loss on a tiny repeated text', async (t) => {
   } finally { tr.destroy(); }
 });
 
+test.serial('GPT with f16 feed-forward layers (mixed precision; attention and embedding stay f32): AdamW lowers the loss', async (t) => {
+  const spec = gpt('gpt_train_f16ff', { seq: 7, vocab: VOCAB }) as { layers: { layers?: { name?: string; dtype?: string }[] }[] };
+  for (const l of spec.layers[1]!.layers!) if (l.name === 'fc1' || l.name === 'fc2') l.dtype = 'f16';
+  const c = await compile(spec as never);
+  const model = await c.create({ weights: randomWeights(c.weightShapes, new Rng(SEED + 16)), device: await sharedDevice() });
+  const text = Int32Array.from({ length: 22 }, (_, i) => i % 7);
+  const tr = await model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'adamw', lr: 1e-2 } });
+  try {
+    const losses: number[] = [];
+    for (let s = 0; s < 40; s++) losses.push(await tr.step(text.slice(0, 21), text.slice(1, 22), 3));
+    t.log(`loss: step 1 ${losses[0]!.toFixed(4)}, step 40 ${losses[39]!.toFixed(4)}`);
+    t.true(losses[39]! < 0.1 * losses[0]!, `loss fell from ${losses[0]} to ${losses[39]}`);
+  } finally { tr.destroy(); model.destroy(); }
+});
+
 test.serial('GPT: warmup of every training kernel leaves the weights as they were', async (t) => {
   const { c, model } = await modelFor(7);
   const w = randomWeights(c.weightShapes, new Rng(SEED + 5));
