@@ -22,6 +22,7 @@ import { DyadcError } from './core/errors.js';
 import { gpuWait } from './wait.js';
 import { Executor as KernelExecutor, rangeBinding } from './executor.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
+import { embeddingGradIndex } from './token-index.js';
 
 /**
  * What training needs of a model (runtime/model.ts's Model has all of it; typed structurally so this
@@ -70,7 +71,13 @@ const cpuUsage = (globalThis as { process?: { cpuUsage?: (prev?: { user: number;
 const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** Executor value ids of the loss targets and per-row losses: not node ids (those never start with `#`). */
-const LABELS = '#labels', LOSS = '#loss';
+const LABELS = '#labels', LOSS = '#loss', TOKEN_ROWS = '#token_rows';
+
+/** A token-sequence model's vocabulary and positions per sequence (spec input `{ vocab, seq }`), else undefined. */
+function tokensOf(model: TrainableModel): { vocab: number; seq: number } | undefined {
+  const i = model.plan.spec.input;
+  return i.vocab !== undefined && i.seq !== undefined ? { vocab: i.vocab, seq: i.seq } : undefined;
+}
 
 /** Bytes between the hyper-parameter blocks of update chunks (PlanTraining.updateChunks). */
 const HYPER_STRIDE = 256;
@@ -89,9 +96,6 @@ function updatedLength(k: TrainKernel, arenaLength: number): number {
 
 function trainingOf(model: TrainableModel): PlanTraining {
   const t = model.plan.training;
-  if (!t && model.plan.spec.input.seq !== undefined) {
-    throw new DyadcError('USAGE', `model ${model.plan.name}: training of attention/embedding is not supported yet; issue 17 (the model runs forward only)`);
-  }
   if (!t) throw new DyadcError('USAGE', `model ${model.plan.name} was compiled without training kernels (\`training: false\`)`,
     { fix: 'compile without `training: false` (the default includes them)' });
   if (t.format !== TRAIN_FORMAT) throw new DyadcError('USAGE', `model ${model.plan.name}: its training kernels are format ${JSON.stringify(t.format)}, this runtime runs ${TRAIN_FORMAT}`,
@@ -112,16 +116,20 @@ class Executor {
   readonly hyper: GPUBuffer;
   /** step status: [0] != 0 when check_finite_grads found a non-finite gradient (the update was skipped) */
   readonly status: GPUBuffer;
+  /** token models: where each token id's rows start in the token index, u32 `[vocab + 1]` (its rows are the value TOKEN_ROWS) */
+  readonly tokenStarts?: GPUBuffer;
 
   private constructor(readonly model: TrainableModel, readonly t: PlanTraining) {
     const d = model.device, name = model.plan.name;
     // labels: i32 / f32 `[batch, out]` (4 bytes each, as a value); loss: f32 `[batch]`
-    const values = [...t.values, { id: LABELS, features: model.plan.outFeatures }, { id: LOSS, features: 1 }];
+    const values = [...t.values, { id: LABELS, features: model.plan.outFeatures }, { id: LOSS, features: 1 }, { id: TOKEN_ROWS, features: 1 }];
     this.exec = new KernelExecutor(d, { name, values, resolve: (b, k) => this.buffer(b, k) });
     this.grads = d.createBuffer({ size: model.plan.arenaLength * 4, usage: STORAGE(), label: `${name}.grads` });
     // one 64-byte hyper-parameter block per update chunk, 256 bytes apart (WebGPU's largest minUniformBufferOffsetAlignment)
     this.hyper = d.createBuffer({ size: HYPER_STRIDE * (1 + (t.updateChunks?.length ?? 0)), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: `${name}.hyper` });
     this.status = d.createBuffer({ size: 16, usage: STORAGE(), label: `${name}.status` });
+    const tok = tokensOf(model);
+    if (tok) this.tokenStarts = d.createBuffer({ size: Math.ceil((tok.vocab + 1) / 4) * 16, usage: STORAGE(), label: `${name}.token_starts` });
   }
 
   /** Compiles (or fetches cached) pipelines for `kernels`. */
@@ -155,6 +163,11 @@ class Executor {
       case 'loss': return this.lossBuffer;
       case 'hyper': return { buffer: this.hyper, offset: (buf.chunk ?? 0) * HYPER_STRIDE, size: 64 };
       case 'status': return this.status;
+      case 'tokenIndex': {
+        if (buf.part === 'rows') return this.value(TOKEN_ROWS);
+        if (!this.tokenStarts) throw new DyadcError('USAGE', `kernel ${k.name} reads a token index but model ${this.model.plan.name} has no token input`);
+        return this.tokenStarts;
+      }
       case 'moment1': case 'moment2': {
         const m = buf.kind === 'moment1' ? this.moment1 : this.moment2;
         if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${buf.kind} that was not allocated`);
@@ -197,12 +210,24 @@ class Executor {
   }
 
   /**
+   * Uploads the token ids `[rows]` (i32) and their segment index (`embeddingGradIndex`), which the
+   * embedding gradient reads. @throws DyadcError(USAGE) for an id outside [0, vocab) (nothing is written).
+   */
+  writeTokens(ids: Int32Array): void {
+    const tok = tokensOf(this.model)!, q = this.model.device.queue;
+    const index = embeddingGradIndex(ids, tok.vocab);
+    q.writeBuffer(this.value(this.model.plan.input), 0, ids as Int32Array<ArrayBuffer>);
+    q.writeBuffer(this.value(TOKEN_ROWS), 0, index.rows as Uint32Array<ArrayBuffer>);
+    q.writeBuffer(this.tokenStarts!, 0, index.starts as Uint32Array<ArrayBuffer>);
+  }
+
+  /**
    * Fills every value buffer and the grads arena (its tensors; padding stays 0) with NaN (f16 NaN pairs
    * in f16 values), so a test catches any element a kernel should have written and did not.
    */
   poison(): void {
     const q = this.model.device.queue;
-    for (const [id, b] of this.exec.valueBuffers()) if (id !== LABELS && id !== LOSS) q.writeBuffer(b, 0, this.model.valueDtype(id) === 'f16'
+    for (const [id, b] of this.exec.valueBuffers()) if (id !== LABELS && id !== LOSS && id !== TOKEN_ROWS) q.writeBuffer(b, 0, this.model.valueDtype(id) === 'f16'
       ? new Uint32Array(b.size / 4).fill(0x7e007e00) : new Float32Array(b.size / 4).fill(NaN));
     const g = new Float32Array(this.model.plan.arenaLength);
     for (const w of this.model.plan.weights) g.fill(NaN, w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
@@ -218,12 +243,12 @@ class Executor {
 
   destroy(): void {
     this.exec.destroy();
-    this.grads.destroy(); this.hyper.destroy(); this.status.destroy();
+    this.grads.destroy(); this.hyper.destroy(); this.status.destroy(); this.tokenStarts?.destroy();
     this.moment1?.destroy(); this.moment2?.destroy();
   }
 }
 
-function checkX(model: TrainableModel, x: Float32Array, batch: number, what: string): void {
+function checkX(model: TrainableModel, x: Float32Array | Int32Array, batch: number, what: string): void {
   checkBatch(batch, what);
   const inF = model.plan.inFeatures;
   checkArray(x, Float32Array, batch * inF, `${what}: x must be a Float32Array of batch × in_features = ${batch} × ${inF} = ${batch * inF} values`);
@@ -257,12 +282,13 @@ export async function warmupTraining(model: TrainableModel, all?: boolean): Prom
   const ex = await Executor.create(model, kernels);
   try {
     ex.allocMoments(true);
-    ex.ensureCapacity(1);
+    const rows = tokensOf(model)?.seq ?? 1;  // a token model: one sequence (token id 0 everywhere, an empty token index)
+    ex.ensureCapacity(rows);
     const d = model.device;
     d.queue.writeBuffer(ex.status, 0, new Uint32Array([1, 0, 0, 0]));
     await ex.scoped('warmup', async () => {
       const enc = d.createCommandEncoder();
-      ex.encode(enc, kernels, 1, `${model.plan.name}.warmup`);
+      ex.encode(enc, kernels, rows, `${model.plan.name}.warmup`);
       d.queue.submit([enc.finish()]);
       await gpuWait(d.queue.onSubmittedWorkDone());
     });
@@ -287,6 +313,8 @@ export interface BackwardOptions {
 }
 
 export async function modelBackward(model: TrainableModel, x: Float32Array, dy: Float32Array, batch: number, opts: BackwardOptions = {}): Promise<BackwardOutput> {
+  if (tokensOf(model)) throw new DyadcError('USAGE', `backward: model ${model.plan.name} takes token ids, which have no gradient`,
+    { fix: 'train it with model.trainer(...) and read the weight gradients with trainer.gradients()' });
   checkX(model, x, batch, 'backward');
   const outF = model.plan.outFeatures;
   checkArray(dy, Float32Array, batch * outF, `backward: dy must be a Float32Array of batch × out_features = ${batch} × ${outF} = ${batch * outF} values`);
@@ -382,8 +410,13 @@ export class Trainer {
   /** Fills the trainer's intermediate/gradient buffers with NaN (tests; the next step must overwrite all of them). */
   poison(batch: number): void { this.ex.ensureCapacity(batch); this.ex.poison(); }
 
-  /** Checks and uploads a batch. @throws DyadcError(USAGE) before anything runs. */
-  private upload(x: Float32Array, labels: Int32Array | Float32Array, batch: number, what: string): void {
+  /**
+   * Checks and uploads a batch; returns the rows the kernels run on (batch, or batch·seq for a token model).
+   * @throws DyadcError(USAGE) before anything runs.
+   */
+  private upload(x: Float32Array | Int32Array, labels: Int32Array | Float32Array, batch: number, what: string): number {
+    const tok = tokensOf(this.model);
+    if (tok) return this.uploadTokens(x, labels, batch, what, tok);
     checkX(this.model, x, batch, what);
     const outF = this.model.plan.outFeatures;
     if (this.options.loss === 'softmax_cross_entropy') {
@@ -397,10 +430,34 @@ export class Trainer {
     for (let i = 0; i < batch * inF; i++) if (!Number.isFinite(x[i]))
       throw new DyadcError('USAGE', `${what}: x[${Math.floor(i / inF)}, ${i % inF}] is ${x[i]}; a non-finite input would turn every weight into NaN, so nothing was run`, { fix: 'replace or drop the non-finite values' });
     this.ex.ensureCapacity(batch);
-    this.ex.writeInput(x, what);
+    this.ex.writeInput(x as Float32Array, what);
     this.model.device.queue.writeBuffer(this.ex.labelsBuffer, 0, labels as Float32Array<ArrayBuffer>);
     this.model.device.queue.writeBuffer(this.ex.status, 0, new Uint32Array(4));
     this.writeHyper();
+    return batch;
+  }
+
+  /**
+   * A token model's batch: `x` Int32Array `[batch, seq]` token ids, `labels` Int32Array `[batch, seq]` (the
+   * next token of each position; softmax cross-entropy over the vocabulary per position, mean over all
+   * batch·seq positions). Uploads the ids, their segment index (the embedding gradient's), the labels.
+   */
+  private uploadTokens(x: Float32Array | Int32Array, labels: Int32Array | Float32Array, batch: number, what: string, tok: { vocab: number; seq: number }): number {
+    checkBatch(batch, what);
+    const rows = batch * tok.seq, outF = this.model.plan.outFeatures;
+    if (this.options.loss !== 'softmax_cross_entropy') throw new DyadcError('USAGE', `${what}: a token model trains with loss softmax_cross_entropy, got ${this.options.loss}`, { fix: 'create the trainer with loss: "softmax_cross_entropy"' });
+    checkArray(x, Int32Array, rows, `${what}: a token model takes an Int32Array of batch × seq = ${batch} × ${tok.seq} = ${rows} token ids`);
+    checkArray(labels, Int32Array, rows, `${what}: a token model takes an Int32Array of batch × seq = ${rows} labels (the next token of each position)`);
+    for (let i = 0; i < rows; i++) if (!(labels[i] >= 0 && labels[i] < outF))
+      throw new DyadcError('USAGE', `${what}: label ${labels[i]} at position ${i} is outside [0, ${outF})`);
+    const bad = x.findIndex((v) => !(v >= 0 && v < tok.vocab));
+    if (bad >= 0) throw new DyadcError('USAGE', `${what}: token id x[${bad}] = ${x[bad]} is outside [0, ${tok.vocab})`, { fix: `use ids below the vocab ${tok.vocab}` });
+    this.ex.ensureCapacity(rows);
+    this.ex.writeTokens(x);
+    this.model.device.queue.writeBuffer(this.ex.labelsBuffer, 0, labels as Int32Array<ArrayBuffer>);
+    this.model.device.queue.writeBuffer(this.ex.status, 0, new Uint32Array(4));
+    this.writeHyper();
+    return rows;
   }
 
   /** Whether the last submitted update was skipped (check_finite_grads found a non-finite gradient). */
@@ -433,24 +490,24 @@ export class Trainer {
    * (computed before the update).
    * @throws DyadcError(USAGE) for wrongly sized inputs or labels out of range; DyadcError(GPU | LIMIT).
    */
-  async step(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<number> {
+  async step(x: Float32Array | Int32Array, labels: Int32Array | Float32Array, batch: number): Promise<number> {
     this.model.assertAlive('trainer.step');
     if (this.destroyed) throw new DyadcError('USAGE', 'trainer.step: the trainer was destroyed', { fix: 'create a new trainer with model.trainer(...)' });
-    this.upload(x, labels, batch, 'trainer.step');
+    const rows = this.upload(x, labels, batch, 'trainer.step');
     const d = this.model.device;
     const { losses, skipped } = await this.ex.scoped('training step', async () => {
       const enc = d.createCommandEncoder();
-      this.ex.encode(enc, this.kernels, batch, `${this.model.plan.name}.train`);
-      const [losses, skipped] = await Promise.all([this.ex.read(this.ex.lossBuffer, batch * 4, enc), this.skipped()]);
+      this.ex.encode(enc, this.kernels, rows, `${this.model.plan.name}.train`);
+      const [losses, skipped] = await Promise.all([this.ex.read(this.ex.lossBuffer, rows * 4, enc), this.skipped()]);
       return { losses, skipped };
     });
     let s = 0;
-    for (let i = 0; i < batch; i++) s += losses[i];
-    const loss = s / batch;
-    if (skipped) throw new DyadcError('GPU', `trainer.step: a gradient is not finite (loss ${loss}); the update of step ${this.steps + 1} was skipped and the weights and optimizer state are unchanged.${await this.diagnose(batch)}`,
+    for (let i = 0; i < rows; i++) s += losses[i];
+    const loss = s / rows;
+    if (skipped) throw new DyadcError('GPU', `trainer.step: a gradient is not finite (loss ${loss}); the update of step ${this.steps + 1} was skipped and the weights and optimizer state are unchanged.${await this.diagnose(rows)}`,
       { fix: 'lower the learning rate or check the targets and inputs; for an f16 overflow, scale the data or give that layer dtype "f32"' });
     this.steps++;
-    if (!Number.isFinite(loss)) throw new DyadcError('GPU', `trainer.step: the loss is ${loss} (step ${this.steps}) although every gradient was finite and the update was applied.${await this.diagnose(batch)}`,
+    if (!Number.isFinite(loss)) throw new DyadcError('GPU', `trainer.step: the loss is ${loss} (step ${this.steps}) although every gradient was finite and the update was applied.${await this.diagnose(rows)}`,
       { fix: 'check the targets (mse) and inputs; restore the weights with setWeights if needed' });
     return loss;
   }
@@ -459,15 +516,15 @@ export class Trainer {
    * Like `step`, but submits each kernel alone and waits for it: per-kernel wall times (ms) of one
    * real training step (the update is applied). For tuning; slower than `step`.
    */
-  async profile(x: Float32Array, labels: Int32Array | Float32Array, batch: number): Promise<{ loss: number; kernels: KernelTime[] }> {
-    this.upload(x, labels, batch, 'trainer.profile');
+  async profile(x: Float32Array | Int32Array, labels: Int32Array | Float32Array, batch: number): Promise<{ loss: number; kernels: KernelTime[] }> {
+    const rows = this.upload(x, labels, batch, 'trainer.profile');
     const d = this.model.device;
     const times: KernelTime[] = [];
     for (const k of this.kernels) {
       // one scope per kernel: a scope is never held across the wait for the device
       times.push(await this.ex.scoped(`training step (profiled, ${k.name})`, async () => {
         const enc = d.createCommandEncoder();
-        this.ex.encode(enc, [k], batch, k.name);
+        this.ex.encode(enc, [k], rows, k.name);
         const c0 = cpuUsage?.(), t0 = performance.now();
         d.queue.submit([enc.finish()]);
         await gpuWait(d.queue.onSubmittedWorkDone());
@@ -475,11 +532,11 @@ export class Trainer {
         return { name: k.name, layers: k.layers, ms, ...(c1 ? { cpuMs: (c1.user + c1.system) / 1000 } : {}) };
       }));
     }
-    const losses = await this.ex.scoped('training step (profiled)', () => this.ex.read(this.ex.lossBuffer, batch * 4));
+    const losses = await this.ex.scoped('training step (profiled)', () => this.ex.read(this.ex.lossBuffer, rows * 4));
     if (!(await this.skipped())) this.steps++;
     let s = 0;
-    for (let i = 0; i < batch; i++) s += losses[i];
-    return { loss: s / batch, kernels: times };
+    for (let i = 0; i < rows; i++) s += losses[i];
+    return { loss: s / rows, kernels: times };
   }
 
   /**

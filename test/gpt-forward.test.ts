@@ -9,7 +9,7 @@
  *  - 2 layers, dense FF and DYAD `it` n=2 FF (and one model with DYAD q/k/v/out projections too);
  *  - seq 1, 7 and 37 (37 does not divide the attention's 32-query tile), batch 1 and 3.
  * Small widths (d_model 16, 2 heads of 8) keep the shader JIT short; each model is compiled once.
- * Also: the Hugging Face OPT weight names, the spec errors of the new fields, training's error.
+ * Also: the Hugging Face OPT weight names, the spec errors of the new fields, the training kernels' order.
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
@@ -99,7 +99,7 @@ test('GPT weights follow the Hugging Face OPT names; the examples compile', (t) 
   t.deepEqual(c.weightShapes['model.decoder.layers.1.fc1.wl'], [2, 16, 8]);
   t.false(names.includes('lm_head.bias'));
   t.is(names.filter((n) => n.startsWith('model.decoder.layers.1.')).length, 18);  // 2 norms × 2, q/k/v/out × 2, fc1 and fc2 × 3
-  t.is(c.plan.training, undefined, 'a token-sequence spec compiles without training by default');
+  t.truthy(c.plan.training, 'a token-sequence spec compiles with training kernels by default');
   for (const f of ['examples/gpt-tiny.json', 'examples/gpt-tiny-dyad.json']) {
     const e = compileSync(readFileSync(f, 'utf8'));
     t.truthy(e.weightShapes['model.decoder.layers.1.self_attn.q_proj.weight'], f);
@@ -108,17 +108,22 @@ test('GPT weights follow the Hugging Face OPT names; the examples compile', (t) 
   }
 });
 
-test('training a GPT: clear error until issue 17 lands it', (t) => {
-  t.throws(() => compileSync(gpt('train_me', { seq: 4 }) as never, { training: true }),
-    { instanceOf: DyadcError, message: /training of attention\/embedding is not supported yet; issue 17 .*fix: compile with training: false/ });
+test('a GPT compiles with training kernels: attention dq then dk/dv, the embedding gradient (test/gpt-train.test.ts runs them)', (t) => {
+  const c = compileSync(gpt('train_me', { seq: 4 }) as never);
+  const names = c.plan.training!.backward.map((k) => k.name);
+  for (const l of [0, 1]) {
+    const a = `model.decoder.layers.${l}.self_attn.attn`;
+    t.true(names.indexOf(`${a}.dq`) >= 0 && names.indexOf(`${a}.dq`) < names.indexOf(`${a}.dk`), `${a}: dq before dk/dv in ${names.join(', ')}`);
+  }
+  t.is(names.at(-1), 'model.decoder.dw', 'the embedding gradient runs last');
+  t.is(compileSync(gpt('no_train', { seq: 4 }) as never, { training: false }).plan.training, undefined);
 });
 
-test.serial('a GPT model: warmup runs one sequence; trainer() and backward() say training is not supported yet', async (t) => {
+test.serial('a GPT model: warmup runs one sequence; backward() says token ids have no gradient', async (t) => {
   const b = await build('dense FF seq 7', { seq: 7 }, SEED);
   await t.notThrowsAsync(() => b.model.warmup());
-  const message = /model dense_FF_seq_7: training of attention\/embedding is not supported yet; issue 17/;
-  await t.throwsAsync(() => b.model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'sgd', lr: 0.1 } } as never), { instanceOf: DyadcError, message });
-  await t.throwsAsync(() => b.model.backward(new Float32Array(7), new Float32Array(7 * 23), 7), { instanceOf: DyadcError, message });
+  await t.throwsAsync(() => b.model.backward(new Float32Array(7), new Float32Array(7 * 23), 7),
+    { instanceOf: DyadcError, message: /backward: model dense_FF_seq_7 takes token ids, which have no gradient .*fix: train it with model.trainer/ });
 });
 
 /** Spec errors of the new fields: the written JSON path (inside repeat blocks too) and a fix. */

@@ -8,6 +8,8 @@
  *   weight_grad      weight-grad.wgsl.hbs   (compiler/codegen/weightgrad.ts)
  *   pointwise_grad   pointwise-grad.wgsl.hbs  (activation/epilogue derivative; also `add`)
  *   norm_grad, norm_param_grad   norm-grad.wgsl.hbs
+ *   attention_grad   renderAttentionBackward (codegen/attention.ts: pass dq, then pass dkdv)
+ *   embedding_grad   renderEmbeddingGrad (codegen/embedding.ts; reads the token index the trainer uploads)
  *   losses           loss.wgsl.hbs (softmax cross-entropy, mse)
  *   optimizers       optimizer.wgsl.hbs (adamw, sgd)
  *
@@ -19,7 +21,9 @@ import type { BlockGemmNode } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Plan, PlanTraining, TrainKernel, TrainBinding, TrainBuffer, UpdateChunk, WeightRange } from '../../runtime/plan.js';
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
-import type { TrainGraph, GradStep, PointwiseGradStep, NormGradStep, NormParamGradStep } from '../passes/autodiff.js';
+import type { TrainGraph, GradStep, PointwiseGradStep, NormGradStep, NormParamGradStep, AttentionGradStep, EmbeddingGradStep } from '../passes/autodiff.js';
+import { renderAttentionBackward, type TransformerKernel } from './attention.js';
+import { renderEmbeddingGrad } from './embedding.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, type RenderedTrainKernel } from './weightgrad.js';
 import { arenaConst, kernelContext, nodeKernel, rowReduction, withRanges } from './plan.js';
@@ -109,7 +113,34 @@ function stepTensors(s: GradStep): (string | undefined)[] {
     case 'pointwise_grad': return [];
     case 'norm_grad': return [s.weight];
     case 'norm_param_grad': return [s.weight, s.bias];
+    case 'attention_grad': return [];
+    case 'embedding_grad': return [s.tokens, s.positions];
   }
+}
+
+/** A standalone transformer kernel as a training kernel: each slot bound to `buffers[slot.name]`. @throws DyadcError(IR_INVALID) for a slot without one (a codegen bug). */
+function slotKernel(tk: TransformerKernel, s: GradStep, buffers: Record<string, TrainBuffer>, output: string, shapes: string): TrainKernel {
+  const bindings = tk.bindings.map((slot): TrainBinding => {
+    const buffer = buffers[slot.name];
+    if (!buffer) throw new DyadcError('IR_INVALID', `backward step %${s.id}: kernel slot ${slot.name} has no buffer`);
+    return { binding: slot.binding, buffer };
+  });
+  return { name: tk.name, layers: s.layers, wgsl: tk.wgsl, output, shapes, grid: tk.grid, bindings };
+}
+
+function attentionGradKernel(s: AttentionGradStep, name: string): TrainKernel {
+  const k = { ...renderAttentionBackward({ seq: s.seq, dModel: s.features, heads: s.heads }, {}, s.out)[s.pass], name };
+  const v = (id: string): TrainBuffer => ({ kind: 'value', id });
+  const common = { q: v(s.q), k: v(s.k), v: v(s.v), dout: v(s.dout), lse: v(s.lse), delta: v(s.delta) };
+  const buffers = s.pass === 'dq' ? { ...common, out: v(s.out), dq: v(s.id) } : { ...common, dk: v(s.id), dv: v(s.dv!) };
+  return slotKernel(k, s, buffers, s.id, `[batch·${s.seq},${s.features}] -> ${s.pass === 'dq' ? 'dq, delta' : 'dk, dv'}`);
+}
+
+function embeddingGradKernel(s: EmbeddingGradStep, offsets: Offsets, name: string): TrainKernel {
+  const k = renderEmbeddingGrad({ vocab: s.vocab, maxSeq: s.seq, seq: s.seq, dModel: s.features, tokOffset: offsets[s.tokens]!, posOffset: offsets[s.positions]! },
+    { accumulateTokens: s.accumulateTokens, name });
+  return slotKernel(k, s, { dy: { kind: 'value', id: s.dy }, token_rows: { kind: 'tokenIndex', part: 'rows' }, token_starts: { kind: 'tokenIndex', part: 'starts' },
+    grads: { kind: 'grads' } }, 'grads', `dy [batch·${s.seq},${s.features}] -> grads`);
 }
 
 /** A backward step's kernel, its weight offsets relative to the ranges it binds (weight-layout.ts kernelWeights). */
@@ -138,6 +169,8 @@ function renderStep(s: GradStep, offsets: Offsets, name: string, features: Map<s
       const r = renderNormGrad(s, offsets, name, types);
       return { name, layers, wgsl: r.wgsl, output: s.kind === 'norm_grad' ? s.id : 'grads', shapes: `[batch,${features.get(s.x) ?? s.features}]`, grid: r.grid, bindings: r.bindings };
     }
+    case 'attention_grad': return attentionGradKernel(s, name);
+    case 'embedding_grad': return embeddingGradKernel(s, offsets, name);
   }
 }
 

@@ -86,7 +86,35 @@ export interface NormParamGradStep extends StepBase {
   weight: string; bias?: string;
 }
 
-export type GradStep = PointwiseGradStep | DataGradStep | WeightGradStep | NormGradStep | NormParamGradStep;
+/**
+ * One pass of the causal attention backward (codegen/attention.ts renderAttentionBackward): `dq` writes
+ * dL/dq (`id`) and D_i = dO_i·out_i (`delta`); `dkdv`, run after it, writes dL/dk (`id`) and dL/dv (`dv`).
+ * Both overwrite their outputs (q, k and v are each read by the attention alone: their projections).
+ */
+export interface AttentionGradStep extends StepBase {
+  kind: 'attention_grad';
+  pass: 'dq' | 'dkdv';
+  heads: number; seq: number; features: number;
+  q: ValueId; k: ValueId; v: ValueId; out: ValueId; lse: ValueId; dout: ValueId;
+  delta: ValueId;
+  /** `dkdv`: the dL/dv output (its dL/dk is `id`) */
+  dv?: ValueId;
+}
+
+/**
+ * Token + position table gradients (codegen/embedding.ts renderEmbeddingGrad) into the grads arena, from
+ * dL/dy and the host-built segment index of the token ids (runtime/token-index.ts; values `rows`, `starts`).
+ * `accumulateTokens`: a tied LM head already wrote the token table's gradient (its step runs first).
+ */
+export interface EmbeddingGradStep extends StepBase {
+  kind: 'embedding_grad';
+  vocab: number; seq: number; features: number;
+  dy: ValueId;
+  tokens: string; positions: string;
+  accumulateTokens: boolean;
+}
+
+export type GradStep = PointwiseGradStep | DataGradStep | WeightGradStep | NormGradStep | NormParamGradStep | AttentionGradStep | EmbeddingGradStep;
 
 export interface TrainGraph {
   name: string;
@@ -115,9 +143,11 @@ export interface AutodiffOptions {
  */
 export const gradId = (id: ValueId) => `${id}.grad`;
 export const preId = (id: ValueId) => `${id}.pre`;
+/** The value holding an attention node's per-row logsumexp `[batch·seq, heads]`, written by its forward kernel. */
+export const attentionLseId = (id: ValueId) => `${id}.lse`;
 
 function paramsOf(n: Node): boolean {
-  return n.kind === 'blockgemm' || n.kind === 'linear' || n.kind === 'dyad' || n.kind === 'norm';
+  return n.kind === 'blockgemm' || n.kind === 'linear' || n.kind === 'dyad' || n.kind === 'norm' || n.kind === 'embedding';
 }
 
 const isRelu = (ops: EpilogueOp[]) => ops.length === 1 && ops[0].op === 'act' && ops[0].act === 'relu';
@@ -127,12 +157,8 @@ const isRelu = (ops: EpilogueOp[]) => ops.length === 1 && ops[0].op === 'act' &&
  * @throws DyadcError(IR_INVALID) for unlowered nodes (linear/dyad: run `lower` first) or an unused value.
  */
 export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
-  const seqOp = g0.nodes.find((n) => n.kind === 'embedding' || n.kind === 'attention');
-  if (seqOp) {
-    throw new DyadcError('USAGE', `training of attention/embedding is not supported yet; issue 17 (layer ${seqOp.layers.join('+')})`,
-      { fix: 'compile with training: false (CLI: --no-training) to run the model forward' });
-  }
-  const wantInput = opts.inputGrad ?? true;
+  // token ids have no gradient
+  const wantInput = (opts.inputGrad ?? true) && !g0.nodes.some((n) => n.kind === 'embedding');
   const fwd = cloneGraph(g0);
   const steps: GradStep[] = [];
   const values: { id: ValueId; features: number }[] = [];
@@ -222,6 +248,22 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
         break;
       }
       case 'blockgemm': gemmBackward(n, dy); break;
+      case 'embedding':
+        emit({ kind: 'embedding_grad', id: `${n.id}.dw`, layers: n.layers, vocab: n.vocab, seq: n.seq, features: n.features, dy,
+          tokens: n.tokens, positions: n.positions, accumulateTokens: weightGrads[n.tokens] !== undefined });
+        weightGrads[n.tokens] = `${n.id}.dw`; weightGrads[n.positions] = `${n.id}.dw`;
+        break;
+      case 'attention': {
+        // dq first (it writes delta, which dkdv reads); q, k, v each get one contribution (their projection reads nothing else)
+        const [q, k, v] = n.inputs;
+        const base = { layers: n.layers, heads: n.heads, seq: n.seq, features: n.features, q, k, v, out: n.id, lse: attentionLseId(n.id), dout: dy, delta: `${n.id}.delta` };
+        emit({ kind: 'attention_grad', pass: 'dq', id: `${n.id}.dq`, ...base }, q);
+        addValue(`${n.id}.dq`, n.features); addValue(`${n.id}.delta`, n.heads);
+        emit({ kind: 'attention_grad', pass: 'dkdv', id: `${n.id}.dk`, dv: `${n.id}.dv`, ...base });
+        addValue(`${n.id}.dk`, n.features); addValue(`${n.id}.dv`, n.features);
+        push(q, `${n.id}.dq`); push(k, `${n.id}.dk`); push(v, `${n.id}.dv`);
+        break;
+      }
       default: throw new DyadcError('IR_INVALID', `%${(n as Node).id}: autodiff does not handle ${(n as Node).kind}`);
     }
   }
@@ -293,6 +335,7 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
 /** Checks that every step reads values defined earlier (forward values, or outputs of earlier steps). @throws DyadcError(IR_INVALID) */
 export function verifyTrain(tg: TrainGraph): void {
   const defined = new Set<ValueId>([...tg.forward.nodes.map((n) => n.id), tg.outputGrad]);
+  for (const n of tg.forward.nodes) if (n.kind === 'attention') defined.add(attentionLseId(n.id));
   for (const n of tg.forward.nodes) if (n.kind === 'blockgemm' && n.savePre) defined.add(n.savePre);
   const need = (s: GradStep, v: ValueId | undefined) => {
     if (v !== undefined && !defined.has(v)) throw new DyadcError('IR_INVALID', `backward step %${s.id} (${s.kind}) reads %${v} before it is defined`);
@@ -308,8 +351,11 @@ export function verifyTrain(tg: TrainGraph): void {
       case 'weight_grad': need(s, s.g); need(s, s.x); need(s, s.prologue?.stats); break;
       case 'norm_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); need(s, s.acc); break;
       case 'norm_param_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); break;
+      case 'attention_grad': for (const v of [s.q, s.k, s.v, s.out, s.lse, s.dout]) need(s, v); if (s.pass === 'dkdv') need(s, s.delta); break;
+      case 'embedding_grad': need(s, s.dy); break;
     }
-    if (s.kind !== 'weight_grad' && s.kind !== 'norm_param_grad') defined.add(s.id);
+    if (s.kind !== 'weight_grad' && s.kind !== 'norm_param_grad' && s.kind !== 'embedding_grad') defined.add(s.id);
+    if (s.kind === 'attention_grad') defined.add(s.pass === 'dq' ? s.delta : s.dv!);
     if (s.kind === 'pointwise_grad') for (const t of s.taps) defined.add(t.id);
   }
   if (tg.inputGrad && !defined.has(tg.inputGrad)) throw new DyadcError('IR_INVALID', `input gradient %${tg.inputGrad} is never computed`);
@@ -341,6 +387,10 @@ export function printTrain(tg: TrainGraph): string {
         break;
       case 'norm_grad': rhs = `${s.norm}_grad(dy=%${s.dy}, x=%${s.x}, stats=%${s.stats}, ${s.weight})`; break;
       case 'norm_param_grad': rhs = `${s.norm}_param_grad(dy=%${s.dy}, x=%${s.x}) -> grads[${[s.weight, ...(s.bias ? [s.bias] : [])].join(', ')}]`; break;
+      case 'attention_grad': rhs = s.pass === 'dq'
+        ? `attention_dq(dout=%${s.dout}, q=%${s.q}, k=%${s.k}, v=%${s.v}, out=%${s.out}, lse=%${s.lse}) delta=%${s.delta}`
+        : `attention_dkdv(dout=%${s.dout}, q=%${s.q}, k=%${s.k}, v=%${s.v}, lse=%${s.lse}, delta=%${s.delta}) dv=%${s.dv}`; break;
+      case 'embedding_grad': rhs = `embedding_grad(dy=%${s.dy}, token index) -> grads[${s.tokens}${s.accumulateTokens ? ' (+=)' : ''}, ${s.positions}]`; break;
     }
     const acc = 'acc' in s && s.acc ? ` + %${s.acc}` : s.kind === 'data_grad' && s.node.epilogue.length ? ` + %${s.node.inputs[1]}` : '';
     lines.push(`  %${s.id} = ${rhs}${acc}${s.inputGradOnly ? '  (input gradient only)' : ''}`);

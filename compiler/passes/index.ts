@@ -50,9 +50,8 @@ export interface PipelineOptions extends ScheduleOptions {
   /** How choose-blocks resolves `blocks: "auto"`: measurements (the tuner's lookup) and the rule; default the heuristic. */
   blocks?: { lookup?: TunedLookup; rule?: BlockRule };
   /**
-   * Run autodiff and schedule-backward (the training kernels). Default true, except for a token-sequence
-   * spec (`input: { vocab, seq }`), whose attention/embedding have no training kernels yet (issue 17):
-   * default false there, and `true` throws DyadcError(USAGE) from autodiff.
+   * Run autodiff and schedule-backward (the training kernels). Default true (a token-sequence spec
+   * included: its attention and embedding backward are f32 kernels).
    */
   training?: boolean;
 }
@@ -115,7 +114,7 @@ export const passNames = (opts: PipelineOptions = {}): string[] => passList(opts
  * @throws DyadcError(SPEC_* | IR_INVALID | LIMIT) from the passes; IR_INVALID for an unknown `until`.
  */
 export function runPipeline(spec: Spec, opts: PipelineOptions & { until?: string } = {}, after?: (pass: Pass, s: PipelineState) => void): PipelineState {
-  const list = passList(opts.training === undefined && spec.input.seq !== undefined ? { ...opts, training: false } : opts);
+  const list = passList(opts);
   const stop = opts.until === undefined ? list.length - 1 : list.findIndex((p) => p.name === opts.until);
   if (stop < 0) throw new DyadcError('IR_INVALID', `no pass ${opts.until} (passes: ${list.map((p) => p.name).join(', ')})`);
   let s: PipelineState = { spec, decisions: [] };

@@ -115,7 +115,12 @@ export type TrainBuffer =
    */
   | { kind: 'hyper'; chunk?: number }
   /** step status (u32 words; [0] != 0: a gradient was not finite and the update was skipped) */
-  | { kind: 'status' };
+  | { kind: 'status' }
+  /**
+   * the segment index of the token ids (runtime/token-index.ts, built and uploaded by the trainer each step),
+   * read by the embedding gradient: `rows` u32 `[batch·seq]`, `starts` u32 `[vocab + 1]`
+   */
+  | { kind: 'tokenIndex'; part: 'rows' | 'starts' };
 
 export interface TrainBinding { binding: number; buffer: TrainBuffer }
 
