@@ -1,9 +1,9 @@
 /**
  * `model.generate` (runtime/generate.ts), ms per generated token on this process's WebGPU adapter: greedy,
  * a 1-token prompt, seq − 0 tokens (the context filled), on the GPT of test/generate.test.ts by default
- * (2 layers, d_model 16, 2 heads, ff 32, vocab 23, seq 20; seeded random weights). Uncached only for now
- * (each token = one forward of seq rows + a read-back of its logits); median of --reps runs after one
- * warm-up, the whole measurement --rounds times.
+ * (2 layers, d_model 16, 2 heads, ff 32, vocab 23, seq 20; seeded random weights). Cached (key/value cache:
+ * one row per token) and uncached (one forward of seq rows per token), interleaved (A B A B …), median of
+ * --reps runs each after one warm-up, the whole comparison --rounds times.
  *
  *   npx tsx bench/generate.ts [--seq 20] [--d-model 16] [--heads 2] [--reps 5] [--rounds 2]
  */
@@ -27,14 +27,15 @@ const c = await compile(gpt('bench_generate', { seq: o.seq, vocab: 23, dModel: o
 const device = await getDevice();
 const model = await c.create({ weights: randomWeights(c.weightShapes, new Rng(1)), device });
 const maxTokens = o.seq;
-await model.generate([1], { maxTokens });
+for (const cache of [true, false]) await model.generate([1], { maxTokens, cache });
 for (let r = 0; r < o.rounds; r++) {
-  const ms: number[] = [];
-  for (let i = 0; i < o.reps; i++) {
+  const ms: Record<'cached' | 'uncached', number[]> = { cached: [], uncached: [] };
+  for (let i = 0; i < o.reps; i++) for (const cache of [true, false]) {
     const t0 = performance.now();
-    await model.generate([1], { maxTokens });
-    ms.push((performance.now() - t0) / maxTokens);
+    await model.generate([1], { maxTokens, cache });
+    ms[cache ? 'cached' : 'uncached'].push((performance.now() - t0) / maxTokens);
   }
-  console.log(`round ${r + 1}: uncached ${median(ms).toFixed(3)} ms/token (median of ${o.reps} runs of ${maxTokens} tokens; seq ${o.seq}, d_model ${o.dModel}, heads ${o.heads})`);
+  const c1 = median(ms.cached), u1 = median(ms.uncached);
+  console.log(`round ${r + 1}: cached ${c1.toFixed(3)} ms/token, uncached ${u1.toFixed(3)} ms/token, uncached/cached ${(u1 / c1).toFixed(2)}x (medians of ${o.reps} runs of ${maxTokens} tokens; seq ${o.seq}, d_model ${o.dModel}, heads ${o.heads})`);
 }
 model.destroy();

@@ -11,10 +11,25 @@
  * computed in float64 on the host, with a seeded generator so a seed replays the same tokens.
  */
 import { DyadcError } from './core/errors.js';
+import type { Plan, PlanKernel } from './core/plan.js';
+import { scoped } from './executor.js';
+import type { PlanBinding } from './core/plan.js';
+
+/** The part of the runtime's Executor (runtime/executor.ts) a decode session uses. */
+export interface DecodeExecutor {
+  ensureCapacity(batch: number, what?: string): void;
+  add(kernels: readonly PlanKernel[]): Promise<void>;
+  value(id: string): GPUBuffer;
+  encode(enc: GPUCommandEncoder, kernels: readonly PlanKernel[], batch: number, label: string): void;
+  read(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array>;
+  destroy(): void;
+}
 
 /** What generation needs of a Model (runtime/model.ts; an interface, so that module and this one do not import each other). */
 export interface GeneratingModel {
-  readonly plan: { readonly name: string; readonly outFeatures: number };
+  readonly plan: Plan;
+  readonly device: GPUDevice;
+  executorFor(values: readonly { id: string; features: number }[], name: string): DecodeExecutor;
   readonly tokens: { vocab: number; seq: number } | undefined;
   forward(x: Int32Array, batch: number): Promise<Float32Array>;
 }
@@ -27,6 +42,11 @@ export interface GenerateOptions {
   temperature?: number;
   /** Seed of the sampler (a 32-bit integer, default 0); ignored when greedy. */
   seed?: number;
+  /**
+   * Use the key/value cache (default: true where the plan has decode kernels, `plan.decode`): each token runs the
+   * network for ONE row; false re-runs the whole context per token.
+   */
+  cache?: boolean;
   /** Called after each step with its index, the f32 logits `[vocab]` of the last position, and the chosen token. */
   onStep?: (step: number, logits: Float32Array, token: number) => void;
 }
@@ -104,13 +124,67 @@ export async function generate(model: GeneratingModel, prompt: Int32Array | read
   const context = new Int32Array(seq); // token 0 pads the positions after the last real one (never read, causal)
   context.set(ids);
   const out = new Int32Array(opts.maxTokens);
-  for (let step = 0, n = ids.length; step < opts.maxTokens; step++, n++) {
-    const all = await model.forward(context, 1);
-    const logits = all.slice((n - 1) * vocab, n * vocab);
+  if (opts.cache === true && !model.plan.decode) throw new DyadcError('USAGE', `generate: model ${model.plan.name} has no decode kernels (a plan compiled before the key/value cache)`, { fix: 'recompile the model, or pass cache: false' });
+  const session = opts.cache !== false && model.plan.decode && opts.maxTokens > 0 ? await DecodeSession.create(model) : undefined;
+  try {
+    if (session) for (let p = 0; p < ids.length - 1; p++) await session.step(context, p, false);  // the prompt fills the caches
+    for (let step = 0, n = ids.length; step < opts.maxTokens; step++, n++) {
+      const logits = session ? await session.step(context, n - 1, true) : (await model.forward(context, 1)).slice((n - 1) * vocab, n * vocab);
     const token = temperature === 0 ? argmax(logits) : sampleSoftmax(logits, temperature, next());
-    opts.onStep?.(step, logits, token);
-    out[step] = token;
-    if (n < seq) context[n] = token;
+      opts.onStep?.(step, logits, token);
+      out[step] = token;
+      if (n < seq) context[n] = token;
+    }
+  } finally {
+    session?.destroy();
   }
   return out;
+}
+
+/**
+ * The decode step with a key/value cache: its own executor over the model's weights (values at capacity seq, plus
+ * each attention's `[seq, d_model]` k/v caches and the u32 position), running per step
+ *  1. the embedding kernel over the context's seq rows (a gather, seq·d_model adds: its position table is indexed
+ *     by row, so row p is computed where it lies), then row p copied to row 0;
+ *  2. every other forward kernel for ONE row (gemms at batch 1), each attention replaced by its decode kernel
+ *     (compiler/codegen/attention-decode.ts), which appends the row's k, v at position p and attends over 0..p.
+ */
+class DecodeSession {
+  private constructor(private readonly model: GeneratingModel, private readonly exec: DecodeExecutor, private readonly embedding: PlanKernel,
+    private readonly rest: PlanKernel[], private readonly scratch: GPUBuffer, private readonly rowBytes: number) {}
+
+  static async create(model: GeneratingModel): Promise<DecodeSession> {
+    const plan = model.plan, d = plan.decode!, seq = model.tokens!.seq;
+    const [embedding, ...others] = plan.kernels;
+    if (!embedding || !embedding.bindings.some((b) => b.buffer.kind === 'value' && b.buffer.id === plan.input)) throw new DyadcError('USAGE', `generate: the first kernel of ${plan.name} does not read the token ids`, { fix: 'pass cache: false' });
+    const byOutput = new Map(d.attention.map((k) => [k.output, k]));
+    const rest = others.map((k) => byOutput.get(k.output) ?? k);
+    const exec = model.executorFor([...plan.values, ...d.cacheValues, { id: d.position, features: 1 }], `${plan.name}.decode`);
+    try {
+      exec.ensureCapacity(seq, 'generate: seq');
+      await exec.add([embedding, ...rest]);
+    } catch (e) { exec.destroy(); throw e; }
+    const rowBytes = plan.values.find((v) => v.id === embedding.output)!.features * 4;
+    const scratch = model.device.createBuffer({ size: rowBytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `${plan.name}.decode.row` });
+    return new DecodeSession(model, exec, embedding, rest, scratch, rowBytes);
+  }
+
+  /** Runs position p (context[p] its token, context[0..p) already cached); returns its logits `[vocab]` when `read`. */
+  async step(context: Int32Array, p: number, read: boolean): Promise<Float32Array> {
+    const { model, exec } = this, plan = model.plan, q = model.device.queue, seq = context.length;
+    q.writeBuffer(exec.value(plan.input), 0, context as Int32Array<ArrayBuffer>);
+    q.writeBuffer(exec.value(plan.decode!.position), 0, new Uint32Array([p]));
+    const enc = model.device.createCommandEncoder({ label: `${plan.name}.decode` });
+    exec.encode(enc, [this.embedding], seq, `${plan.name}.decode.embedding`);
+    const emb = exec.value(this.embedding.output);
+    if (p > 0) {
+      enc.copyBufferToBuffer(emb, p * this.rowBytes, this.scratch, 0, this.rowBytes);
+      enc.copyBufferToBuffer(this.scratch, 0, emb, 0, this.rowBytes);
+    }
+    exec.encode(enc, this.rest, 1, `${plan.name}.decode.row`);
+    if (read) return scoped(model.device, `decode step at position ${p} of ${plan.name}`, () => exec.read(exec.value(plan.output), plan.outFeatures * 4, enc));
+    return scoped(model.device, `decode step at position ${p} of ${plan.name}`, async () => { q.submit([enc.finish()]); return new Float32Array(0); });
+  }
+
+  destroy(): void { this.exec.destroy(); this.scratch.destroy(); }
 }

@@ -1,9 +1,10 @@
 /**
- * `model.generate` (runtime/generate.ts, issue 17 "Generation"), uncached path: a 2-layer GPT (d_model 16,
+ * `model.generate` (runtime/generate.ts, issue 17 "Generation"), with and without the key/value cache: a 2-layer GPT (d_model 16,
  * 2 heads, seq 20, vocab 23, seeded random weights, compiled once) generates greedily; the logits of every
  * step are checked against the float64 interpreter (compiler/interp) on the full prefix, padded to seq with
  * RANDOM ids (the generator pads with 0: equal logits show the padding is never read), rel. ≤ 1e-5, and each
- * greedy token is the argmax of the step's logits. Sampling: the same seed replays the same tokens, another
+ * greedy token is the argmax of the step's logits; cached and uncached give the same tokens and logits within
+ * 1e-5 (prompts of 1, 3 and seq tokens). Sampling: the same seed replays the same tokens, another
  * seed differs, a tiny temperature gives the greedy tokens. Errors: context longer than seq, empty prompt,
  * ids out of vocab, bad temperature / maxTokens / seed, a model that is not a token model.
  */
@@ -36,13 +37,13 @@ function build(): Promise<Built> {
 
 test.before(async () => { await sharedDevice(); });
 
-test.serial('greedy generation: every step\'s logits match float64 on the full prefix; tokens are their argmax', async (t) => {
+for (const cache of [false, true]) test.serial(`greedy generation ${cache ? 'with' : 'without'} the key/value cache: every step's logits match float64 on the full prefix; tokens are their argmax`, async (t) => {
   const { c, weights, model } = await build();
   const rng = new Rng(SEED + 1);
   const prompt = Int32Array.from({ length: 3 }, () => rng.int(0, VOCAB - 1));
   const maxTokens = SEQ - prompt.length + 1; // fills the context exactly
   const steps: Float32Array[] = [];
-  const out = await model.generate(prompt, { maxTokens, onStep: (s, logits, tok) => { steps[s] = logits; t.is(tok, argmax(logits)); } });
+  const out = await model.generate(prompt, { maxTokens, cache, onStep: (s, logits, tok) => { steps[s] = logits; t.is(tok, argmax(logits)); } });
   t.is(out.length, maxTokens);
   t.is(steps.length, maxTokens);
   const context = [...prompt, ...out];
@@ -56,9 +57,18 @@ test.serial('greedy generation: every step\'s logits match float64 on the full p
     worst = Math.max(worst, cmp.rel);
     t.is(out[s], argmax(steps[s]));
   }
-  t.log(`greedy ${maxTokens} tokens: max rel. error of the step logits ${worst.toExponential(2)} (${since(T0)})`);
+  t.log(`${cache ? 'cached' : 'uncached'} greedy ${maxTokens} tokens: max rel. error of the step logits ${worst.toExponential(2)} (${since(T0)})`);
   // the same call again (and with a plain number[] prompt) replays the same tokens
-  t.deepEqual(await model.generate([...prompt], { maxTokens }), out);
+  t.deepEqual(await model.generate([...prompt], { maxTokens, cache }), out);
+  // cached and uncached: the same tokens, logits within 1e-5 of each other at every step
+  const other: Float32Array[] = [];
+  t.deepEqual(await model.generate(prompt, { maxTokens, cache: !cache, onStep: (st, l) => { other[st] = l; } }), out);
+  for (let st = 0; st < maxTokens; st++) { const cmp = compare(other[st], steps[st], VOCAB, TOL); t.true(cmp.ok, `step ${st}, cached vs uncached: ${cmp.detail}`); }
+  // a prompt of one token, and a prompt that leaves one step (the caches filled by the prompt)
+  for (const pr of [prompt.subarray(0, 1), Int32Array.from(context.slice(0, SEQ))]) {
+    const mt = SEQ - pr.length + 1;
+    t.deepEqual(await model.generate(pr, { maxTokens: mt, cache }), await model.generate(pr, { maxTokens: mt, cache: !cache }), `prompt of ${pr.length}`);
+  }
 });
 
 test.serial('sampling: a seed replays its tokens, another seed differs, a tiny temperature is greedy', async (t) => {
@@ -66,6 +76,7 @@ test.serial('sampling: a seed replays its tokens, another seed differs, a tiny t
   const prompt = [1, 2, 3, 4];
   const maxTokens = SEQ - prompt.length + 1;
   const a = await model.generate(prompt, { maxTokens, temperature: 1.5, seed: 7 });
+  t.deepEqual(await model.generate(prompt, { maxTokens, temperature: 1.5, seed: 7, cache: false }), a, 'cached and uncached sample alike');
   const b = await model.generate(prompt, { maxTokens, temperature: 1.5, seed: 7 });
   const c = await model.generate(prompt, { maxTokens, temperature: 1.5, seed: 8 });
   t.deepEqual(a, b);
