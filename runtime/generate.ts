@@ -2,10 +2,11 @@
  * Autoregressive generation for a compiled decoder-only GPT (a token model: spec input `{ vocab, seq }`
  * whose output row t holds the logits of the token after position t).
  *
- * This module is the UNCACHED path: each new token re-runs `forward` over the whole context (padded to the
- * model's `seq` with token 0) and reads the logits of the last real position. That is exact because attention
- * is causal (row t never reads rows > t, so the padding does not change it); each token costs a full
- * `[seq]` forward. A key/value cache (one row per token) is not implemented yet.
+ * Two paths, the same tokens: with the key/value cache (`DecodeSession`, default where the plan has `decode`
+ * kernels) each new token runs the network for ONE row, the attention layers reading their cached keys and
+ * values of earlier positions on the GPU; uncached (`cache: false`), each new token re-runs `forward` over the
+ * whole context (padded to the model's `seq` with token 0) and reads the logits of the last real position,
+ * exact because attention is causal (row t never reads rows > t, so the padding does not change it).
  *
  * Greedy decoding takes the argmax (ties → the lowest id); temperature T > 0 samples from softmax(logits / T)
  * computed in float64 on the host, with a seeded generator so a seed replays the same tokens.
@@ -13,7 +14,6 @@
 import { DyadcError } from './core/errors.js';
 import type { Plan, PlanKernel } from './core/plan.js';
 import { scoped } from './executor.js';
-import type { PlanBinding } from './core/plan.js';
 
 /** The part of the runtime's Executor (runtime/executor.ts) a decode session uses. */
 export interface DecodeExecutor {
@@ -114,7 +114,7 @@ export function checkGenerate(model: GeneratingModel, prompt: Int32Array | reado
 }
 
 /**
- * Generates `opts.maxTokens` token ids after `prompt` (uncached: one full forward of `seq` rows per token).
+ * Generates `opts.maxTokens` token ids after `prompt` (cached: one row per token; uncached: a forward of `seq` rows per token).
  * Returns the generated ids (prompt excluded), Int32Array `[maxTokens]`.
  * @throws DyadcError(USAGE) as `checkGenerate`; DyadcError(GPU) from `forward`.
  */

@@ -3,7 +3,8 @@
  * self-attention for ONE new row at position p over the cached keys and values of positions 0..p,
  * appending the new row's k and v to the caches first. The math is the full forward's
  * (renderAttentionForward in attention.ts, float64 reference attentionForward in compiler/interp/transformer.ts)
- * restricted to its row p; the runtime integration (a batch-1 decode plan) is not written yet.
+ * restricted to its row p. The plan holds one per attention node (codegen/plan.ts `decodeKernels`, Plan `decode`);
+ * runtime/generate.ts runs it.
  */
 import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
