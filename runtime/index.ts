@@ -8,5 +8,6 @@ export { Model, hashText, getPipeline, packArena, type CreateOptions, type Warmu
 export { gpuWait, setWaitOptions, getWaitOptions, type WaitOptions } from './wait.js';
 export { getGPU, getAdapter, getDevice, defaultDevice, describeAdapter, type DeviceOptions } from './device.js';
 export type { Plan, PlanKernel, PlanBinding, PlanGrid, PlanWeight } from './core/plan.js';
+export type { GenerateOptions } from './generate.js';
 export { readSafetensors, writeSafetensors } from './weights/safetensors.js';
 export { resolveLayerTensors, checkWeights } from './weights/names.js';

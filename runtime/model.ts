@@ -19,6 +19,7 @@ import { resolveLayerTensors, checkWeights } from './weights/names.js';
 import { Executor, kernelGrid, readBuffer, rowChunks, scoped, rangeBinding } from './executor.js';
 import { deviceLost } from './pipelines.js';
 import { F16_MAX, firstF16Overflow, f16Input, checkArray, checkBatch, describeArray } from './inputs.js';
+import { generate, type GenerateOptions, type DecodeExecutor } from './generate.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
 
 export { getPipeline, pipelineStats, hashText } from './pipelines.js';
@@ -326,6 +327,21 @@ export class Model {
   trainer(options: TrainerOptions): Promise<Trainer> {
     this.assertAlive('trainer');
     return createTrainer(this, options);
+  }
+
+  /**
+   * A token model (GPT): generates `opts.maxTokens` token ids after `prompt` (greedy argmax, or sampled from
+   * softmax(logits / temperature) with `seed`); returns them, prompt excluded. See runtime/generate.ts.
+   * @throws DyadcError(USAGE) for bad prompt ids or options, or a context longer than the model's seq.
+   */
+  generate(prompt: Int32Array | readonly number[], opts: GenerateOptions): Promise<Int32Array> {
+    this.assertAlive('generate');
+    return generate(this, prompt, opts);
+  }
+
+  /** A new executor over this model's weights running other kernel lists (generation's decode step, runtime/generate.ts); the caller destroys it. */
+  executorFor(values: readonly { id: string; features: number }[], name: string): DecodeExecutor {
+    return new Executor(this.device, { name, values, input: this.plan.input, resolve: (b, k) => weightBinding(b, k, this.plan.name, this.arena, this.arena16) });
   }
 
   /** @throws DyadcError(USAGE) once destroy() was called. */

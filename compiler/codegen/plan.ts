@@ -18,6 +18,7 @@ import { DEFAULT_LIMITS } from '../passes/schedule.js';
 import { bindingBytesLimit } from '../../runtime/binding-limits.js';
 import { renderAttentionForward, type TransformerKernel } from './attention.js';
 import { renderEmbedding } from './embedding.js';
+import { renderAttentionDecode } from './attention-decode.js';
 
 const ELEMENTWISE_WG = 256;
 
@@ -169,8 +170,25 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
   for (const n of g.nodes) if (n.kind === 'attention') values.push({ id: attentionLse(n.id), features: n.heads, dtype: 'f32' });
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
+  const decode = decodeKernels(g);
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: ctx.features.get(g.output)!,
-    input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [] };
+    input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [],
+    ...(decode ? { decode } : {}) };
+}
+
+/** The decode-step kernel of each attention node (Plan `decode`), or undefined for a graph without attention. */
+function decodeKernels(g: Graph): Plan['decode'] {
+  const position = 'decode.position', cacheValues: { id: string; features: number }[] = [], attention: PlanKernel[] = [];
+  for (const n of g.nodes) {
+    if (n.kind !== 'attention') continue;
+    const kc = `${n.id}.k_cache`, vc = `${n.id}.v_cache`;
+    cacheValues.push({ id: kc, features: n.features }, { id: vc, features: n.features });
+    const tk = renderAttentionDecode({ seq: n.seq, dModel: n.features, heads: n.heads }, `${n.id.replace(/[^A-Za-z0-9_]/g, '_')}_decode`);
+    const [q, k, v] = n.inputs.map((id) => ({ kind: 'value' as const, id }));
+    attention.push(sequenceKernel(n, tk, { q: q!, k: k!, v: v!, k_cache: { kind: 'value', id: kc }, v_cache: { kind: 'value', id: vc }, out: { kind: 'value', id: n.id }, position: { kind: 'value', id: position } },
+      `[1,${n.features}] x3 + cache [${n.seq},${n.features}] x2 -> [1,${n.features}]`));
+  }
+  return attention.length ? { position, cacheValues, attention } : undefined;
 }
 
 /**

@@ -81,6 +81,12 @@ export interface Plan {
   /** activation values `[batch, features]`, f32 or f16 */
   values: { id: string; features: number; dtype?: 'f32' | 'f16' }[];
   kernels: PlanKernel[];
+  /**
+   * Generation with a key/value cache (token models): per attention kernel of `kernels` (by `output`), its
+   * decode-step kernel (compiler/codegen/attention-decode.ts), bound to the same q/k/v/out values, the
+   * `[seq, d_model]` cache values `cacheValues` and the u32 value `position`. Absent: uncached generation only.
+   */
+  decode?: { position: string; cacheValues: { id: string; features: number }[]; attention: PlanKernel[] };
   /** GPU features the kernels need (e.g. shader-f16) */
   features: string[];
   /** An all-f32 plan of the same model, used when the device lacks shader-f16 (compiled with fallbackF32). */
