@@ -62,8 +62,10 @@ export interface WeightGradKernel extends RenderedTrainKernel { subgroup: TrainS
  * shared by the subgroup, the x loads (one per input per row) dominate, so each invocation owns ONE
  * input and as many outputs as the broadcast fills (up to 32: 8 vec4 accumulators; 4·width on narrow
  * subgroups), measured on lavapipe against 16 × 4 (MNIST dw kernels, interleaved). The output count is
- * a power of two, so the g quads of a row fill whole broadcast rows. A tuned tile (`s.tile`) is kept
- * when its outputs are 4, 8 or 16 and fit the width.
+ * a power of two, so the g quads of a row fill whole broadcast rows. A scheduled tile (`s.tile`) is kept
+ * when its outputs are 4, 8 or 16 and fit the width — and schedule-backward always sets one (the register
+ * heuristic, 16 outputs × 4 inputs), so this tile serves only unscheduled steps: forcing it for every step
+ * made the MNIST step 0.93× (dense) / 0.96× (DYAD) as fast (bench/step-ab.ts, 4 rounds, 2026-11-30, load 1.2).
  */
 export function weightGradSubgroupTile(s: WeightGradStep, width: number): WeightGradTile | undefined {
   const p = s.parts[0];
