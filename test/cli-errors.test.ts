@@ -187,3 +187,12 @@ test('convert --blocks that fit no dyad layer is a usage error naming the layers
   t.is(ok.code, 0, ok.stderr);
   t.regex(ok.stdout, /^fc\s+8\s+12\s+\d\.\d{6}\s+-$/m);
 });
+
+test('a malformed --limits is a usage error: one line naming the limit and the fix, exit 2 (was: exit 1)', async (t) => {
+  const f = spec('limits.json', small('lim'));
+  oneLine(t, await dyadc('inspect', f, '--limits', 'bogus=1'), 2, /^dyadc: --limits: unknown limit "bogus" \(fix: use "adapter" or name=value pairs of maxComputeWorkgroupStorageSize, /);
+  oneLine(t, await dyadc('compile', f, '-o', 'lim-out', '--limits', 'maxStorageBufferBindingSize=abc'), 2,
+    'dyadc: --limits: maxStorageBufferBindingSize must be a positive integer, got "abc" (fix: e.g. --limits maxStorageBufferBindingSize=134217728)');
+  // a well-formed limit the model does not fit is a LIMIT error (exit 1), not a usage error
+  oneLine(t, await dyadc('inspect', f, '--limits', 'maxStorageBufferBindingSize=64'), 1, /^dyadc: model lim: layer fc binds \d+ bytes of weights but maxStorageBufferBindingSize is 64 /);
+});

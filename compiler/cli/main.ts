@@ -32,6 +32,20 @@ const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 /** Thrown by actions for bad option values found after parsing: reported like commander's usage errors (exit 2). */
 class UsageError extends Error {}
 
+/**
+ * `--limits` (compiler/cli/limits.ts parseLimits): a malformed value is a usage error (exit 2, as the
+ * other option parsers); `adapter` without an adapter stays a NO_ADAPTER error (exit 1).
+ */
+async function cliLimits(text: string | undefined): Promise<Partial<import('../passes/schedule.js').Limits> | undefined> {
+  if (text === undefined) return undefined;
+  try {
+    return await (await import('./limits.js')).parseLimits(text);
+  } catch (e) {
+    if (e instanceof DyadcError && e.code === 'USAGE') throw new UsageError(e.message);
+    throw e;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Option parsers (commander usage errors, exit 2)
 // ---------------------------------------------------------------------------------------------
@@ -169,7 +183,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   const { trainingKernels } = await import('../../runtime/plan.js');
   const spec = loadSpecFile(file);
   const stages: [string, () => string][] = [];
-  const limits = opts.limits === undefined ? undefined : await (await import('./limits.js')).parseLimits(opts.limits);
+  const limits = await cliLimits(opts.limits);
   const c = compileSync(spec, { onStage: (pass, state) => stages.push([pass.name, () => pass.print(state)]), limits });
   const section = (title: string) => out(`// ===== ${title} =====`);
   const names = stages.map(([n]) => n);
@@ -235,7 +249,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
 async function compileCmd(file: string, opts: { out: string; tuned?: string; batch?: number; training: boolean; fallbackF32?: boolean; target: 'neutral' | 'node' | 'browser'; limits?: string }): Promise<number> {
   if (opts.batch !== undefined && opts.tuned === undefined) throw new UsageError('compile: --batch selects tuned schedules: use it with --tuned <cache.json>');
   if (opts.out.trim() === '') throw new UsageError('compile: -o is empty (fix: give an output directory, e.g. -o build)');
-  const limits = opts.limits === undefined ? undefined : await (await import('./limits.js')).parseLimits(opts.limits);
+  const limits = await cliLimits(opts.limits);
   const existing = statSync(opts.out, { throwIfNoEntry: false });
   if (existing && !existing.isDirectory()) throw new UsageError(`compile: -o ${opts.out} is a file; compile writes a directory of files (fix: pass a directory path; it is created when missing)`);
   if (!existing) makeDirectory(resolve(opts.out));
