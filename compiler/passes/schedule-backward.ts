@@ -1,13 +1,13 @@
 /**
  * `schedule-backward`: the backward graph's schedules: every data-gradient gemm gets a tile and
- * workgroup (an override by step id or layer name, else the default schedule, checked against the
- * limits as the forward `schedule` does), every weight-gradient step its dw tile.
+ * workgroup the way a forward gemm does (schedule.ts resolveSchedule: an override by its step id —
+ * not by layer name, whose tuned schedules are for the forward shape —, else the default, checked
+ * with its register fallback against the limits), every weight-gradient step its dw tile.
  */
 import type { TrainGraph, GradStep } from './autodiff.js';
-import { defaultSchedule, checkSchedule, DEFAULT_LIMITS, type ScheduleOptions } from './schedule.js';
+import { resolveSchedule, DEFAULT_LIMITS, type ScheduleOptions } from './schedule.js';
 import { weightGradTile } from '../codegen/weightgrad.js';
 import { DyadcError } from '../errors.js';
-import { ownValue } from '../../runtime/own.js';
 
 /**
  * The pass: returns a new backward graph (steps copied where they change; the input is not mutated).
@@ -15,13 +15,10 @@ import { ownValue } from '../../runtime/own.js';
  */
 export function scheduleBackward(tg: TrainGraph, opts: ScheduleOptions = {}): TrainGraph {
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const o = opts.overrides ?? {};
   const steps = tg.steps.map((s): GradStep => {
     if (s.kind === 'data_grad') {
       const n = s.node;
-      const sch = ownValue(o, n.id) ?? n.schedule ?? defaultSchedule(n);
-      checkSchedule(sch, n, limits);
-      return { ...s, node: { ...n, schedule: sch } };
+      return { ...s, node: { ...n, schedule: resolveSchedule(n, [n.id], opts, limits) } };
     }
     if (s.kind === 'weight_grad') {
       const tile = weightGradTile(s);

@@ -120,16 +120,27 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
     throw new DyadcError('LIMIT', `layer ${layer}: tile.k = 4 needs every block's reduction length (input width; output width when transposed) to be a multiple of 4`, { fix: 'use tile.k = 1' });
 }
 
+/**
+ * The schedule of one gemm node, forward or data gradient: the first override found under `keys`
+ * (`opts.overrides`), else the node's own, else the default (`opts.defaultSchedule`, the adapter-class
+ * hook, or `defaultSchedule`); checked against the limits, and a subgroup schedule's register fallback
+ * (the rendering on devices without subgroups) too.
+ * @throws DyadcError(LIMIT) when the schedule or its fallback exceeds a limit.
+ */
+export function resolveSchedule(n: BlockGemmNode, keys: readonly string[], opts: ScheduleOptions, limits: Limits): Schedule {
+  const o = opts.overrides ?? {};
+  const s = keys.map((k) => ownValue(o, k)).find(Boolean) ?? n.schedule ?? (opts.defaultSchedule ?? defaultSchedule)(n);
+  checkSchedule(s, n, limits);
+  if (s.kind === 'subgroup') checkSchedule(registerSchedule(n), n, limits);
+  return s;
+}
+
 export function schedule(g0: Graph, opts: ScheduleOptions = {}): Graph {
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const g = cloneGraph(g0);
   for (const n of g.nodes) {
     if (n.kind !== 'blockgemm') continue;
-    const o = opts.overrides ?? {};
-    const s = ownValue(o, n.id) ?? n.layers.map((l) => ownValue(o, l)).find(Boolean) ?? n.schedule ?? (opts.defaultSchedule ?? defaultSchedule)(n);
-    checkSchedule(s, n, limits);
-    if (s.kind === 'subgroup') checkSchedule(registerSchedule(n), n, limits);
-    n.schedule = s;
+    n.schedule = resolveSchedule(n, [n.id, ...n.layers], opts, limits);
   }
   return g;
 }
