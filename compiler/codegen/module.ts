@@ -289,8 +289,9 @@ function header(inp: ModuleInput, what: string): string {
     'Usage (Node with the `webgpu` package, or a browser with WebGPU):',
     `  import { create } from './${p.name}.mjs';`,
     '  const model = await create({ weights });   // Record<name, Float32Array> or safetensors bytes',
-    seq !== undefined ? '  const y = await model.forward(ids, batch); // ids: Int32Array [batch, seq] → [batch·seq, out]'
-      : '  const y = await model.forward(x, batch);   // x: Float32Array [batch, in] → [batch, out]',
+    ...(seq !== undefined ? ['  const y = await model.forward(ids, batch); // ids: Int32Array [batch, seq] → [batch·seq, out]',
+      '  const next = await model.generate(prompt, { maxTokens: 8 }); // token ids after prompt (greedy; temperature, seed: sampled)']
+      : ['  const y = await model.forward(x, batch);   // x: Float32Array [batch, in] → [batch, out]']),
     'Type-checking against these declarations needs the WebGPU types: npm install -D @webgpu/types',
   ].join('\n');
 }
