@@ -15,7 +15,7 @@ import { checkStorageBuffers, checkWeightBindings } from './binding-limits.js';
 import { hasOwn, setOwn } from './own.js';
 import { DyadcError } from './core/errors.js';
 import { readSafetensors, bytesOf, f32ArrayToF16, f16ArrayToF32 } from './weights/safetensors.js';
-import { resolveLayerTensors, checkWeights } from './weights/names.js';
+import { resolveLayerTensors, checkWeights, tiedCopies, checkTiedCopy } from './weights/names.js';
 import { Executor, kernelGrid, readBuffer, rowChunks, scoped, rangeBinding } from './executor.js';
 import { deviceLost } from './pipelines.js';
 import { F16_MAX, firstF16Overflow, f16Input, checkArray, checkBatch, describeArray } from './inputs.js';
@@ -398,6 +398,11 @@ function namedWeights(plan: Plan, w: unknown, prefix: string | undefined, strict
     for (const k of Object.keys(rec)) if (k.startsWith(prefix)) setOwn(picked, k.slice(prefix.length), rec[k]);
   }
   const named = canonicalNames(picked);
+  for (const t of tiedCopies(plan.spec)) {  // a tied head's copy of the table (a PyTorch state dict holds both): equal, or an error
+    if (!hasOwn(named, t.copy) || !(named[t.copy] instanceof Float32Array) || !(named[t.table] instanceof Float32Array)) continue;
+    checkTiedCopy(t.copy, named[t.copy], t.table, named[t.table], t.layer);
+    delete named[t.copy];
+  }
   if (strict) return named;  // extras are refused by packArena's checkWeights
   const wanted = new Set(plan.weights.map((p) => p.name));
   const used: Record<string, Float32Array> = {};

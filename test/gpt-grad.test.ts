@@ -3,7 +3,7 @@
  * embedding and attention nodes, issue 17) against central finite differences of the next-token loss
  * (`tokenCrossEntropy`, mean over positions): the oracle the GPU training of a GPT will be tested against.
  * 2 layers, d_model 8, 2 heads, ff 16, vocab 11, seq 5, batch 2; dense feed-forward, DYAD feed-forward,
- * and DYAD q/k/v/out projections; every weight tensor checked at 4 seeded elements (each table row
+ * DYAD q/k/v/out projections, and the LM head tied to the token table; every weight tensor checked at 4 seeded elements (each table row
  * holding a token of the batch included), step h = 1e-5; the key projection's bias has gradient 0 (softmax
  * shift invariance), checked as such.
  */
@@ -25,6 +25,8 @@ const CASES: [string, Partial<GptOptions>][] = [
   ['dense FF', {}],
   ['DYAD FF', { dyadFF: true }],
   ['DYAD FF and projections', { dyadFF: true, dyadProj: true }],
+  // the head's weight IS the token table: its gradient is the sum of the head's and the embedding gather's
+  ['LM head tied to the embedding', { tied: true }],
 ];
 
 for (const [i, [label, extra]] of CASES.entries()) {

@@ -8,7 +8,7 @@
  *
  * 2 layers, d_model 16, 2 heads (head_dim 8), ff 32, vocab 23; seq 7 (one attention tile of 8 rows,
  * not filled) and seq 33 (two tiles of 32, the second holding one row); batch 1 and 3; dense and DYAD
- * (it, 2 blocks) feed-forward and q/k/v/out projections. Each model is
+ * (it, 2 blocks) feed-forward and q/k/v/out projections, and dense with the LM head tied to the token table (its gradient the sum of the head's and the embedding gather's). Each model is
  * compiled once (the shader JIT is slow on lavapipe).
  */
 import test from 'ava';
@@ -27,13 +27,13 @@ const TOL = 1e-5;
 const VOCAB = 23;
 
 const models = new Map<string, Promise<{ c: Compiled; model: Model }>>();
-/** One compiled model per seq (and DYAD choice), its weights reset by each test. */
-function modelFor(seq: number, dyad = false): Promise<{ c: Compiled; model: Model }> {
-  const key = `${seq}${dyad ? 'dyad' : ''}`;
+/** One compiled model per seq and kind (dense; DYAD FF and projections; dense with the LM head tied to the embedding), its weights reset by each test. */
+function modelFor(seq: number, kind: 'dense' | 'dyad' | 'tied' = 'dense'): Promise<{ c: Compiled; model: Model }> {
+  const key = `${seq}${kind === 'dense' ? '' : kind}`;
   let p = models.get(key);
   if (!p) {
     p = (async () => {
-      const c = await compile(gpt(`gpt_train_t${key}`, { seq, vocab: VOCAB, ...(dyad ? { dyadFF: true, dyadProj: true } : {}) }) as never);
+      const c = await compile(gpt(`gpt_train_t${key}`, { seq, vocab: VOCAB, ...(kind === 'dyad' ? { dyadFF: true, dyadProj: true } : kind === 'tied' ? { tied: true } : {}) }) as never);
       const model = await c.create({ weights: randomWeights(c.weightShapes, new Rng(SEED)), device: await sharedDevice() });
       return { c, model };
     })();
@@ -55,9 +55,9 @@ function batchOf(rng: Rng, rows: number) {
   return { ids: Int32Array.from({ length: rows }, () => rng.int(0, VOCAB - 1)), labels: Int32Array.from({ length: rows }, () => rng.int(0, VOCAB - 1)) };
 }
 
-for (const [seq, batch, dyad] of [[7, 1, false], [7, 3, false], [33, 1, false], [7, 3, true]] as const) {
-  test.serial(`GPT training step gradients vs float64: seq ${seq}, batch ${batch}${dyad ? ', DYAD feed-forward and projections' : ''}`, async (t) => {
-    const { c, model } = await modelFor(seq, dyad);
+for (const [seq, batch, kind] of [[7, 1, 'dense'], [7, 3, 'dense'], [33, 1, 'dense'], [7, 3, 'dyad'], [7, 3, 'tied'], [33, 1, 'tied']] as const) {
+  test.serial(`GPT training step gradients vs float64: seq ${seq}, batch ${batch}${kind === 'dyad' ? ', DYAD feed-forward and projections' : kind === 'tied' ? ', LM head tied to the embedding' : ''}`, async (t) => {
+    const { c, model } = await modelFor(seq, kind);
     const rng = new Rng(SEED + seq * 10 + batch);
     const w = randomWeights(c.weightShapes, rng);
     await model.setWeights(w);

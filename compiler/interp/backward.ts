@@ -49,6 +49,12 @@ export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<numbe
   const outF = g.nodes.find((n) => n.id === g.output)!.features;
   acc(g.output, outF).set(Array.from(dy));
   const grads: Record<string, Float64Array> = {};
+  /** dL/dw: a tensor read by two nodes (an LM head tied to the embedding's token table) gets the sum of both contributions */
+  const setGrad = (name: string, g: Float64Array) => {
+    const have = grads[name];
+    if (have) for (let i = 0; i < g.length; i++) have[i] += g[i];
+    else grads[name] = g;
+  };
   for (let k = g.nodes.length - 1; k >= 0; k--) {
     const n = g.nodes[k];
     if (n.kind === 'input') continue;
@@ -64,7 +70,7 @@ export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<numbe
           const gv = G[b * outF + r];
           for (let c = 0; c < inF; c++) { dx[b * inF + c] += gv * W[r * inF + c]; dW[r * inF + c] += gv * xin[b * inF + c]; }
         }
-        grads[n.weight] = dW;
+        setGrad(n.weight, dW);
         if (n.bias) grads[n.bias] = colSum(G, batch, outF);
         break;
       }
@@ -119,7 +125,7 @@ export function interpretBackward(g: Graph, weights: Weights, x: ArrayLike<numbe
       }
       case 'embedding': {
         const { dTok, dPos } = embeddingBackward(xin, G, n.vocab, n.seq, batch / n.seq, n.seq, n.features);
-        grads[n.tokens] = dTok; grads[n.positions] = dPos;
+        setGrad(n.tokens, dTok); grads[n.positions] = dPos;
         break;
       }
       case 'attention': {

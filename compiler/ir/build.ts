@@ -2,7 +2,7 @@
  * spec → IR: one node per spec layer (plus the input), weights declared from `weightShapes`.
  */
 import type { Spec, Layer } from '../spec/types.js';
-import { weightShapes, ATTENTION_PROJECTIONS } from '../spec/weights.js';
+import { weightShapes, tiedWeight, ATTENTION_PROJECTIONS } from '../spec/weights.js';
 import type { Graph, Node } from './graph.js';
 import { verify } from './graph.js';
 
@@ -24,7 +24,8 @@ export function buildGraph(spec: Spec): Graph {
         valueOf.set(l.name, prev);
         continue;
       case 'linear':
-        nodes.push({ ...base, kind: 'linear', dtype: l.dtype, in_features: l.in_features, weight: `${l.name}.weight`, bias: l.bias ? `${l.name}.bias` : undefined });
+        // a head tied to the embedding reads (and its gradient adds to) the embedding's token table
+        nodes.push({ ...base, kind: 'linear', dtype: l.dtype, in_features: l.in_features, weight: tiedWeight(l), bias: l.bias ? `${l.name}.bias` : undefined });
         break;
       case 'dyad':
         nodes.push({ ...base, kind: 'dyad', dtype: l.dtype, in_features: l.in_features, blocks: l.blocks as number, variant: l.variant,

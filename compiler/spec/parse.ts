@@ -60,7 +60,7 @@ const dtype = z.enum(DTYPES).optional();
 const bias = z.boolean().optional();
 
 const LAYER_SCHEMAS = {
-  linear: z.strictObject({ op: z.literal('linear'), name: z.string(), out_features: num, bias, dtype }),
+  linear: z.strictObject({ op: z.literal('linear'), name: z.string(), out_features: num, bias, dtype, tied: z.string().optional() }),
   dyad: z.strictObject({
     op: z.literal('dyad'), name: z.string(), out_features: num,
     blocks: z.union([num, z.literal('auto')]), variant: z.enum(VARIANTS).optional(), bias, dtype,
@@ -325,6 +325,8 @@ interface FlowState {
   allNames: Map<string, number>;
   inputFeatures: number;
   input: SpecInputShape;
+  /** the embedding layer, once normalised (a tied head refers to it) */
+  embedding?: Extract<Layer, { op: 'embedding' }>;
 }
 
 function normalise(s: z.infer<typeof SpecSchema>): Spec {
@@ -341,6 +343,7 @@ function normalise(s: z.infer<typeof SpecSchema>): Spec {
     checkTokenFlow(l, i, input);
     const layer = normaliseLayer(l, i, names[i]!, features, specDtype, state);
     state.outputs.set(layer.name, { features: layer.out_features, index: i });
+    if (layer.op === 'embedding') state.embedding = layer;
     features = layer.out_features;
     return layer;
   });
@@ -432,9 +435,12 @@ function autoName(op: string, index: number, taken: Map<string, number>): string
 function normaliseLayer(l: LayerSpecInput, i: number, name: string, inF: number, specDtype: DType, state: FlowState): Layer {
   const path = `spec.layers[${i}]`;
   switch (l.op) {
-    case 'linear':
+    case 'linear': {
       checkFeatures(l.out_features, `${path}.out_features`, 'out_features');
-      return { op: 'linear', name, in_features: inF, out_features: l.out_features, bias: l.bias ?? true, dtype: l.dtype ?? specDtype };
+      const layer: Layer = { op: 'linear', name, in_features: inF, out_features: l.out_features, bias: l.bias ?? true, dtype: l.dtype ?? specDtype };
+      if (l.tied !== undefined) checkTied(l.tied, layer, path, state);
+      return l.tied !== undefined ? { ...layer, tied: l.tied } : layer;
+    }
     case 'dyad':
       checkFeatures(l.out_features, `${path}.out_features`, 'out_features');
       checkBlocks(l.blocks, inF, l.out_features, `${path}.blocks`);
@@ -460,6 +466,30 @@ function normaliseLayer(l: LayerSpecInput, i: number, name: string, inF: number,
     default:
       return { op: l.op, name, in_features: inF, out_features: inF };
   }
+}
+
+/**
+ * A linear layer `tied` to an embedding (an LM head sharing the token table, Press & Wolf 2017, as Hugging Face
+ * OPT/GPT-2 do): `tied` names an earlier `embedding` layer, and the head's weight shape `[out_features,
+ * in_features]` must be that table's `[vocab, d_model]`; f32 only (the head reads the f32 table).
+ * @throws DyadcError(SPEC_INVALID) at `<path>.tied` / `.out_features` / `.dtype` naming what differs and the fix.
+ */
+function checkTied(tied: string, l: Extract<Layer, { op: 'linear' }>, path: string, state: FlowState): void {
+  const emb = state.embedding;
+  if (!emb || emb.name !== tied) {
+    const what = state.outputs.has(tied) ? `layer ${JSON.stringify(tied)} is not an embedding`
+      : state.allNames.has(tied) ? `layer ${JSON.stringify(tied)} comes after this one` : `there is no layer named ${JSON.stringify(tied)}`;
+    throw invalid(`${path}.tied`, `tied must name the embedding whose token table this layer reuses: ${what}`,
+      emb ? `write "tied": ${JSON.stringify(emb.name)}` : 'tie the head to a spec with an {"op": "embedding"} first layer, or remove "tied"');
+  }
+  if (l.out_features !== emb.vocab) {
+    throw invalid(`${path}.out_features`, `a head tied to ${JSON.stringify(tied)} has out_features = its vocab ${emb.vocab}, got ${l.out_features}`, `set out_features to ${emb.vocab}`);
+  }
+  if (l.in_features !== emb.d_model) {
+    throw invalid(`${path}.tied`, `a head tied to ${JSON.stringify(tied)} reads d_model ${emb.d_model} features, but the layers before it give ${l.in_features}`,
+      'tie only a layer whose input has d_model features (the LM head after the final norm), or remove "tied"');
+  }
+  if (l.dtype !== 'f32') throw invalid(`${path}.dtype`, 'a tied head is f32 only (it reads the embedding\'s f32 token table)', 'give the layer "dtype": "f32", or remove "tied"');
 }
 
 /**

@@ -8,7 +8,12 @@ export type DType = 'f32' | 'f16';
 
 /** A layer as the user writes it (defaults not yet applied). */
 export type LayerSpecInput =
-  | { op: 'linear'; name: string; out_features: number; bias?: boolean; dtype?: DType }
+  /**
+   * `tied`: the name of the spec's `embedding` layer whose token table `[vocab, d_model]` this layer uses as its
+   * weight `[out_features, in_features]` (an LM head tied to the embedding, as Hugging Face OPT's `lm_head`): no
+   * `<name>.weight` of its own; its gradient adds to the table's
+   */
+  | { op: 'linear'; name: string; out_features: number; bias?: boolean; dtype?: DType; tied?: string }
   | { op: 'dyad'; name: string; out_features: number; blocks: number | 'auto'; variant?: Variant; bias?: boolean; dtype?: DType }
   | { op: Activation; name?: string }
   | { op: 'layernorm'; name: string; eps?: number; dtype?: DType }
@@ -45,7 +50,7 @@ export interface SpecInput {
 
 /** A normalised layer: defaults applied, `in_features` filled in, every layer named. */
 export type Layer =
-  | { op: 'linear'; name: string; in_features: number; out_features: number; bias: boolean; dtype: DType }
+  | { op: 'linear'; name: string; in_features: number; out_features: number; bias: boolean; dtype: DType; tied?: string }
   | { op: 'dyad'; name: string; in_features: number; out_features: number; blocks: number | 'auto'; variant: Variant; bias: boolean; dtype: DType }
   | { op: Activation; name: string; in_features: number; out_features: number }
   | { op: 'layernorm'; name: string; in_features: number; out_features: number; eps: number; dtype: DType }

@@ -4,7 +4,8 @@ import { DyadcError } from './errors.js';
 
 /**
  * The PyTorch-compatible weight names and shapes a spec needs, in layer order.
- *   linear:    `<name>.weight` [out, in], `<name>.bias` [out]
+ *   linear:    `<name>.weight` [out, in], `<name>.bias` [out]; tied to an embedding E (`tied`): only the bias,
+ *              its weight is `<E>.embed_tokens.weight` [vocab, d_model] (see `tiedWeight`)
  *   dyad:      `<name>.wl`, `<name>.wu` [blocks, out/blocks, in/blocks], `<name>.bias` [out]   (DYAD.md)
  *   layernorm: `<name>.weight` [f], `<name>.bias` [f];  rmsnorm: `<name>.weight` [f]
  *   embedding: `<name>.embed_tokens.weight` [vocab, d_model], `<name>.embed_positions.weight` [seq, d_model]
@@ -19,7 +20,8 @@ export function weightShapes(spec: Spec): Record<string, number[]> {
   spec.layers.forEach((l, idx) => {
     switch (l.op) {
       case 'linear':
-        gemmShapes(out, l.name, 0, l.in_features, l.out_features, l.bias);
+        if (l.tied !== undefined) { if (l.bias) out[`${l.name}.bias`] = [l.out_features]; }  // its weight is the embedding's token table
+        else gemmShapes(out, l.name, 0, l.in_features, l.out_features, l.bias);
         break;
       case 'dyad': {
         if (l.blocks === 'auto') {
@@ -48,6 +50,14 @@ export function weightShapes(spec: Spec): Record<string, number[]> {
     }
   });
   return out;
+}
+
+/**
+ * The tensor a linear layer multiplies by: `<name>.weight`, or for a head `tied` to embedding E the token table
+ * `<E>.embed_tokens.weight` (its `[vocab, d_model]` is the head's `[out_features, in_features]`).
+ */
+export function tiedWeight(l: { name: string; tied?: string }): string {
+  return l.tied !== undefined ? `${l.tied}.embed_tokens.weight` : `${l.name}.weight`;
 }
 
 /** The projections of an attention layer, in weight order (named as in Hugging Face OPT's `self_attn`). */

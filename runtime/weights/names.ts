@@ -7,7 +7,7 @@
 import { distance } from 'fastest-levenshtein';
 import { DyadcError } from '../core/errors.js';
 import type { Spec } from '../core/spec.js';
-import { weightShapes } from '../core/weights.js';
+import { weightShapes, tiedWeight } from '../core/weights.js';
 
 /** Anything tensors can be looked up in; a `SafetensorsFile` is one. */
 export interface TensorSource {
@@ -109,11 +109,42 @@ export function resolveLayerTensors(src: TensorSource, spec: Spec, opts: { prefi
     }
     out[key] = src.get(name);
   }
+  // a checkpoint of a tied model may also hold the head's copy of the table (PyTorch state dicts do): it must equal it
+  const copies = new Set<string>();
+  for (const t of tiedCopies(spec)) {
+    const name = prefix + t.copy;
+    if (!present.has(name)) continue;
+    const got = src.info(name).shape;
+    if (!sameShape(got, shapes[t.table])) throw new DyadcError('WEIGHTS', `tensor ${q(name)} has shape ${fmt(got)}, expected ${fmt(shapes[t.table])} (the table ${q(t.table)} it is tied to)`, { path: t.copy });
+    checkTiedCopy(name, src.get(name), prefix + t.table, out[t.table], t.layer);
+    copies.add(name);
+  }
   if (opts.strict ?? true) {
-    const used = new Set(Object.keys(shapes).flatMap(spellingsOf));
+    const used = new Set([...Object.keys(shapes).flatMap(spellingsOf), ...copies]);
     refuseExtras(src.names.filter((n) => n.startsWith(prefix) && !used.has(n)), prefix, Object.keys(shapes).map((k) => prefix + k));
   }
   return out;
+}
+
+/**
+ * The heads of `spec` tied to an embedding's token table (`tied`): `copy` is the name of the head's own weight
+ * (`lm_head.weight`), which the model does not have but a checkpoint may hold (PyTorch's `state_dict()` of a tied
+ * Hugging Face model lists both names), `table` the tensor the head reads (`model.decoder.embed_tokens.weight`).
+ */
+export function tiedCopies(spec: Spec): { layer: string; copy: string; table: string }[] {
+  return spec.layers.flatMap((l) => (l.op === 'linear' && l.tied !== undefined ? [{ layer: l.name, copy: `${l.name}.weight`, table: tiedWeight(l) }] : []));
+}
+
+/**
+ * A tied head's copy in a checkpoint is accepted only when it equals the table element for element (then it is
+ * the same tensor, saved twice), so a checkpoint of an untied model never loads into a tied spec by accident.
+ * @throws DyadcError(WEIGHTS) naming the first differing element and both values, with the fix.
+ */
+export function checkTiedCopy(copyName: string, copy: Float32Array, tableName: string, table: Float32Array, layer: string): void {
+  const i = copy.length !== table.length ? 0 : copy.findIndex((v, k) => !Object.is(v, table[k]));
+  if (copy.length === table.length && i < 0) return;
+  throw new DyadcError('WEIGHTS', `${q(copyName)} differs from ${q(tableName)}, which layer ${layer} is tied to (element ${i}: ${copy[i]} vs ${table[i]}): the checkpoint's head is not tied`,
+    { path: copyName, fix: `remove "tied" from layer ${layer} in the spec to load both tensors, or drop ${q(copyName)} from the weights` });
 }
 
 /** @throws DyadcError(WEIGHTS) naming the unexpected tensors (up to 5) and how to accept them. */
