@@ -1,8 +1,8 @@
 /**
  * Saving and reloading a language model (issue 17 acceptance: "A saved LM reloads and generates the same greedy
- * text"). A 2-layer GPT (d_model 16, 2 heads, seq 24, the helpers' character vocabulary, dense and DYAD `it`
- * feed-forward) is trained with AdamW on a short repeated text (test/helpers/lm-io.ts), saved the way users save
- * (`trainer.saveSafetensors()` → a .safetensors file), and reloaded
+ * text"). A 2-layer GPT (d_model 16, 2 heads, seq 24, the helpers' character vocabulary; dense, DYAD `it`
+ * feed-forward, and dense with the LM head tied to the embedding) is trained with AdamW on a short repeated text
+ * (test/helpers/lm-io.ts), saved the way users save (`trainer.saveSafetensors()` → a .safetensors file), and reloaded
  *  - JIT: a fresh `compile(spec).create({ weights: <file bytes> })`: the same weights bit for bit, the same greedy
  *    and seeded-sampled tokens with and without the key/value cache, step logits bit-identical to the trained
  *    model's (same device, same kernels), and the last step's logits within 1e-5 of the float64 interpreter run
@@ -45,10 +45,10 @@ const bitEqual = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.
 
 interface Generated { tokens: Int32Array; logits: Float32Array[] }
 
-for (const dyad of [false, true]) {
-  const name = dyad ? 'lm_io_dyad' : 'lm_io';
-  test.serial(`a trained GPT${dyad ? ' (DYAD feed-forward)' : ''} saved as safetensors reloads (JIT and the AOT bundle in plain Node) and generates the same tokens`, async (t) => {
-    const spec = gpt(name, { seq: SEQ, vocab: VOCAB, dyadFF: dyad });
+for (const kind of ['dense', 'dyad', 'tied'] as const) {
+  const name = kind === 'dense' ? 'lm_io' : `lm_io_${kind}`;
+  test.serial(`a trained GPT${kind === 'dyad' ? ' (DYAD feed-forward)' : kind === 'tied' ? ' (LM head tied to the embedding)' : ''} saved as safetensors reloads (JIT and the AOT bundle in plain Node) and generates the same tokens`, async (t) => {
+    const spec = gpt(name, { seq: SEQ, vocab: VOCAB, dyadFF: kind === 'dyad', tied: kind === 'tied' });
     const device = await sharedDevice();
     const c = await compile(spec as never);
     const model = await c.create({ weights: randomWeights(c.weightShapes, new Rng(SEED)), device });
