@@ -6,7 +6,7 @@
  *  - forward on the GPU (every value poisoned first) vs the float64 interpreter, seq 7 and 33, batch 1 and 3;
  *    generation (cached = uncached; a step's logits vs float64);
  *  - training (the gradient check against float64 is in test/gpt-train.test.ts, the float64 sum against finite
- *    differences in test/gpt-grad.test.ts): AdamW learns a text, the saved file holds the table once and reloads to
+ *    differences in test/gpt-grad.test.ts): from `initWeights` (the first loss ≈ ln vocab) AdamW learns a text, the saved file holds the table once and reloads to
  *    the same greedy tokens;
  *  - a checkpoint that also holds `lm_head.weight` (PyTorch state dicts of tied models list both) loads when it
  *    equals the table, and is a WEIGHTS error naming both tensors when it differs.
@@ -15,6 +15,7 @@ import test from 'ava';
 import { compile, compileSync, type Compiled } from '../compiler/index.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { DyadcError } from '../compiler/errors.js';
+import { initWeights } from '../compiler/init.js';
 import { parseSpec } from '../compiler/spec/parse.js';
 import { parameterCount, weightShapes } from '../compiler/spec/weights.js';
 import { Rng } from '../compiler/util/rng.js';
@@ -103,8 +104,10 @@ test.serial('a tied GPT trains, saves the table once, reloads and generates the 
   const seq = 24;
   const c = await compile(gpt('tied_lm', { seq, vocab: CHARS.length, tied: true }) as never);
   const device = await sharedDevice();
-  const model = await c.create({ weights: randomWeights(c.weightShapes, new Rng(SEED)), device });
+  // from `dyadc init`'s weights (initWeights: the table normal(0, 0.02), so the tied head starts near uniform)
+  const model = await c.create({ weights: initWeights(c.spec, SEED), device });
   const { trainer, losses } = await trainOnText(model, seq, 120, { seed: SEED + 1 });
+  t.true(Math.abs(losses[0]! - Math.log(CHARS.length)) < 0.05, `first loss ${losses[0]} ≈ ln ${CHARS.length}`);
   t.true(losses.at(-1)! < 0.25 * losses[0]!, `loss ${losses[0]} → ${losses.at(-1)}`);
   const prompt = encode('the d'), maxTokens = seq - prompt.length + 1;
   const steps: Float32Array[] = [];

@@ -6,6 +6,8 @@ import { initWeights } from '../compiler/init.js';
 import type { Spec, Variant } from '../compiler/spec/types.js';
 import { Rng } from '../compiler/util/rng.js';
 import { readSafetensors } from '../runtime/weights/safetensors.js';
+import { compileSync } from '../compiler/index.js';
+import { gpt } from './helpers/gpt.js';
 
 const VARIANTS: Variant[] = ['it', 'ot', 'dt'];
 
@@ -169,4 +171,16 @@ test('initWeights: shapes, bounds, norms, determinism', (t) => {
   t.deepEqual(initWeights(SPEC, 1), w);
   t.notDeepEqual(initWeights(SPEC, 2)['fc1.wl'], w['fc1.wl']);
   t.notDeepEqual(w['fc1.wl'], w['fc1.wu']);
+});
+
+test('initWeights of a GPT: attention projections like linear layers, embedding tables normal(0, 0.02), not ones', (t) => {
+  const spec = compileSync(gpt('init_gpt', { seq: 64, vocab: 50, tied: true }) as never).spec;
+  const w = initWeights(spec, 3);
+  const proj = 'model.decoder.layers.0.self_attn.q_proj';
+  t.true(w[`${proj}.weight`].every((v) => Math.abs(v) <= 1 / 4) && w[`${proj}.weight`].some((v) => Math.abs(v) > 0.9 / 4), 'uniform ±1/sqrt(16)');
+  t.true(w[`${proj}.bias`].some((v) => v !== 0));
+  for (const table of ['model.decoder.embed_tokens.weight', 'model.decoder.embed_positions.weight']) {
+    const a = w[table], mean = a.reduce((s, v) => s + v, 0) / a.length, std = Math.sqrt(a.reduce((s, v) => s + (v - mean) ** 2, 0) / a.length);
+    t.true(Math.abs(mean) < 0.003 && Math.abs(std - 0.02) < 0.002, `${table}: mean ${mean}, std ${std}`);
+  }
 });
