@@ -27,7 +27,7 @@ import { tokenCrossEntropy } from '../compiler/interp/transformer.js';
 import { Rng } from '../compiler/util/rng.js';
 import type { Model } from '../runtime/model.js';
 import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
-import { compare, randomWeights, sharedDevice, since, testSeed } from './helpers/gpu.js';
+import { POISON_BITS, compare, randomWeights, sharedDevice, since, testSeed } from './helpers/gpu.js';
 import { gpt, type GptOptions } from './helpers/gpt.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
@@ -40,10 +40,14 @@ const F16_NAN_PAIR = 0x7e007e00;
 // (≤ 2^-11 ≈ 4.9e-4 relative per store) while float64 keeps every digit of the same f16-rounded weights;
 // a logit sits behind about 12 stores per layer (embedding, layernorm, q/k/v, attention, out_proj +
 // residual, layernorm, fc1, fc2 + residual) and the backward multiplies by those rounded values again.
-// Measured over these cases (seed 0x6e7f0f16): forward ≤ 9.2e-4, gradients ≤ 4.7e-3, loss ≤ 3e-5
-// relative. The bounds keep a factor 2–3 over that: forward 3e-3, gradients 1e-2 (the f16 MLP tests
-// use 5e-3 for 3–4 stores deep; an f32 GPT 1e-5), loss 1e-3.
-const TOL = 3e-3, GRAD_TOL = 1e-2, LOSS_TOL = 1e-3;
+// The q and k projections' gradients are the most sensitive (the worst tensor in nearly every run): they
+// go through dS = P ∘ (dO·v_j − D_i), a difference of nearly equal numbers when the attention is nearly
+// uniform (random weights), where v is f16 and D = dO·out is taken from the f16-stored output (as
+// FlashAttention-2 does from its 16-bit O). Measured over these cases with 4 seeds (0x6e7f0f16, 11, 12,
+// 13): forward ≤ 9.2e-4, gradients ≤ 1.02e-2 (a q_proj of the last layer; most runs ≤ 6e-3), loss ≤ 3e-5.
+// Bounds: forward 3e-3, gradients 2e-2, loss 1e-3 (the f16 MLP tests use 5e-3, 3–4 stores deep; an f32
+// GPT 1e-5).
+const TOL = 3e-3, GRAD_TOL = 2e-2, LOSS_TOL = 1e-3;
 // Against the float64 model of f16 storage (`storage16`) the GPU differs only where its f32 arithmetic
 // flips an f16 rounding by one ulp (2^-10 relative of that element): measured ≤ 6.9e-4, often 0.
 const TOL_STORAGE = 2e-3;
@@ -77,14 +81,27 @@ function relMax(a: ArrayLike<number>, ref: ArrayLike<number>): number {
   return top === 0 ? err : err / top;
 }
 
+/** Model kinds: the whole spec f16 (dense or DYAD FF + projections), or an f32 spec whose embedding and attention layers are f16. */
+type Kind = 'dense' | 'dyad' | 'per-layer';
+
+/** The spec of a kind: `"dtype": "f16"` on the whole spec, or (per-layer) on the embedding and every attention layer only. */
+function specOf(seq: number, kind: Kind): Record<string, unknown> {
+  const name = `gpt_f16_t${seq}_${kind.replace('-', '_')}`;
+  if (kind !== 'per-layer') return half(name, { seq, vocab: VOCAB, ...(kind === 'dyad' ? { dyadFF: true, dyadProj: true } : {}) });
+  const s = gpt(name, { seq, vocab: VOCAB }) as { layers: Record<string, unknown>[] };
+  s.layers[0]!.dtype = 'f16';
+  for (const l of s.layers[1]!.layers as Record<string, unknown>[]) if (l.op === 'attention') l.dtype = 'f16';
+  return s;
+}
+
 const models = new Map<string, Promise<{ c: Compiled; model: Model }>>();
-/** One compiled f16 model per seq and DYAD choice, its weights reset by each test. */
-function modelFor(seq: number, dyad: boolean): Promise<{ c: Compiled; model: Model }> {
-  const key = `${seq}${dyad ? 'dyad' : ''}`;
+/** One compiled model per seq and kind, its weights reset by each test. */
+function modelFor(seq: number, kind: Kind): Promise<{ c: Compiled; model: Model }> {
+  const key = `${seq}${kind}`;
   let p = models.get(key);
   if (!p) {
     p = (async () => {
-      const c = await compile(half(`gpt_f16_t${key}`, { seq, vocab: VOCAB, ...(dyad ? { dyadFF: true, dyadProj: true } : {}) }) as never);
+      const c = await compile(specOf(seq, kind) as never);
       const model = await c.create({ weights: weights16(c, new Rng(SEED)), device: await sharedDevice() });
       return { c, model };
     })();
@@ -95,23 +112,24 @@ function modelFor(seq: number, dyad: boolean): Promise<{ c: Compiled; model: Mod
 
 const idsOf = (rng: Rng, rows: number) => Int32Array.from({ length: rows }, () => rng.int(0, VOCAB - 1));
 
-/** forwardGPU on token ids with the logits buffer poisoned with f16 NaNs first; logits `[rows, vocab]` as f32. */
+/** forwardGPU on token ids with the logits buffer poisoned with NaNs first (f16 NaNs for an f16 LM head); logits `[rows, vocab]` as f32. */
 async function forwardPoisoned(m: Model, ids: Int32Array, rows: number): Promise<Float32Array> {
   const d = m.device;
   const xb = d.createBuffer({ size: Math.max(16, ids.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   try {
     d.queue.writeBuffer(xb, 0, ids as Int32Array<ArrayBuffer>);
     const out = m.forwardGPU(xb, rows);
-    d.queue.writeBuffer(out, 0, new Uint32Array(out.size / 4).fill(F16_NAN_PAIR));
+    const f16 = m.outputDtype === 'f16';
+    d.queue.writeBuffer(out, 0, new Uint32Array(out.size / 4).fill(f16 ? F16_NAN_PAIR : POISON_BITS));
     m.forwardGPU(xb, rows);
-    return f16ArrayToF32(await m.readBits16(out, rows * VOCAB));
+    return f16 ? f16ArrayToF32(await m.readBits16(out, rows * VOCAB)) : m.readBuffer(out, rows * VOCAB * 4);
   } finally { xb.destroy(); }
 }
 
 test.before(async () => { await sharedDevice(); });
 
 test('an f16 GPT plan: every transformer kernel stores f16, needs shader-f16, and keeps the gradients f32', async (t) => {
-  const { c } = await modelFor(7, false);
+  const { c } = await modelFor(7, 'dense');
   t.true(c.plan.features.includes('shader-f16'), 'a device without shader-f16 gets the runtime\'s clear error (test/f16.test.ts)');
   const byName = (re: RegExp) => c.plan.kernels.find((k) => re.test(k.name))!;
   t.regex(byName(/^model\.decoder$/).wgsl, /weights16: array<vec4<f16>>[\s\S]*y: array<vec4<f16>>/);
@@ -124,10 +142,11 @@ test('an f16 GPT plan: every transformer kernel stores f16, needs shader-f16, an
   t.truthy(tr.refreshHalf, 'the f16 copies are refreshed after each update');
 });
 
-for (const [seq, dyad] of [[7, false], [33, false], [7, true], [33, true]] as const) {
-  test.serial(`f16 GPT forward and training-step gradients vs float64 on f16-rounded weights: seq ${seq}, batch 1 and 3${dyad ? ', DYAD feed-forward and projections' : ''}`, async (t) => {
-    const { c, model } = await modelFor(seq, dyad);
-    const rng = new Rng(SEED + seq * 10 + (dyad ? 1 : 0));
+const LABELS: Record<Kind, string> = { dense: '', dyad: ', DYAD feed-forward and projections', 'per-layer': ', per-layer dtype: f16 embedding and attention layers in an f32 GPT' };
+for (const [seq, kind] of [[7, 'dense'], [33, 'dense'], [7, 'dyad'], [33, 'dyad'], [7, 'per-layer']] as const) {
+  test.serial(`f16 GPT forward and training-step gradients vs float64 on f16-rounded weights: seq ${seq}, batch 1 and 3${LABELS[kind]}`, async (t) => {
+    const { c, model } = await modelFor(seq, kind);
+    const rng = new Rng(SEED + seq * 10 + ['dense', 'dyad', 'per-layer'].indexOf(kind));
     const w = weights16(c, rng), W = to64(w);
     const logs: string[] = [];
     for (const batch of [1, 3]) {
@@ -175,7 +194,7 @@ async function f16CopyMismatches(m: Model): Promise<string[]> {
 }
 
 test.serial('f16 GPT: after AdamW and SGD steps the f16 copies are the f32 master weights rounded (bit-exact), and forward reads them', async (t) => {
-  const { c, model } = await modelFor(7, true);
+  const { c, model } = await modelFor(7, 'dyad');
   const rng = new Rng(SEED + 3);
   const w = weights16(c, rng);
   await model.setWeights(w);
@@ -199,7 +218,7 @@ test.serial('f16 GPT: after AdamW and SGD steps the f16 copies are the f32 maste
 
 test.serial('f16 GPT generation: cached (f16 key/value caches) and uncached agree; every step\'s logits match float64 on the full prefix', async (t) => {
   const seq = 33;
-  const { c, model } = await modelFor(seq, false);
+  const { c, model } = await modelFor(seq, 'dense');
   const w = weights16(c, new Rng(SEED + 4)), W = to64(w);
   await model.setWeights(w);
   const rng = new Rng(SEED + 5);
@@ -231,7 +250,7 @@ test.serial('f16 GPT generation: cached (f16 key/value caches) and uncached agre
 
 test.serial('f16 and f32 training of the same GPT (40 AdamW steps on a seeded Markov text) end with losses within 2 % of each other', async (t) => {
   const seq = 7, batch = 4, rows = batch * seq, steps = 40;
-  const { c: c16, model: m16 } = await modelFor(seq, false);
+  const { c: c16, model: m16 } = await modelFor(seq, 'dense');
   const c32 = await compile(gpt('gpt_f32_twin_t7', { seq, vocab: VOCAB }) as never);
   const w = weights16(c16, new Rng(SEED + 6));
   await m16.setWeights(w);
