@@ -12,6 +12,8 @@
  *    batch 1 and 3, every value and gradient poisoned first;
  *  - after AdamW and SGD steps the f16 copies equal the f32 master weights rounded to nearest even, bit
  *    for bit;
+ *  - the f16 attention kernels alone on the tiles the GPT cases do not reach (keys from storage, several
+ *    keys per online-softmax step, staged blocks of 16 rows, seq 129) against float64 on f16-rounded q, k, v;
  *  - generation: cached (f16 key/value caches) and uncached give the same tokens, and every step's
  *    logits match float64 on the full prefix;
  *  - f16 and f32 training of the same GPT (same f16-representable initial weights, same batches of a
@@ -26,9 +28,12 @@ import { interpretBackward } from '../compiler/interp/backward.js';
 import { tokenCrossEntropy } from '../compiler/interp/transformer.js';
 import { Rng } from '../compiler/util/rng.js';
 import type { Model } from '../runtime/model.js';
-import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
+import { f32ArrayToF16, f32ArrayToF16Padded, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { POISON_BITS, compare, randomWeights, sharedDevice, since, testSeed } from './helpers/gpu.js';
 import { gpt, type GptOptions } from './helpers/gpt.js';
+import { renderAttentionBackward, renderAttentionForward, type AttentionKernelShape, type AttentionTile } from '../compiler/codegen/attention.js';
+import { attentionBackward, attentionForward } from '../compiler/interp/transformer.js';
+import { compileKernel, dispatch, poisoned, readBack, readBytes, upload } from './helpers/kernel-runner.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const T0 = Date.now();
@@ -280,3 +285,52 @@ test.serial('f16 and f32 training of the same GPT (40 AdamW steps on a seeded Ma
     t.true(Math.abs(a - b) <= 0.02 * a, `f16 ${b} vs f32 ${a}`);
   } finally { m32.destroy(); }
 });
+
+// The attention kernels alone, f16 q, k, v, out (f32 dout and gradients), on tiles the GPT cases above do
+// not reach (they run the default: staged, one key per step). Reference: float64 on the f16-rounded q, k, v.
+// Bounds: out is rounded once to f16, ≤ 2^-11 ≈ 4.9e-4 of its largest |value| (plus f32 noise): 6e-4
+// (measured 2.5e-4); lse and dv never touch a rounded value: f32's 1e-5 (measured 4.9e-7); dq and dk read
+// the rounded out through D = dO·out: 2e-3 (measured 4.5e-4).
+const KERNEL_CASES: { shape: AttentionKernelShape; tile: AttentionTile }[] = [
+  { shape: { seq: 33, dModel: 32, heads: 2 }, tile: { stage: false } },  // keys and streamed rows from storage; 2 tiles, the second holding 1 row
+  { shape: { seq: 7, dModel: 16, heads: 2 }, tile: { keys: 3, stage: false } },  // a ragged key step of 3
+  { shape: { seq: 129, dModel: 32, heads: 1 }, tile: { rows: 16, keys: 2 } },  // staged blocks of 16; 9 tiles, the last holding 1 row
+];
+const HALF_SLOTS = ['q', 'k', 'v', 'out'];
+
+/** A buffer of `n` f16 values (+ guard), every one an f16 NaN. */
+const poisonedHalf = (d: GPUDevice, n: number) => upload(d, new Uint32Array(Math.ceil(n / 2) + 4).fill(F16_NAN_PAIR), 'test.out16');
+/** `n` f16 values read back as f32; @throws when the guard words after them are no longer the poison. */
+async function readHalf(d: GPUDevice, buf: GPUBuffer, n: number): Promise<Float32Array> {
+  const words = new Uint32Array(await readBytes(d, buf, Math.ceil(n / 2) * 4 + 16));
+  const tail = [...words.subarray(Math.ceil(n / 2))];
+  if (n % 2 === 1 || tail.some((w) => w !== F16_NAN_PAIR)) throw new Error('an f16 kernel wrote past the end of its output');
+  return f16ArrayToF32(new Uint16Array(words.buffer, 0, n));
+}
+
+for (const kc of KERNEL_CASES) {
+  test.serial(`f16 attention kernels vs float64 on f16-rounded q, k, v: seq ${kc.shape.seq}, d_model ${kc.shape.dModel}, heads ${kc.shape.heads}, tile ${JSON.stringify(kc.tile)}, batch 1 and 3`, async (t) => {
+    const d = await sharedDevice(), shape = { ...kc.shape, f16: HALF_SLOTS };
+    const bwd = renderAttentionBackward(shape, kc.tile);
+    const [fwd, dqK, dkdvK] = await Promise.all([compileKernel(d, renderAttentionForward(shape, kc.tile)), compileKernel(d, bwd.dq), compileKernel(d, bwd.dkdv)]);
+    const rng = new Rng(SEED + kc.shape.seq);
+    const logs: string[] = [];
+    for (const batch of [1, 3]) {
+      const rows = batch * kc.shape.seq, n = rows * kc.shape.dModel, stats = batch * kc.shape.heads * kc.shape.seq;
+      const [q, k, v] = [0, 1, 2].map(() => round16(rng.f32(n, -2, 2))), dout = rng.f32(n);
+      const half = (a: Float32Array) => upload(d, new Uint32Array(f32ArrayToF16Padded(a).buffer));
+      const bufs = { q: half(q!), k: half(k!), v: half(v!), dout: upload(d, dout), out: poisonedHalf(d, n), lse: poisoned(d, stats), dq: poisoned(d, n), delta: poisoned(d, stats), dk: poisoned(d, n), dv: poisoned(d, n) };
+      try {
+        dispatch(d, [{ c: fwd, buffers: bufs }, { c: dqK, buffers: bufs }, { c: dkdvK, buffers: bufs }], rows);
+        const ashape = { batch, ...kc.shape };
+        const ref = { ...attentionForward(q!, k!, v!, ashape), ...attentionBackward(q!, k!, v!, dout, ashape) };
+        const got = { out: await readHalf(d, bufs.out, n), lse: await readBack(d, bufs.lse, stats, 'lse'), dq: await readBack(d, bufs.dq, n, 'dq'), dk: await readBack(d, bufs.dk, n, 'dk'), dv: await readBack(d, bufs.dv, n, 'dv') };
+        const errs = Object.fromEntries((['out', 'lse', 'dq', 'dk', 'dv'] as const).map((key) => [key, relMax(got[key], ref[key])]));
+        const bound: Record<string, number> = { out: 6e-4, lse: 1e-5, dv: 1e-5, dq: 2e-3, dk: 2e-3 };
+        for (const key of Object.keys(bound)) t.true(errs[key]! <= bound[key]!, `batch ${batch}: ${key} rel. error ${errs[key]} (seed ${SEED})`);
+        logs.push(`batch ${batch}: ${Object.entries(errs).map(([key, e]) => `${key} ${e!.toExponential(1)}`).join(', ')}`);
+      } finally { for (const b of Object.values(bufs)) b.destroy(); }
+    }
+    t.log(logs.join('; '));
+  });
+}
