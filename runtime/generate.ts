@@ -14,6 +14,7 @@
 import { DyadcError } from './core/errors.js';
 import type { Plan, PlanKernel } from './core/plan.js';
 import { scoped } from './executor.js';
+import { f16ArrayToF32 } from './weights/safetensors.js';
 
 /** The part of the runtime's Executor (runtime/executor.ts) a decode session uses. */
 export interface DecodeExecutor {
@@ -141,6 +142,14 @@ export async function generate(model: GeneratingModel, prompt: Int32Array | read
   return out;
 }
 
+/** The logits `[outFeatures]` of the plan's output value, widened to f32 when an f16 LM head stores them as f16. */
+async function readLogits(exec: DecodeExecutor, src: GPUBuffer, plan: Plan, enc: GPUCommandEncoder): Promise<Float32Array> {
+  const n = plan.outFeatures;
+  if (plan.values.find((v) => v.id === plan.output)?.dtype !== 'f16') return exec.read(src, n * 4, enc);
+  const raw = await exec.read(src, Math.ceil(n / 2) * 4, enc);
+  return f16ArrayToF32(new Uint16Array(raw.buffer, raw.byteOffset, n));
+}
+
 /**
  * The decode step with a key/value cache: its own executor over the model's weights (values at capacity seq, plus
  * each attention's `[seq, d_model]` k/v caches and the u32 position), running per step
@@ -164,7 +173,8 @@ class DecodeSession {
       exec.ensureCapacity(seq, 'generate: seq');
       await exec.add([embedding, ...rest]);
     } catch (e) { exec.destroy(); throw e; }
-    const rowBytes = plan.values.find((v) => v.id === embedding.output)!.features * 4;
+    const ev = plan.values.find((v) => v.id === embedding.output)!;
+    const rowBytes = ev.features * (ev.dtype === 'f16' ? 2 : 4);  // an f16 embedding stores 2-byte rows (d_model a multiple of 4: a 4-byte-aligned copy)
     const scratch = model.device.createBuffer({ size: rowBytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `${plan.name}.decode.row` });
     return new DecodeSession(model, exec, embedding, rest, scratch, rowBytes);
   }
@@ -182,7 +192,7 @@ class DecodeSession {
       enc.copyBufferToBuffer(this.scratch, 0, emb, 0, this.rowBytes);
     }
     exec.encode(enc, this.rest, 1, `${plan.name}.decode.row`);
-    if (read) return scoped(model.device, `decode step at position ${p} of ${plan.name}`, () => exec.read(exec.value(plan.output), plan.outFeatures * 4, enc));
+    if (read) return scoped(model.device, `decode step at position ${p} of ${plan.name}`, () => readLogits(exec, exec.value(plan.output), plan, enc));
     return scoped(model.device, `decode step at position ${p} of ${plan.name}`, async () => { q.submit([enc.finish()]); return new Float32Array(0); });
   }
 

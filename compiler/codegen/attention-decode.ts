@@ -8,7 +8,7 @@
  */
 import { render } from './templates.js';
 import { DyadcError } from '../errors.js';
-import type { AttentionKernelShape, KernelSlot, TransformerKernel } from './attention.js';
+import { rowType, type AttentionKernelShape, type KernelSlot, type TransformerKernel } from './attention.js';
 
 /**
  * Single-query attention with a key/value cache:
@@ -22,7 +22,8 @@ import type { AttentionKernelShape, KernelSlot, TransformerKernel } from './atte
  * Bindings: 1 q, 2 k, 3 v `[1, d_model]` (read: the new row's projections), 4 k_cache, 5 v_cache
  * `[seq, d_model]` (read_write; rows 0..p−1 hold earlier positions, row p is written), 6 out `[1, d_model]`
  * (written), 7 position `[1]` u32 (read: p, which must be < seq; a larger p is clamped to seq − 1).
- * Grid: `fixed`, ceil(heads / workgroupSize) workgroups.
+ * Grid: `fixed`, ceil(heads / workgroupSize) workgroups. With `s.f16`, the listed slots are f16 and each cache
+ * takes the type of what it caches (k_cache that of k, v_cache that of v).
  * @throws DyadcError(USAGE) when heads does not divide d_model into head_dim multiples of 4, or seq < 1.
  */
 export function renderAttentionDecode(s: AttentionKernelShape, name = `attention_decode_t${s.seq}_d${s.dModel}_h${s.heads}`): TransformerKernel {
@@ -31,8 +32,10 @@ export function renderAttentionDecode(s: AttentionKernelShape, name = `attention
   const hd = s.dModel / s.heads;
   if (!Number.isInteger(hd) || hd % 4 !== 0) throw new DyadcError('USAGE', `attention decode heads: d_model ${s.dModel} / heads ${s.heads} is not a whole head_dim multiple of 4`, { fix: 'choose heads dividing d_model into head_dim multiples of 4 (the kernel loads vec4)' });
   const workgroupSize = Math.min(64, s.heads);
+  // a cache holds its k or v as they are: the f16 projections of an f16 layer in f16 (exact, half the memory and reads)
+  const typeOf = (nm: string) => rowType(s, nm.replace('_cache', ''));
   const row = (binding: number, nm: string, access: KernelSlot['access'], rows: string, what: string): KernelSlot =>
-    ({ binding, name: nm, access, type: 'array<vec4<f32>>', doc: `[${rows}, ${s.dModel}] ${what}` });
+    ({ binding, name: nm, access, type: `array<${typeOf(nm)}>`, doc: `[${rows}, ${s.dModel}] ${what}${typeOf(nm) === 'vec4<f16>' ? ' (f16)' : ''}` });
   const bindings: KernelSlot[] = [
     row(1, 'q', 'read', '1', 'query of the new row'), row(2, 'k', 'read', '1', 'key of the new row'), row(3, 'v', 'read', '1', 'value of the new row'),
     row(4, 'k_cache', 'read_write', `${s.seq}`, 'keys of positions 0..p (row p written here)'),
@@ -41,10 +44,11 @@ export function renderAttentionDecode(s: AttentionKernelShape, name = `attention
     { binding: 7, name: 'position', access: 'read', type: 'array<u32>', doc: '[1] p, the new row\'s position (< SEQ)' },
   ];
   const wgsl = render('attention-decode', {
-    name, seq: s.seq, heads: s.heads, headDim4: hd / 4, dModel4: s.dModel / 4, workgroupSize,
+    name, seq: s.seq, heads: s.heads, f16: bindings.some((b) => b.type === 'array<vec4<f16>>'), outType: typeOf('out'), headDim4: hd / 4, dModel4: s.dModel / 4, workgroupSize,
     scale: (1 / Math.sqrt(hd)).toPrecision(9), bindings,
     header: [`causal self-attention decode step (key/value cache): seq ${s.seq}, d_model ${s.dModel}, heads ${s.heads}, head_dim ${hd}, scale 1/sqrt(${hd})`,
-      `one invocation per head, ${workgroupSize} per workgroup; keys streamed one per online-softmax step`],
+      `one invocation per head, ${workgroupSize} per workgroup; keys streamed one per online-softmax step`,
+      ...(s.f16?.length ? [`f16 storage: ${s.f16.join(', ')}${s.f16.includes('k') || s.f16.includes('v') ? ' (and their caches)' : ''}; scores, softmax and accumulators in f32`] : [])],
   });
   return { name, wgsl, workgroupSize, grid: { kind: 'fixed', workgroups: Math.ceil(s.heads / workgroupSize) }, bindings };
 }

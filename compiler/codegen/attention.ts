@@ -51,7 +51,21 @@ export interface AttentionKernelShape {
   /** features of q, k, v and the output */
   dModel: number;
   heads: number;
+  /**
+   * The row slots stored as f16 (mixed precision, issue 17: the q/k/v projections and the attention
+   * output of an f16 layer), by slot name (`q`, `k`, `v`, `out`, `dout`; decode: `k_cache`/`v_cache`
+   * follow `k`/`v`). Their vec4s are widened to f32 on load and rounded (to nearest even) on store; every
+   * score, the online softmax, the logsumexp and every accumulator stay f32. Default: none (all f32).
+   */
+  f16?: readonly string[];
 }
+
+/** The WGSL element type of row slot `name` of shape `s` (`vec4<f16>` for the slots listed in `s.f16`). */
+export const rowType = (s: AttentionKernelShape, name: string) => (s.f16?.includes(name) ? 'vec4<f16>' : 'vec4<f32>');
+/** `arr[idx]` as a vec4<f32> (widened when the slot is f16). */
+export const load4 = (s: AttentionKernelShape, arr: string, idx: string) => (s.f16?.includes(arr) ? `vec4<f32>(${arr}[${idx}])` : `${arr}[${idx}]`);
+/** `arr[idx] = value;` for an f32 `value` (rounded to nearest even when the slot is f16). */
+export const store4 = (s: AttentionKernelShape, arr: string, idx: string, value: string) => `${arr}[${idx}] = ${s.f16?.includes(arr) ? `vec4<f16>(${value})` : value};`;
 
 /** Schedule of the attention kernels. */
 export interface AttentionTile {
@@ -101,14 +115,15 @@ const dotOf = (a: string[], b: string[]) => a.map((x, c) => `dot(${x}, ${b[c]})`
 function attentionView(kind: string, name: string, s: AttentionKernelShape, L: ReturnType<typeof attentionLayout>, extra: string[]) {
   const hd = s.dModel / s.heads;
   return {
-    name, seq: s.seq, dModel4: s.dModel / 4, heads: s.heads, headDim4: L.hd4, rows: L.rows, tiles: L.tiles, keys: L.keys,
+    name, seq: s.seq, f16: (s.f16?.length ?? 0) > 0, dModel4: s.dModel / 4, heads: s.heads, headDim4: L.hd4, rows: L.rows, tiles: L.tiles, keys: L.keys,
     scale: (1 / Math.sqrt(hd)).toPrecision(9),
-    header: [`${kind}: seq ${s.seq}, d_model ${s.dModel}, heads ${s.heads}, head_dim ${hd}, scale 1/sqrt(${hd})`, ...extra],
+    header: [`${kind}: seq ${s.seq}, d_model ${s.dModel}, heads ${s.heads}, head_dim ${hd}, scale 1/sqrt(${hd})`, ...extra,
+      ...(s.f16?.length ? [`f16 storage: ${s.f16.join(', ')} (scores, softmax, logsumexp and accumulators in f32)`] : [])],
   };
 }
 
 const rowSlot = (binding: number, name: string, access: KernelSlot['access'], s: AttentionKernelShape, what: string): KernelSlot =>
-  ({ binding, name, access, type: 'array<vec4<f32>>', doc: `[rows, ${s.dModel}] ${what}` });
+  ({ binding, name, access, type: `array<${rowType(s, name)}>`, doc: `[rows, ${s.dModel}] ${what}${s.f16?.includes(name) ? ' (f16)' : ''}` });
 const statSlot = (binding: number, name: string, access: KernelSlot['access'], s: AttentionKernelShape, what: string): KernelSlot =>
   ({ binding, name, access, type: 'array<f32>', doc: `[rows / ${s.seq}, ${s.heads}, ${s.seq}] ${what}` });
 
@@ -138,7 +153,7 @@ export function renderAttentionForward(s: AttentionKernelShape, tile: AttentionT
   const staged = tile.stage ?? (stagedBytes <= 16384 && L.rows % L.keys === 0);
   if (staged && L.rows % L.keys !== 0) throw new DyadcError('USAGE', `attention tile.keys: ${L.keys} does not divide tile.rows ${L.rows} (needed with tile.stage)`, { fix: 'choose keys dividing rows' });
   if (staged && stagedBytes > 16384) throw new DyadcError('USAGE', `attention tile.stage: ${L.rows} keys of head_dim ${4 * L.hd4} need ${stagedBytes} bytes of workgroup memory, over WebGPU's default 16384`, { fix: 'use fewer tile.rows, or no tile.stage' });
-  const kv = (arr: 'k' | 'v', t: number, c: number) => (staged ? `${arr}_tile[kb_${t} + ${c}u]` : `${arr}[kb_${t} + ${c}u]`);
+  const kv = (arr: 'k' | 'v', t: number, c: number) => (staged ? `${arr}_tile[kb_${t} + ${c}u]` : load4(s, arr, `kb_${t} + ${c}u`));
   const step: string[] = [];
   for (const t of range(L.keys)) {
     step.push(`let j_${t} = j0 + ${t}u;`, `let valid_${t} = j_${t} <= i;`,
@@ -160,7 +175,7 @@ export function renderAttentionForward(s: AttentionKernelShape, tile: AttentionT
     'for (var b0 = 0u; b0 < key_end; b0 = b0 + ROWS) {  // key blocks of ROWS keys, staged in workgroup memory',
     '  let js = min(b0 + lid, SEQ - 1u);  // each invocation stages one key row (clamped: keys past the sequence are masked)',
     '  let sb = (row0 + js) * D_MODEL4 + col4;',
-    ...range(L.hd4).flatMap((c) => [`  k_tile[lid * HEAD_DIM4 + ${c}u] = k[sb + ${c}u];`, `  v_tile[lid * HEAD_DIM4 + ${c}u] = v[sb + ${c}u];`]),
+    ...range(L.hd4).flatMap((c) => [`  k_tile[lid * HEAD_DIM4 + ${c}u] = ${load4(s, 'k', `sb + ${c}u`)};`, `  v_tile[lid * HEAD_DIM4 + ${c}u] = ${load4(s, 'v', `sb + ${c}u`)};`]),
     '  workgroupBarrier();',
     '  for (var jj = 0u; jj < min(ROWS, key_end - b0); jj = jj + KEYS) {',
     '    let j0 = b0 + jj;',
@@ -176,11 +191,11 @@ export function renderAttentionForward(s: AttentionKernelShape, tile: AttentionT
     ...attentionView('causal self-attention forward (online softmax)', name, s, L,
       [`tile: ${L.rows} query rows per workgroup (one per invocation), ${L.keys} keys per online-softmax step, ${staged ? `keys staged in workgroup memory in blocks of ${L.rows}` : 'keys loaded from storage by every invocation'}`]),
     bindings,
-    loadQ: q.map((x, c) => `let ${x} = q[rb + ${c}u] * SCALE;`),
+    loadQ: q.map((x, c) => `let ${x} = ${load4(s, 'q', `rb + ${c}u`)} * SCALE;`),
     initAcc: acc.map((a) => `var ${a} = vec4<f32>(0.0);`),
     loop,
     shared: staged ? ['k_tile', 'v_tile'].map((nm) => `var<workgroup> ${nm}: array<vec4<f32>, ${L.rows * L.hd4}>;  // ROWS keys x HEAD_DIM4`) : [],
-    store: acc.map((a, c) => `out[rb + ${c}u] = ${a} * inv_l;`),
+    store: acc.map((a, c) => store4(s, 'out', `rb + ${c}u`, `${a} * inv_l`)),
   });
   return { name, wgsl, workgroupSize: L.rows, grid: { kind: 'tiles', rowsPerWorkgroup: s.seq, colWorkgroups: s.heads * L.tiles }, bindings };
 }
@@ -191,14 +206,14 @@ export function renderAttentionForward(s: AttentionKernelShape, tile: AttentionT
  * invocation loads them from storage; staged, each block of ROWS rows is first copied to workgroup memory,
  * one row per invocation, between barriers (as the forward's keys).
  */
-function streamRows(staged: boolean, start: string, end: string, vecs: [string[], string][], compute: string[]): string[] {
+function streamRows(s: AttentionKernelShape, staged: boolean, start: string, end: string, vecs: [string[], string][], compute: string[]): string[] {
   const ind = (xs: string[], d = '  ') => xs.map((x) => `${d}${x}`);
   if (!staged) return [`for (var j = ${start}; j < ${end}; j = j + 1u) {`, '  let ob = (row0 + j) * D_MODEL4 + col4;',
-    ...ind(vecs.flatMap(([names, arr]) => names.map((x, c) => `let ${x} = ${arr}[ob + ${c}u];`))), ...ind(compute), '}'];
+    ...ind(vecs.flatMap(([names, arr]) => names.map((x, c) => `let ${x} = ${load4(s, arr, `ob + ${c}u`)};`))), ...ind(compute), '}'];
   return [`for (var b0 = ${start}; b0 < ${end}; b0 = b0 + ROWS) {  // blocks of ROWS rows, staged in workgroup memory`,
     '  let js = min(b0 + lid, SEQ - 1u);  // each invocation stages one row (clamped: rows past the sequence are masked)',
     '  let sb = (row0 + js) * D_MODEL4 + col4;',
-    ...ind(vecs.flatMap(([names, arr]) => names.map((_, c) => `${arr}_tile[lid * HEAD_DIM4 + ${c}u] = ${arr}[sb + ${c}u];`))),
+    ...ind(vecs.flatMap(([names, arr]) => names.map((_, c) => `${arr}_tile[lid * HEAD_DIM4 + ${c}u] = ${load4(s, arr, `sb + ${c}u`)};`))),
     '  workgroupBarrier();',
     `  for (var jj = 0u; jj < min(ROWS, ${end} - b0); jj = jj + 1u) {`, '    let j = b0 + jj;', '    let ob = jj * HEAD_DIM4;',
     ...ind(vecs.flatMap(([names, arr]) => names.map((x, c) => `let ${x} = ${arr}_tile[ob + ${c}u];`)), '    '), ...ind(compute, '    '),
@@ -248,15 +263,15 @@ export function renderAttentionBackward(s: AttentionKernelShape, tile: Attention
     ...attentionView('causal self-attention backward, pass 1 of 2: dq and delta = rowsum(dO ∘ out)', dqName, s, L, [tileLine]),
     dq: true,
     bindings: dqSlots,
-    own: [...q.map((x, c) => `let ${x} = q[rb + ${c}u] * SCALE;`), ...dO.map((x, c) => `let ${x} = dout[rb + ${c}u];`), ...o.map((x, c) => `let ${x} = out[rb + ${c}u];`),
+    own: [...q.map((x, c) => `let ${x} = ${load4(s, 'q', `rb + ${c}u`)} * SCALE;`), ...dO.map((x, c) => `let ${x} = ${load4(s, 'dout', `rb + ${c}u`)};`), ...o.map((x, c) => `let ${x} = ${load4(s, 'out', `rb + ${c}u`)};`),
       `let delta_i = ${dotOf(dO, o)};`, 'let lse_i = lse[stat];', 'if (in_seq) { delta[stat] = delta_i; }'],
     initAcc: vecNames('dq', n).map((a) => `var ${a} = vec4<f32>(0.0);`),
     shared: tiles(staged, ['k', 'v'], L),
     loop: ['let key_end = min(SEQ, (tile + 1u) * ROWS);  // uniform: later keys are masked for every row of the tile',
-      ...streamRows(staged, '0u', 'key_end', [[k, 'k'], [v, 'v']], [
+      ...streamRows(s, staged, '0u', 'key_end', [[k, 'k'], [v, 'v']], [
         `let p = exp(${dotOf(q, k)} - lse_i);`, `let ds = p * ((${dotOf(dO, v)}) - delta_i);`,
         'if (j <= i) {', ...vecNames('dq', n).map((a, c) => `  ${a} = ${a} + ds * ${k[c]};`), '}'])],
-    store: vecNames('dq', n).map((a, c) => `dq[rb + ${c}u] = ${a} * SCALE;`),
+    store: vecNames('dq', n).map((a, c) => store4(s, 'dq', `rb + ${c}u`, `${a} * SCALE`)),
   });
 
   const kvName = `${name}_dkdv`;
@@ -264,14 +279,14 @@ export function renderAttentionBackward(s: AttentionKernelShape, tile: Attention
     ...attentionView('causal self-attention backward, pass 2 of 2: dk and dv (run after pass 1: reads its delta)', kvName, s, L, [tileLine]),
     dq: false,
     bindings: kvSlots,
-    own: [...k.map((x, c) => `let ${x} = k[rb + ${c}u] * SCALE;`), ...v.map((x, c) => `let ${x} = v[rb + ${c}u];`)],
+    own: [...k.map((x, c) => `let ${x} = ${load4(s, 'k', `rb + ${c}u`)} * SCALE;`), ...v.map((x, c) => `let ${x} = ${load4(s, 'v', `rb + ${c}u`)};`)],
     initAcc: [...vecNames('dk', n), ...vecNames('dv', n)].map((a) => `var ${a} = vec4<f32>(0.0);`),
     shared: tiles(staged, ['q', 'dout'], L),
     loop: ['// j: the query row; queries before the tile are masked for every key of it',
-      ...streamRows(staged, 'tile * ROWS', 'SEQ', [[q, 'q'], [dO, 'dout']], [
+      ...streamRows(s, staged, 'tile * ROWS', 'SEQ', [[q, 'q'], [dO, 'dout']], [
         'let stat_j = stat0 + j;', `let p = exp(${dotOf(k, q)} - lse[stat_j]);`, `let ds = p * ((${dotOf(dO, v)}) - delta[stat_j]);`,
         'if (j >= i) {', ...vecNames('dv', n).map((a, c) => `  ${a} = ${a} + p * ${dO[c]};`), ...vecNames('dk', n).map((a, c) => `  ${a} = ${a} + ds * ${q[c]};`), '}'])],
-    store: [...vecNames('dk', n).map((a, c) => `dk[rb + ${c}u] = ${a} * SCALE;`), ...vecNames('dv', n).map((a, c) => `dv[rb + ${c}u] = ${a};`)],
+    store: [...vecNames('dk', n).map((a, c) => store4(s, 'dk', `rb + ${c}u`, `${a} * SCALE`)), ...vecNames('dv', n).map((a, c) => store4(s, 'dv', `rb + ${c}u`, a))],
   });
   return {
     dq: { name: dqName, wgsl: dqWgsl, workgroupSize: L.rows, grid, bindings: dqSlots },

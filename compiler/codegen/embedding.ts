@@ -39,6 +39,13 @@ export interface EmbeddingKernelShape {
   /** f32 element offsets of the token table `[vocab, dModel]` and the position table `[maxSeq, dModel]` in the weights (and grads) arena; multiples of 4 */
   tokOffset: number;
   posOffset: number;
+  /**
+   * Mixed precision (issue 17): the gather reads the tables' f16 copies (bind the f16 weights arena;
+   * `tokOffset`/`posOffset` are then f16 element offsets, as weight-layout.ts gives them) and stores y as
+   * f16, the sum tok + pos taken in f32 and rounded once. The gradient ignores it (dy and the gradients
+   * arena are f32). Default false.
+   */
+  f16?: boolean;
 }
 
 function check(s: EmbeddingKernelShape): void {
@@ -53,26 +60,27 @@ function check(s: EmbeddingKernelShape): void {
 }
 
 const view = (s: EmbeddingKernelShape, name: string, grad: boolean, bindings: KernelSlot[]) => ({
-  name, grad, bindings, accumulate: false, vocab: s.vocab, maxSeq: s.maxSeq, seq: s.seq, dModel: s.dModel, dModel4: s.dModel / 4,
+  name, grad, bindings, f16: !grad && !!s.f16, accumulate: false, vocab: s.vocab, maxSeq: s.maxSeq, seq: s.seq, dModel: s.dModel, dModel4: s.dModel / 4,
   tok4: s.tokOffset / 4, pos4: s.posOffset / 4, workgroupSize: WORKGROUP, chunk: EMBEDDING_GRAD_CHUNK,
   header: [`token + position embedding ${grad ? 'gradient' : 'gather'}: vocab ${s.vocab}, max_seq ${s.maxSeq}, seq ${s.seq}, d_model ${s.dModel}`,
-    `tables in the ${grad ? 'gradients' : 'weights'} arena: token [${s.vocab}, ${s.dModel}] at ${s.tokOffset}, position [${s.maxSeq}, ${s.dModel}] at ${s.posOffset}`,
+    `tables in the ${grad ? 'gradients' : s.f16 ? 'f16 weights (f16 copies; y stored f16, the sum in f32)' : 'weights'} arena: token [${s.vocab}, ${s.dModel}] at ${s.tokOffset}, position [${s.maxSeq}, ${s.dModel}] at ${s.posOffset}`,
     `workgroup: ${WORKGROUP} invocations, one per (${grad ? 'table row' : 'row'}, vec4 of features)`],
 });
 
 /**
  * The gather: one invocation per (row, vec4 of features). Token ids are clamped to [0, vocab) (the
  * caller checks them before upload, as the loss does its labels).
- * Bindings: 1 weights arena (read), 2 ids `[rows]` i32 (read), 3 y `[rows, d_model]` (written).
+ * Bindings: 1 weights arena (read; with `s.f16` the f16 arena, slot `weights16`), 2 ids `[rows]` i32 (read), 3 y `[rows, d_model]` (written; f16 with `s.f16`).
  * Grid: `elements`, perRow d_model/4, perWorkgroup 64.
  * @throws DyadcError(USAGE) for a shape that does not fit (d_model a multiple of 4, seq ≤ maxSeq, aligned offsets).
  */
 export function renderEmbedding(s: EmbeddingKernelShape, name = `embedding_v${s.vocab}_t${s.seq}_d${s.dModel}`): TransformerKernel {
   check(s);
   const bindings: KernelSlot[] = [
-    { binding: 1, name: 'weights', access: 'read', type: 'array<vec4<f32>>', doc: 'weights arena (token and position tables)' },
+    s.f16 ? { binding: 1, name: 'weights16', access: 'read', type: 'array<vec4<f16>>', doc: 'f16 weights arena (f16 copies of the token and position tables)' }
+      : { binding: 1, name: 'weights', access: 'read', type: 'array<vec4<f32>>', doc: 'weights arena (token and position tables)' },
     { binding: 2, name: 'ids', access: 'read', type: 'array<i32>', doc: '[rows] token ids' },
-    { binding: 3, name: 'y', access: 'read_write', type: 'array<vec4<f32>>', doc: `[rows, ${s.dModel}] embeddings` },
+    { binding: 3, name: 'y', access: 'read_write', type: `array<vec4<${s.f16 ? 'f16' : 'f32'}>>`, doc: `[rows, ${s.dModel}] embeddings${s.f16 ? ' (f16)' : ''}` },
   ];
   return { name, wgsl: render('embedding', view(s, name, false, bindings)), bindings, workgroupSize: WORKGROUP,
     grid: { kind: 'elements', perRow: s.dModel / 4, perWorkgroup: WORKGROUP } };

@@ -122,21 +122,26 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
       return n.kind === 'norm' ? withRanges(k, kw, ctx.model, ctx.maxBytes) : k;
     }
     case 'embedding': case 'attention': {
-      const ids = n.kind === 'embedding' ? [n.id] : [n.id, ...n.inputs];
-      const half = ids.find((id) => types.valueDtype(id) !== 'f32');
-      if (half !== undefined) throw new DyadcError('USAGE', `layer ${n.layers.join('+')}: ${n.kind} runs in f32 only; %${half} is f16`, { fix: `give the ${n.kind} layer (and its projections) dtype "f32"` });
       if (n.kind === 'embedding') {
-        const tk = renderEmbedding({ vocab: n.vocab, maxSeq: n.seq, seq: n.seq, dModel: n.features, tokOffset: offsets[n.tokens]!, posOffset: offsets[n.positions]! }, name);
-        const k = sequenceKernel(n, tk, { weights: { kind: 'weights' }, ids: value(n.inputs[0]), y: value(n.id) }, `[batch·${n.seq}, 1] token ids -> [batch·${n.seq},${n.features}]`);
+        // an f16 embedding reads its tables' f16 copies (offsets in the f16 arena) and stores f16 rows
+        const f16 = types.valueDtype(n.id) === 'f16', at = f16 ? kw.offsets16 : offsets;
+        const tk = renderEmbedding({ vocab: n.vocab, maxSeq: n.seq, seq: n.seq, dModel: n.features, tokOffset: at[n.tokens]!, posOffset: at[n.positions]!, f16 }, name);
+        const k = sequenceKernel(n, tk, { [f16 ? 'weights16' : 'weights']: { kind: f16 ? 'weights16' : 'weights' }, ids: value(n.inputs[0]), y: value(n.id) },
+          `[batch·${n.seq}, 1] token ids -> [batch·${n.seq},${n.features}]`);
         return withRanges(k, kw, ctx.model, ctx.maxBytes);
       }
-      const tk = renderAttentionForward({ seq: n.seq, dModel: n.features, heads: n.heads }, {}, name);
+      const tk = renderAttentionForward({ seq: n.seq, dModel: n.features, heads: n.heads, f16: attentionF16(n, types) }, {}, name);
       const [q, k, v] = n.inputs.map(value);
       return sequenceKernel(n, tk, { q: q!, k: k!, v: v!, out: value(n.id), lse: value(attentionLse(n.id)) }, `[batch·${n.seq},${n.features}] x3 -> [batch·${n.seq},${n.features}]`);
     }
     default:
       throw new DyadcError('IR_INVALID', `%${n.id}: ${n.kind} must be lowered before codegen`);
   }
+}
+
+/** The slots of an attention node's kernels stored as f16 (`AttentionKernelShape.f16`): q, k, v and out, each after its value's dtype. */
+export function attentionF16(n: Node, types: Pick<KernelTypes, 'valueDtype'>): string[] {
+  return [...['q', 'k', 'v'].filter((_, i) => types.valueDtype(n.inputs[i]!) === 'f16'), ...(types.valueDtype(n.id) === 'f16' ? ['out'] : [])];
 }
 
 /** The value holding an attention node's per-row logsumexp `[batch·seq, heads]` (the kernel's `lse`; what a backward would read). */
@@ -170,20 +175,20 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
   for (const n of g.nodes) if (n.kind === 'attention') values.push({ id: attentionLse(n.id), features: n.heads, dtype: 'f32' });
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');
-  const decode = decodeKernels(g);
+  const decode = decodeKernels(g, ctx.types);
   return { format: PLAN_FORMAT, name: g.name, spec, dtype: 'f32', inFeatures: g.nodes[0].features, outFeatures: ctx.features.get(g.output)!,
     input: g.nodes[0].id, output: g.output, weights, arenaLength: length, arena16Length: length16, values, kernels, features: needsF16 ? ['shader-f16'] : [],
     ...(decode ? { decode } : {}) };
 }
 
 /** The decode-step kernel of each attention node (Plan `decode`), or undefined for a graph without attention. */
-function decodeKernels(g: Graph): Plan['decode'] {
+function decodeKernels(g: Graph, types: KernelTypes): Plan['decode'] {
   const position = 'decode.position', cacheValues: { id: string; features: number }[] = [], attention: PlanKernel[] = [];
   for (const n of g.nodes) {
     if (n.kind !== 'attention') continue;
     const kc = `${n.id}.k_cache`, vc = `${n.id}.v_cache`;
     cacheValues.push({ id: kc, features: n.features }, { id: vc, features: n.features });
-    const tk = renderAttentionDecode({ seq: n.seq, dModel: n.features, heads: n.heads }, `${n.id.replace(/[^A-Za-z0-9_]/g, '_')}_decode`);
+    const tk = renderAttentionDecode({ seq: n.seq, dModel: n.features, heads: n.heads, f16: attentionF16(n, types) }, `${n.id.replace(/[^A-Za-z0-9_]/g, '_')}_decode`);
     const [q, k, v] = n.inputs.map((id) => ({ kind: 'value' as const, id }));
     attention.push(sequenceKernel(n, tk, { q: q!, k: k!, v: v!, k_cache: { kind: 'value', id: kc }, v_cache: { kind: 'value', id: vc }, out: { kind: 'value', id: n.id }, position: { kind: 'value', id: position } },
       `[1,${n.features}] x3 + cache [${n.seq},${n.features}] x2 -> [1,${n.features}]`));

@@ -128,8 +128,10 @@ function slotKernel(tk: TransformerKernel, s: GradStep, buffers: Record<string, 
   return { name: tk.name, layers: s.layers, wgsl: tk.wgsl, output, shapes, grid: tk.grid, bindings };
 }
 
-function attentionGradKernel(s: AttentionGradStep, name: string): TrainKernel {
-  const k = { ...renderAttentionBackward({ seq: s.seq, dModel: s.features, heads: s.heads }, {}, s.out)[s.pass], name };
+function attentionGradKernel(s: AttentionGradStep, name: string, types: KernelTypes): TrainKernel {
+  // f16 layers: the forward's q, k, v and out are read as stored (f16); dout and the written dq, dk, dv, delta are f32 gradients
+  const f16 = ([['q', s.q], ['k', s.k], ['v', s.v], ['out', s.out], ['dout', s.dout]] as const).filter(([, id]) => types.valueDtype(id) === 'f16').map(([slot]) => slot);
+  const k = { ...renderAttentionBackward({ seq: s.seq, dModel: s.features, heads: s.heads, f16 }, {}, s.out)[s.pass], name };
   const v = (id: string): TrainBuffer => ({ kind: 'value', id });
   const common = { q: v(s.q), k: v(s.k), v: v(s.v), dout: v(s.dout), lse: v(s.lse), delta: v(s.delta) };
   const buffers = s.pass === 'dq' ? { ...common, out: v(s.out), dq: v(s.id) } : { ...common, dk: v(s.id), dv: v(s.dv!) };
@@ -169,7 +171,7 @@ function renderStep(s: GradStep, offsets: Offsets, name: string, features: Map<s
       const r = renderNormGrad(s, offsets, name, types);
       return { name, layers, wgsl: r.wgsl, output: s.kind === 'norm_grad' ? s.id : 'grads', shapes: `[batch,${features.get(s.x) ?? s.features}]`, grid: r.grid, bindings: r.bindings };
     }
-    case 'attention_grad': return attentionGradKernel(s, name);
+    case 'attention_grad': return attentionGradKernel(s, name, types);
     case 'embedding_grad': return embeddingGradKernel(s, offsets, name);
   }
 }

@@ -23,11 +23,14 @@ function getW(weights: Weights, name: string): ArrayLike<number> {
 /**
  * Runs the graph in float64. `x` is `[batch, input features]`; for a token input (an `embedding` first)
  * `x` holds the `[batch·seq]` token ids and `batch` counts rows (batch·seq). Returns every value (see `Values`).
+ * `store` (optional) maps each computed value before later nodes read it: e.g. rounding the values of f16
+ * nodes to f16 makes a float64 model of f16 storage (test/gpt-f16.test.ts, on the scheduled graph, where
+ * each node is one stored value).
  * @throws DyadcError(WEIGHTS) for a missing weight.
  */
-export function interpretAll(g: Graph, weights: Weights, x: ArrayLike<number>, batch: number): Values {
+export function interpretAll(g: Graph, weights: Weights, x: ArrayLike<number>, batch: number, store?: (n: Node, v: Float64Array) => Float64Array): Values {
   const vals: Values = new Map();
-  for (const n of g.nodes) vals.set(n.id, evalNode(n, vals, weights, x, batch));
+  for (const n of g.nodes) { const v = evalNode(n, vals, weights, x, batch); vals.set(n.id, store ? store(n, v) : v); }
   return vals;
 }
 

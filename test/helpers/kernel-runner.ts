@@ -37,17 +37,23 @@ export function poisoned(device: GPUDevice, elements: number, label = 'test.out'
   return upload(device, new Uint32Array(elements + GUARD).fill(POISON_BITS), label);
 }
 
-/** Reads `elements` f32 back; @throws when the buffer has no GUARD words after them, or they are no longer the poison (a write past the end). */
-export async function readBack(device: GPUDevice, buf: GPUBuffer, elements: number, what: string): Promise<Float32Array> {
-  const bytes = (elements + GUARD) * 4;
-  if (buf.size < bytes) throw new Error(`${what}: buffer ${buf.label} holds ${buf.size} bytes, ${elements} elements and ${GUARD} guard words need ${bytes} (make it with poisoned())`);
+/** The first `bytes` bytes of a buffer (a multiple of 4), copied to the CPU. */
+export async function readBytes(device: GPUDevice, buf: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
   const staging = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   const enc = device.createCommandEncoder();
   enc.copyBufferToBuffer(buf, 0, staging, 0, bytes);
   device.queue.submit([enc.finish()]);
   await gpuWait(staging.mapAsync(GPUMapMode.READ));
-  const all = new Float32Array(staging.getMappedRange().slice(0));
+  const data = staging.getMappedRange().slice(0);
   staging.unmap(); staging.destroy();
+  return data;
+}
+
+/** Reads `elements` f32 back; @throws when the buffer has no GUARD words after them, or they are no longer the poison (a write past the end). */
+export async function readBack(device: GPUDevice, buf: GPUBuffer, elements: number, what: string): Promise<Float32Array> {
+  const bytes = (elements + GUARD) * 4;
+  if (buf.size < bytes) throw new Error(`${what}: buffer ${buf.label} holds ${buf.size} bytes, ${elements} elements and ${GUARD} guard words need ${bytes} (make it with poisoned())`);
+  const all = new Float32Array(await readBytes(device, buf, bytes));
   const bits = new Uint32Array(all.buffer);
   for (let i = elements; i < elements + GUARD; i++) if (bits[i] !== POISON_BITS) throw new Error(`${what}: a kernel wrote past the end (element ${i} of ${elements})`);
   return all.slice(0, elements);
