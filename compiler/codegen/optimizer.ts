@@ -28,12 +28,18 @@ import { arenaChunks, type WeightLayout } from './weight-layout.js';
 /** Invocations per workgroup of the f16 refresh (one vec4 each). */
 const WG = 256;
 /**
- * Optimizer: invocations per workgroup and vec4s per invocation (OPT_WG apart); finite check: the same
- * for it. Measured on lavapipe (MNIST arena, 466k vec4s, interleaved, 3 rounds; bench/optimizer-ab.ts for
- * the plans): AdamW 16 × 32 took 0.71–0.84 of the one-vec4 × 256 pass, the check 16 × 256 0.50–0.62 of
- * its one-vec4 pass; 4 or 8 vec4s per invocation were slower than 1 (1.2–2.1×).
+ * The optimizer's and the finite check's tiles (invocations per workgroup × vec4s per invocation).
+ * Measured on lavapipe by bench/optimizer-ab.ts (MNIST arena, 466k vec4s, candidates interleaved, 3
+ * rounds, load 15; bench/results/optimizer-i14o.md), time over main's one-vec4 × 256 kernels: AdamW
+ * 32 × 16 0.53–0.82, SGD 0.66–1.05, the check 256 × 16 0.32–0.48; this template at 256 × 1 took 1.0–1.3
+ * (the gain is the tile, not the rewrite); 64 × 16 and 32 × 32 were no better. In an earlier sweep
+ * without `+ params.zero` in the loop bound, 4 or 8 vec4s per invocation were slower than 1.
  */
-const OPT_WG = 32, OPT_VEC4S = 16, CHECK_WG = 256, CHECK_VEC4S = 16;
+export const OPT_TILE: UpdateTile = { workgroup: 32, vec4s: 16 };
+export const CHECK_TILE: UpdateTile = { workgroup: 256, vec4s: 16 };
+
+/** How an elementwise update pass is spread: invocations per workgroup, vec4s per invocation (`workgroup` apart). */
+export interface UpdateTile { workgroup: number; vec4s: number }
 
 /** What an update kernel covers: a span of the f32 arena (elements) holding these layers. */
 export interface UpdateSpan {
@@ -75,9 +81,10 @@ function checkVec4(s: UpdateSpan): void {
  * The optimizer kernels (AdamW, SGD with momentum; PyTorch semantics: torch.optim.AdamW, torch.optim.SGD)
  * over one update span, one vec4 of weights, gradients and state per invocation step. Hyper-parameters
  * come from the span's uniform block (`hyper` chunk `s.chunk`), written by the runtime every step.
+ * `tile`: OPT_TILE unless a benchmark sweeps it (bench/optimizer-ab.ts).
  * @throws DyadcError(IR_INVALID) when the span is not whole vec4s.
  */
-export function renderOptimizers(s: UpdateSpan): PlanTraining['optimizers'] {
+export function renderOptimizers(s: UpdateSpan, tile: UpdateTile = OPT_TILE): PlanTraining['optimizers'] {
   checkVec4(s);
   const r = rangeOf(s);
   const d = describe(s, 'f32 weights arena');
@@ -93,9 +100,9 @@ export function renderOptimizers(s: UpdateSpan): PlanTraining['optimizers'] {
     const hyperBinding = decls.length + 1;
     const all: TrainBinding[] = [...bindings, { binding: hyperBinding, buffer: s.chunk ? { kind: 'hyper', chunk: s.chunk } : { kind: 'hyper' } }];
     const wgsl = render('optimizer', { name, adamw, what: d.what, layers: d.layers, checkName: spanName('check_finite_grads', s), bindings: decls, consts: [], hyperBinding,
-      workgroupSize: OPT_WG, perInvocation: OPT_VEC4S, perWorkgroup: OPT_WG * OPT_VEC4S });
+      workgroupSize: tile.workgroup, perInvocation: tile.vec4s, perWorkgroup: tile.workgroup * tile.vec4s });
     return { name, layers: ['optimizer'], output: 'weights', shapes: d.shapes, wgsl,
-      grid: { kind: 'fixed', workgroups: Math.ceil(s.range.length / 4 / (OPT_WG * OPT_VEC4S)) }, bindings: all };
+      grid: { kind: 'fixed', workgroups: Math.ceil(s.range.length / 4 / (tile.workgroup * tile.vec4s)) }, bindings: all };
   };
   return { adamw: mk(true), sgd: mk(false) };
 }
@@ -104,9 +111,10 @@ export function renderOptimizers(s: UpdateSpan): PlanTraining['optimizers'] {
  * The kernel run before the optimizers that flags any non-finite gradient of its span, so the optimizers
  * of every span skip the update (the guard of PyTorch's GradScaler.step, here for every model: f16
  * activation overflow, a diverging learning rate, bad targets) and the weights stay intact.
+ * `tile`: CHECK_TILE unless a benchmark sweeps it.
  * @throws DyadcError(IR_INVALID) when the span is not whole vec4s.
  */
-export function renderCheckFinite(s: UpdateSpan): TrainKernel {
+export function renderCheckFinite(s: UpdateSpan, tile: UpdateTile = CHECK_TILE): TrainKernel {
   checkVec4(s);
   const name = spanName('check_finite_grads', s);
   const d = describe(s, 'f32 gradients arena');
@@ -115,8 +123,8 @@ export function renderCheckFinite(s: UpdateSpan): TrainKernel {
     { buffer: { kind: 'status' }, name: 'status', access: 'read_write', type: 'array<atomic<u32>>', comment: '[0]: 1 if any gradient is not finite' }]);
   const consts = [{ name: 'COUNT', value: s.range.length / 4, comment: 'vec4s in the span' }];
   return { name, layers: ['optimizer'], output: 'status', shapes: d.shapes,
-    wgsl: render('check-finite', { name, what: d.what, layers: d.layers, bindings: decls, consts, workgroupSize: CHECK_WG, perInvocation: CHECK_VEC4S, perWorkgroup: CHECK_WG * CHECK_VEC4S }),
-    grid: { kind: 'fixed', workgroups: Math.ceil(s.range.length / 4 / (CHECK_WG * CHECK_VEC4S)) }, bindings };
+    wgsl: render('check-finite', { name, what: d.what, layers: d.layers, bindings: decls, consts, workgroupSize: tile.workgroup, perInvocation: tile.vec4s, perWorkgroup: tile.workgroup * tile.vec4s }),
+    grid: { kind: 'fixed', workgroups: Math.ceil(s.range.length / 4 / (tile.workgroup * tile.vec4s)) }, bindings };
 }
 
 /**
