@@ -99,6 +99,21 @@ test.serial('doctor without an adapter says why and what to run, exit 1', async 
   t.false(/\n\s+at .*\.ts:\d+/.test(r.stderr), 'no stack from dyadc');
 });
 
+test.serial('update kernels of an arena in chunks have distinct names: inspect --kernel adamw.chunk1 and the compiled kernels/train files', async (t) => {
+  const f = writeSpec('chunked.json', { name: 'chunked', input: { features: 7 }, layers: [
+    { op: 'layernorm', name: 'ln' }, { op: 'linear', name: 'a', out_features: 5 }, { op: 'silu' }, { op: 'linear', name: 'b', out_features: 3 }] });
+  const lim = ['--limits', 'maxStorageBufferBindingSize=1024'];
+  const r = await dyadc('inspect', f, ...lim, '--kernel', 'adamw.chunk1');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^\/\/ dyadc kernel adamw\.chunk1$/m);
+  t.regex(r.stdout, /AdamW \(torch\.optim\.AdamW\) over chunk 1 of \d+ of the f32 weights arena: elements \[\d+, \d+\)/);
+  const out = join(tmp, 'chunked-out');
+  const c = await dyadc('compile', f, '-o', out, ...lim);
+  t.is(c.code, 0, c.stderr);
+  for (const k of ['adamw.chunk0', 'adamw.chunk1', 'sgd.chunk1', 'check_finite_grads.chunk1']) t.true(existsSync(join(out, 'kernels', 'train', `chunked.${k}.wgsl`)), k);
+  t.false(existsSync(join(out, 'kernels', 'train', 'chunked.adamw_1.wgsl')), 'no numbered duplicates');
+});
+
 test.serial('inspect prints the IR and the kernels', async (t) => {
   const r = await dyadc('inspect', 'examples/opt125m-ff-dyad.json');
   t.is(r.code, 0, r.stderr);
