@@ -13,9 +13,10 @@
  *   losses           loss.wgsl.hbs (softmax cross-entropy, mse)
  *   update kernels   codegen/optimizer.ts: finite check, optimizers (adamw, sgd), f16 refresh, per span of the arena
  *
- * The generic kernels (pointwise, loss, optimizer) carry no layer names in their WGSL, so identical
- * ones (e.g. the relu backward of two 1024-wide layers, or the optimizer of any model) share one
- * pipeline and one shader JIT; the plan kernel's `name`/`layers` still say which layer it serves.
+ * The generic kernels (pointwise, loss) carry no layer names in their WGSL, so identical ones (e.g. the
+ * relu backward of two 1024-wide layers) share one pipeline and one shader JIT; the plan kernel's
+ * `name`/`layers` still say which layer it serves. The update kernels' headers name their span and
+ * layers (one small JIT per model, or per chunk).
  */
 import type { BlockGemmNode } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
