@@ -96,7 +96,7 @@ export function renderOptimizers(s: UpdateSpan, tile: UpdateTile = OPT_TILE): Pl
       { buffer: { kind: 'grads', ...r }, name: 'grads', access: 'read', type: vec4s, comment: 'gradients, laid out like the weights' },
       { buffer: { kind: 'moment1', ...r }, name: 'm1', access: 'read_write', type: vec4s, comment: adamw ? 'first moment' : 'momentum buffer' },
       ...(adamw ? [{ buffer: { kind: 'moment2', ...r } as TrainBuffer, name: 'm2', access: 'read_write' as const, type: vec4s, comment: 'second moment' }] : []),
-      { buffer: { kind: 'status' }, name: 'status', access: 'read', type: 'array<u32>', comment: `[0] != 0: a gradient is not finite (${spanName('check_finite_grads', s)}), skip the update` }]);
+      { buffer: { kind: 'status' }, name: 'status', access: 'read', type: 'array<u32>', comment: '[0] != 0: a finite check (of any span) found a non-finite gradient: skip the update' }]);
     const hyperBinding = decls.length + 1;
     const all: TrainBinding[] = [...bindings, { binding: hyperBinding, buffer: s.chunk ? { kind: 'hyper', chunk: s.chunk } : { kind: 'hyper' } }];
     const wgsl = render('optimizer', { name, adamw, what: d.what, layers: d.layers, checkName: spanName('check_finite_grads', s), bindings: decls, consts: [], hyperBinding,
