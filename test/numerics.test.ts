@@ -16,7 +16,7 @@ import { compile, type Compiled } from '../compiler/index.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward, softmaxCrossEntropy } from '../compiler/interp/backward.js';
 import { normRowsF32, normBackwardF32, pairwiseSumF32 } from '../compiler/interp/careful-f32.js';
-import { renderCheckFinite } from '../compiler/codegen/train-plan.js';
+import { renderCheckFinite, wholeArena } from '../compiler/codegen/optimizer.js';
 import { Rng } from '../compiler/util/rng.js';
 import { f32ArrayToF16, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
 import { getPipeline } from '../runtime/model.js';
@@ -235,7 +235,7 @@ test.serial('mse loss over 32768 outputs is summed pairwise: within K× of caref
 test.serial('check_finite_grads flags one non-finite value at any position, for arena sizes 4…2^20+4', async (t) => {
   const device = await sharedDevice();
   for (const n of [4, 8, 1020, 1024, 1028, 4096 * 4 + 4, (1 << 20) + 4]) {
-    const k = renderCheckFinite(n);
+    const k = renderCheckFinite(wholeArena(n));
     const pipe = await getPipeline(device, k);
     const grads = device.createBuffer({ size: n * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
     const status = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });

@@ -14,6 +14,7 @@ import { initWeights } from '../compiler/init.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getDevice } from '../runtime/device.js';
 import type { OptimizerOptions } from '../runtime/trainer.js';
+import { trainingKernels } from '../runtime/plan.js';
 
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 
@@ -124,4 +125,85 @@ for (const [label, o] of OPTIMIZERS.filter(([l]) => l !== 'sgd')) {
     for (const k of Object.keys(W)) t.true(maxAbsDiff(got[k], W[k]) <= 1e-5, `${k}: ${maxAbsDiff(got[k], W[k])} (seed ${seed})`);
     tr.destroy(); m.destroy();
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// the update kernels per span: tensor sizes that are not multiples of 4, chunks, the non-finite skip
+
+/** Every tensor size odd (7, 35, 5, 15, 3): the arena holds zero padding after each tensor. */
+const ODD: SpecInput = { name: 'odd', input: { features: 7 }, layers: [
+  { op: 'layernorm', name: 'ln' }, { op: 'linear', name: 'a', out_features: 5 }, { op: 'silu' }, { op: 'linear', name: 'b', out_features: 3 },
+] };
+/** 1 KiB bindings: each layer (128-element groups, 512 bytes) in its own chunk or two to a chunk. */
+const CHUNKED = { maxStorageBufferBindingSize: 1024 };
+
+/** The raw f32 weights arena of a model (padding included). */
+async function readArena(d: GPUDevice, buf: GPUBuffer, length: number): Promise<Float32Array> {
+  const read = d.createBuffer({ size: length * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const enc = d.createCommandEncoder();
+  enc.copyBufferToBuffer(buf, 0, read, 0, length * 4);
+  d.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const out = new Float32Array(read.getMappedRange().slice(0));
+  read.destroy();
+  return out;
+}
+
+test('update kernels: one span keeps the names adamw/sgd/check_finite_grads; chunks get distinct names and headers that say their span and layers', (t) => {
+  const one = compileSync(ODD).plan.training!;
+  t.deepEqual([one.checkFinite.name, one.optimizers.adamw.name, one.optimizers.sgd.name], ['check_finite_grads', 'adamw', 'sgd']);
+  t.regex(one.optimizers.adamw.wgsl, /AdamW \(torch\.optim\.AdamW\) over the whole f32 weights arena: \d+ elements/);
+  t.regex(one.optimizers.adamw.wgsl, /layers: ln, a, b\n/);
+  const tr = compileSync(ODD, { limits: CHUNKED }).plan.training!;
+  const chunks = [{ checkFinite: tr.checkFinite, optimizers: tr.optimizers }, ...(tr.updateChunks ?? [])];
+  t.true(chunks.length >= 2, `${chunks.length} chunks`);
+  const names = trainingKernels(tr).map((k) => k.name);
+  t.is(new Set(names).size, names.length, `kernel names are distinct: ${names.join(', ')}`);
+  chunks.forEach((c, i) => {
+    t.is(c.optimizers.adamw.name, `adamw.chunk${i}`);
+    t.is(c.optimizers.sgd.name, `sgd.chunk${i}`);
+    t.is(c.checkFinite.name, `check_finite_grads.chunk${i}`);
+    for (const k of [c.optimizers.adamw, c.optimizers.sgd, c.checkFinite]) t.regex(k.wgsl, new RegExp(`chunk ${i} of ${chunks.length} of the f32 \\w+ arena: elements \\[\\d+, \\d+\\)`), k.name);
+  });
+});
+
+for (const [label, o] of [OPTIMIZERS[1], OPTIMIZERS[3]]) {
+  for (const chunked of [false, true]) {
+    test(`update kernels, ${label}${chunked ? ', arena in chunks' : ''}: tensor sizes not multiples of 4 match float64 within 1e-5, padding stays 0, a NaN/±Inf gradient anywhere skips the whole update`, async (t) => {
+      const seed = 61 + (chunked ? 1 : 0) + (o.type === 'sgd' ? 2 : 0);
+      const cc = compileSync(ODD, chunked ? { limits: CHUNKED } : {});
+      t.is(!!cc.plan.training!.updateChunks, chunked);
+      const rng = new Rng(seed);
+      const w0: Record<string, Float32Array> = Object.fromEntries(Object.entries(cc.weightShapes).map(([k, s]) => [k, rng.f32(s.reduce((a, b) => a * b, 1), -1, 1)]));
+      const dev = await device;
+      const m = await cc.create({ weights: w0, device: dev });
+      const tr = await m.trainer({ loss: 'mse', optimizer: o });
+      try {
+        const ref: Record<string, { p: Float64Array; opt: AdamW64 | SGD64 }> = {};
+        for (const [k, v] of Object.entries(w0)) ref[k] = { p: Float64Array.from(v), opt: reference(o, v.length) };
+        const names = Object.keys(w0);
+        for (let step = 0; step < 7; step++) {
+          const grads: Record<string, Float32Array> = {};
+          for (const [k, v] of Object.entries(w0)) grads[k] = rng.f32(v.length, -1, 1).map((g) => g * 10 ** rng.int(-3, 0));
+          if (step === 2 || step === 4) {  // one bad value in a random tensor (so, with chunks, a random chunk) at a random position
+            const k = names[rng.int(0, names.length - 1)];
+            grads[k][rng.int(0, grads[k].length - 1)] = step === 2 ? NaN : (rng.int(0, 1) ? Infinity : -Infinity);
+            const before = await readArena(dev, m.weightsBuffer, cc.plan.arenaLength);
+            await t.throwsAsync(tr.applyGradients(grads), { message: /a gradient is not finite; nothing was applied/ });
+            t.deepEqual(await readArena(dev, m.weightsBuffer, cc.plan.arenaLength), before, `step ${step}: the weights arena is unchanged`);
+            continue;  // the reference skips it too; moments and the step count must be untouched (checked by the later steps)
+          }
+          await tr.applyGradients(grads);
+          for (const k of names) ref[k].opt.step(ref[k].p, grads[k]);
+        }
+        const got = await tr.weights();
+        for (const k of names) t.true(maxAbsDiff(got[k], ref[k].p) <= 1e-5, `${k} (${w0[k].length} values): ${maxAbsDiff(got[k], ref[k].p)} (seed ${seed})`);
+        const arena = await readArena(dev, m.weightsBuffer, cc.plan.arenaLength);
+        const used = new Uint8Array(arena.length);
+        for (const w of cc.plan.weights) used.fill(1, w.offset, w.offset + w.shape.reduce((a, b) => a * b, 1));
+        const nonzeroPad = arena.findIndex((v, i) => !used[i] && v !== 0);
+        t.is(nonzeroPad, -1, `padding at ${nonzeroPad} is ${arena[nonzeroPad]}`);
+      } finally { tr.destroy(); m.destroy(); }
+    });
+  }
 }

@@ -11,15 +11,16 @@
  *   attention_grad   renderAttentionBackward (codegen/attention.ts: pass dq, then pass dkdv)
  *   embedding_grad   renderEmbeddingGrad (codegen/embedding.ts; reads the token index the trainer uploads)
  *   losses           loss.wgsl.hbs (softmax cross-entropy, mse)
- *   optimizers       optimizer.wgsl.hbs (adamw, sgd)
+ *   update kernels   codegen/optimizer.ts: finite check, optimizers (adamw, sgd), f16 refresh, per span of the arena
  *
- * The generic kernels (pointwise, loss, optimizer) carry no layer names in their WGSL, so identical
- * ones (e.g. the relu backward of two 1024-wide layers, or the optimizer of any model) share one
- * pipeline and one shader JIT; the plan kernel's `name`/`layers` still say which layer it serves.
+ * The generic kernels (pointwise, loss) carry no layer names in their WGSL, so identical ones (e.g. the
+ * relu backward of two 1024-wide layers) share one pipeline and one shader JIT; the plan kernel's
+ * `name`/`layers` still say which layer it serves. The update kernels' headers name their span and
+ * layers (one small JIT per model, or per chunk).
  */
 import type { BlockGemmNode } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
-import type { Plan, PlanTraining, TrainKernel, TrainBinding, TrainBuffer, UpdateChunk, WeightRange } from '../../runtime/plan.js';
+import type { Plan, PlanTraining, TrainKernel, TrainBinding, TrainBuffer } from '../../runtime/plan.js';
 import { TRAIN_FORMAT } from '../../runtime/plan.js';
 import type { TrainGraph, GradStep, PointwiseGradStep, NormGradStep, NormParamGradStep, AttentionGradStep, EmbeddingGradStep } from '../passes/autodiff.js';
 import { renderAttentionBackward, type TransformerKernel } from './attention.js';
@@ -27,7 +28,8 @@ import { renderEmbeddingGrad } from './embedding.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, type RenderedTrainKernel } from './weightgrad.js';
 import { arenaConst, kernelContext, nodeKernel, rowReduction, withRanges } from './plan.js';
-import { kernelWeights, arenaChunks, type WeightLayout } from './weight-layout.js';
+import { kernelWeights, type WeightLayout } from './weight-layout.js';
+import { renderUpdates } from './optimizer.js';
 import type { Limits } from '../passes/schedule.js';
 import { render, storageBindings } from './templates.js';
 import type { DType } from '../spec/types.js';
@@ -35,7 +37,6 @@ import { DyadcError } from '../errors.js';
 
 const ELEMENTWISE_WG = 256;
 const ROWS_WG = 64;
-const OPT_WG = 256;
 
 function decl(binding: number, name: string, access: 'read' | 'read_write', comment: string, type = 'array<f32>') {
   return { binding, name, access, type, comment };
@@ -193,79 +194,6 @@ export function renderLosses(features: number, output: string, outputGrad: strin
     };
   };
   return { softmax_cross_entropy: mk(true), mse: mk(false) };
-}
-
-/**
- * The optimizer kernels over an arena of `arenaLength` f32 (a multiple of 4), or over the span `range`
- * of it (update chunk `chunk` ≥ 1 reads its own hyper-parameter block, whose count covers the span).
- */
-export function renderOptimizers(arenaLength: number, range?: WeightRange, chunk = 0): PlanTraining['optimizers'] {
-  const mk = (adamw: boolean): TrainKernel => {
-    const name = adamw ? 'adamw' : 'sgd';
-    const r = range ? { range } : {};
-    const bindings: TrainBinding[] = [{ binding: 1, buffer: { kind: 'weights', ...r } }, { binding: 2, buffer: { kind: 'grads', ...r } }, { binding: 3, buffer: { kind: 'moment1', ...r } }];
-    if (adamw) bindings.push({ binding: 4, buffer: { kind: 'moment2', ...r } });
-    bindings.push({ binding: 5, buffer: chunk ? { kind: 'hyper', chunk } : { kind: 'hyper' } }, { binding: 6, buffer: { kind: 'status' } });
-    return { name, layers: ['optimizer'], output: 'weights', shapes: `arena [${arenaLength}]`, wgsl: render('optimizer', { name, adamw, workgroupSize: OPT_WG }),
-      grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
-  };
-  return { adamw: mk(true), sgd: mk(false) };
-}
-
-/**
- * The kernel run before the optimizer that flags any non-finite gradient, so the optimizer skips the
- * update (the guard of PyTorch's GradScaler.step, here for every model: f16 activation overflow, a
- * diverging learning rate, bad targets) and the weights stay intact.
- */
-export function renderCheckFinite(arenaLength: number, range?: WeightRange): TrainKernel {
-  const name = 'check_finite_grads';
-  const { decls, bindings } = storageBindings<TrainBuffer>([
-    { buffer: { kind: 'grads', ...(range ? { range } : {}) }, name: 'grads', access: 'read', type: 'array<vec4<u32>>', comment: 'gradients arena, as bits' },
-    { buffer: { kind: 'status' }, name: 'status', access: 'read_write', type: 'array<atomic<u32>>', comment: '[0]: 1 if any gradient is not finite' }]);
-  const consts = [{ name: 'COUNT', value: arenaLength / 4, comment: 'vec4s in the arena' }];
-  return { name, layers: ['optimizer'], output: 'status', shapes: `arena [${arenaLength}]`,
-    wgsl: render('check-finite', { name, bindings: decls, consts, workgroupSize: OPT_WG }),
-    grid: { kind: 'fixed', workgroups: Math.ceil(arenaLength / 4 / OPT_WG) }, bindings };
-}
-
-/**
- * The kernel that refreshes the f16 weight copies from the f32 master weights after an optimizer
- * step (mixed-precision training, Micikevicius et al. 2018, "Mixed Precision Training", §3.1: the
- * optimizer updates an f32 master copy; the f16 copy the kernels read is re-rounded from it). One
- * invocation per vec4 of the f16 arena; the arena packs the f16 tensors back to back, so a vec4 lies
- * in one tensor, found by a search over the (few) segment starts baked into the shader.
- */
-export function renderRefreshHalf(weights: { name: string; offset: number; offset16?: number; shape: number[] }[], arena16Length: number, ranges?: { range: WeightRange; range16: WeightRange }): TrainKernel {
-  // offsets relative to the bound spans (whole arenas: 0); the layout keeps delta ≥ 0 (weight-layout.ts)
-  const [r0, r16] = ranges ? [ranges.range.offset, ranges.range16.offset] : [0, 0];
-  const segs = weights.filter((w) => w.offset16 !== undefined).map((w) => ({ name: w.name, start16: w.offset16! - r16, delta: (w.offset - r0) - (w.offset16! - r16) }));
-  const name = 'refresh_f16_weights';
-  const { decls, bindings } = storageBindings<TrainBuffer>([
-    { buffer: { kind: 'weights', ...(ranges ? { range: ranges.range } : {}) }, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'f32 master weights (arena)' },
-    { buffer: { kind: 'weights16', ...(ranges ? { range: ranges.range16 } : {}) }, name: 'weights16', access: 'read_write', type: 'array<vec4<f16>>', comment: 'f16 copies (f16 arena)' }]);
-  const wgsl = render('refresh-half', { name, bindings: decls, consts: [{ name: 'COUNT', value: arena16Length / 4, comment: 'vec4s in the f16 arena' }],
-    segments: segs.map((g) => ({ name: g.name, start4: g.start16 / 4, delta4: g.delta / 4 })), segmentCount: segs.length, workgroupSize: OPT_WG });
-  return { name, layers: ['optimizer'], output: 'weights16', shapes: `f16 arena [${arena16Length}]`, wgsl,
-    grid: { kind: 'fixed', workgroups: Math.ceil(arena16Length / 4 / OPT_WG) }, bindings };
-}
-
-/**
- * The update kernels (finite check, optimizers, f16 refresh) of each chunk of the arena (arenaChunks):
- * one chunk with whole-arena bindings when the arena fits one binding (the plans of before), else one
- * set per chunk, each binding its span.
- */
-function renderUpdates(layout: WeightLayout, maxBytes: number, model: string): UpdateChunk[] {
-  const chunks = arenaChunks(layout, maxBytes, model);
-  if (chunks.length === 1) {
-    return [{ range: chunks[0].range, checkFinite: renderCheckFinite(layout.length), optimizers: renderOptimizers(layout.length),
-      ...(layout.length16 ? { refreshHalf: renderRefreshHalf(layout.weights, layout.length16) } : {}) }];
-  }
-  return chunks.map((c, i) => {
-    const inChunk = new Set(c.groups.flatMap((g) => g.tensors));
-    const ws = layout.weights.filter((w) => inChunk.has(w.name));
-    return { range: c.range, checkFinite: renderCheckFinite(c.range.length, c.range), optimizers: renderOptimizers(c.range.length, c.range, i),
-      ...(c.range16 ? { refreshHalf: renderRefreshHalf(ws, c.range16.length, { range: c.range, range16: c.range16 }) } : {}) };
-  });
 }
 
 /**
