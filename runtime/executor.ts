@@ -12,6 +12,7 @@ import { DyadcError } from './core/errors.js';
 import { bindingBytesLimit } from './binding-limits.js';
 import { getPipeline, deviceLost } from './pipelines.js';
 import { gpuWait } from './wait.js';
+import { kernelForBatch } from './variants.js';
 
 /** A forward or training kernel (forward bindings are a subset of the training ones). */
 export type ExecKernel = PlanKernel | TrainKernel;
@@ -141,9 +142,14 @@ export class Executor {
     this.maxRows = Math.floor(bindingBytesLimit(device.limits) / (widest * 4));
   }
 
-  /** Compiles (or fetches cached) the pipelines of `kernels` not yet added, concurrently; every compile settles before this returns or throws (the first failure). */
+  /**
+   * Compiles (or fetches cached) the pipelines of `kernels` not yet added — and of each one's small-batch
+   * register kernel (runtime/variants.ts `smallBatch`) — concurrently; every compile settles before this
+   * returns or throws (the first failure).
+   */
   async add(kernels: readonly ExecKernel[]): Promise<void> {
-    const todo = kernels.filter((k) => !this.pipelines.has(k));
+    const all = kernels.flatMap((k) => (k.smallBatch ? [k, k.smallBatch.kernel as ExecKernel] : [k]));
+    const todo = [...new Set(all)].filter((k) => !this.pipelines.has(k));
     const settled = await Promise.allSettled(todo.map((k) => getPipeline(this.device, k)));
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
@@ -202,14 +208,16 @@ export class Executor {
 
   /**
    * Records `kernels` for `batch` rows (≤ capacity) into one compute pass; each kernel's params uniform
-   * (`[batch, grid_x, workgroups, 0]`) is written now, so before the caller's submit.
+   * (`[batch, grid_x, workgroups, 0]`) is written now, so before the caller's submit. A kernel with a
+   * `smallBatch` register kernel dispatches that one for batches up to its `maxRows` (runtime/variants.ts).
    * @param input a caller's buffer to bind instead of the `input` value (forwardGPU)
    * @throws DyadcError(USAGE) for a kernel without a pipeline (not `add`ed); DyadcError(LIMIT) from kernelGrid.
    */
   encode(enc: GPUCommandEncoder, kernels: readonly ExecKernel[], batch: number, label: string, input?: GPUBuffer): void {
     const d = this.device;
     const pass = enc.beginComputePass({ label });
-    for (const k of kernels) {
+    for (const k0 of kernels) {
+      const k = kernelForBatch(k0, batch);
       const pipeline = this.pipelines.get(k);
       if (!pipeline) throw new DyadcError('USAGE', `kernel ${k.name} has no pipeline`);
       let u = this.uniforms.get(k);

@@ -10,7 +10,7 @@ import type { Plan, PlanKernel, TrainKernel, TrainBinding } from './core/plan.js
 import { trainingKernels } from './core/plan.js';
 import { getDevice, defaultDevice, describeValue } from './device.js';
 import { gpuWait } from './wait.js';
-import { planForDevice } from './variants.js';
+import { planForDevice, warmupBatches } from './variants.js';
 import { checkStorageBuffers, checkWeightBindings } from './binding-limits.js';
 import { hasOwn, setOwn } from './own.js';
 import { DyadcError } from './core/errors.js';
@@ -59,6 +59,12 @@ export interface CreateOptions {
   strict?: boolean;
   /** Run `model.warmup()` (with these options when an object) before `create` resolves. Default false. */
   warmup?: boolean | WarmupOptions;
+  /**
+   * Batches of at most this many rows run a subgroup gemm's register kernel, which is faster there
+   * (runtime/variants.ts: on lavapipe 4× at batch 1, break-even near 20 rows). Default: a quarter of the
+   * subgroup tile's rows per workgroup (16 with the default schedule); 0 runs the subgroup kernels at every batch.
+   */
+  smallBatchRows?: number;
 }
 
 export interface WarmupOptions {
@@ -127,7 +133,10 @@ export class Model {
     }
     const lost = await Promise.race([device.lost, Promise.resolve(undefined)]);  // already settled: the device is gone
     if (lost) throw deviceLost(lost, `model ${plan.name}`);
-    plan = planForDevice(plan, device);  // subgroup kernels where the device has subgroups, register kernels elsewhere
+    if (opts.smallBatchRows !== undefined && !(Number.isInteger(opts.smallBatchRows) && opts.smallBatchRows >= 0))
+      throw new DyadcError('USAGE', `create(): smallBatchRows must be an integer ≥ 0, got ${describeValue(opts.smallBatchRows)}`, { fix: 'omit it for the default, or pass 0 to run the subgroup kernels at every batch' });
+    // subgroup kernels where the device has subgroups (register kernels for small batches), register kernels elsewhere
+    plan = planForDevice(plan, device, { smallBatchRows: opts.smallBatchRows });
     checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
@@ -307,11 +316,15 @@ export class Model {
   async warmup(opts: WarmupOptions = {}): Promise<void> {
     this.assertAlive('warmup');
     const rows = this.tokens?.seq ?? 1;  // one sequence of a token model (zeros: token id 0)
-    this.exec.ensureCapacity(rows);
+    // and a batch past every small-batch limit, so the subgroup kernels are compiled too (runtime/variants.ts)
+    const batches = warmupBatches(this.plan.kernels, rows, this.exec.maxRows);
+    this.exec.ensureCapacity(Math.max(...batches));
     await scoped(this.device, `warmup of ${this.plan.name}`, () => {
-      const enc = this.device.createCommandEncoder({ label: `${this.plan.name}.warmup` });
-      this.encodeForward(enc, this.exec.value(this.plan.input), rows);
-      this.device.queue.submit([enc.finish()]);
+      for (const b of batches) {  // one submit each: a kernel's params uniform holds one batch at a time
+        const enc = this.device.createCommandEncoder({ label: `${this.plan.name}.warmup` });
+        this.encodeForward(enc, this.exec.value(this.plan.input), b);
+        this.device.queue.submit([enc.finish()]);
+      }
       return gpuWait(this.device.queue.onSubmittedWorkDone());
     });
     await warmupTraining(this, opts.training);

@@ -21,6 +21,7 @@ import { TRAIN_FORMAT } from './core/plan.js';
 import { DyadcError } from './core/errors.js';
 import { gpuWait } from './wait.js';
 import { Executor as KernelExecutor, rangeBinding } from './executor.js';
+import { warmupBatches } from './variants.js';
 import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
 import { embeddingGradIndex } from './token-index.js';
 
@@ -140,6 +141,9 @@ class Executor {
   }
 
   add(kernels: TrainKernel[]): Promise<void> { return this.exec.add(kernels); }
+
+  /** Largest batch one dispatch may take (see the runtime executor's maxRows). */
+  get maxRows(): number { return this.exec.maxRows; }
 
   /** @throws DyadcError(LIMIT) when one value of `batch` rows would pass the binding limit. */
   ensureCapacity(batch: number): void { this.exec.ensureCapacity(batch, 'training batch'); }
@@ -283,13 +287,16 @@ export async function warmupTraining(model: TrainableModel, all?: boolean): Prom
   try {
     ex.allocMoments(true);
     const rows = tokensOf(model)?.seq ?? 1;  // a token model: one sequence (token id 0 everywhere, an empty token index)
-    ex.ensureCapacity(rows);
+    const batches = warmupBatches(kernels, rows, ex.maxRows);  // the small-batch register kernels and the subgroup ones
+    ex.ensureCapacity(Math.max(...batches));
     const d = model.device;
     d.queue.writeBuffer(ex.status, 0, new Uint32Array([1, 0, 0, 0]));
     await ex.scoped('warmup', async () => {
-      const enc = d.createCommandEncoder();
-      ex.encode(enc, kernels, rows, `${model.plan.name}.warmup`);
-      d.queue.submit([enc.finish()]);
+      for (const b of batches) {  // one submit each: a kernel's params uniform holds one batch at a time
+        const enc = d.createCommandEncoder();
+        ex.encode(enc, kernels, b, `${model.plan.name}.warmup`);
+        d.queue.submit([enc.finish()]);
+      }
       await gpuWait(d.queue.onSubmittedWorkDone());
     });
   } finally { ex.destroy(); }

@@ -27,7 +27,7 @@ import { Rng } from '../compiler/util/rng.js';
 import { getAdapter } from '../runtime/device.js';
 import { Model } from '../runtime/model.js';
 import type { Plan, PlanKernel, TrainKernel } from '../runtime/plan.js';
-import { deviceSubgroupWidth, planForDevice, selectKernel } from '../runtime/variants.js';
+import { defaultSmallBatchRows, deviceSubgroupWidth, kernelForBatch, planForDevice, selectKernel, warmupBatches } from '../runtime/variants.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../runtime/weights/safetensors.js';
 import { compare, randomWeights, relError, runPoisoned, sharedDevice, testSeed } from './helpers/gpu.js';
 
@@ -102,6 +102,43 @@ test('selection: widest rendering ≤ the device\'s smallest subgroup; register 
   t.is(planForDevice(c.plan, fake([])).kernels[0], k, 'no subgroups: the kernel as compiled');
 });
 
+test('small batches: a selected subgroup gemm keeps its register kernel for batches ≤ a quarter of its rows per workgroup; 0 turns it off; weight gradients never', async (t) => {
+  const c = await compile(CHAIN);
+  const fake = { features: new Set(['subgroups']), adapterInfo: { subgroupMinSize: 8 } } as unknown as GPUDevice;
+  const sel = planForDevice(c.plan, fake);
+  for (const [i, k] of sel.kernels.entries()) {
+    if (!c.plan.kernels[i].subgroup) { t.is(k.smallBatch, undefined, k.name); continue; }
+    if (k.grid.kind !== 'tiles') return t.fail(k.name);
+    t.is(k.smallBatch?.maxRows, k.grid.rowsPerWorkgroup / 4, k.name);
+    t.is(k.smallBatch?.kernel, c.plan.kernels[i], `${k.name}: the register kernel as compiled`);
+    t.is(kernelForBatch(k, 1), c.plan.kernels[i]);
+    t.is(kernelForBatch(k, k.smallBatch!.maxRows), c.plan.kernels[i]);
+    t.is(kernelForBatch(k, k.smallBatch!.maxRows + 1), k);
+  }
+  t.is(defaultSmallBatchRows({ kind: 'tiles', rowsPerWorkgroup: 64, colWorkgroups: 3 }), 16);
+  const dw = sel.training!.backward.filter((k) => k.output === 'grads' && k.subgroup?.length);
+  t.true(dw.length > 0 && dw.every((k) => k.smallBatch === undefined), 'weight gradients: no small-batch kernel');
+  t.true(sel.training!.backward.some((k) => k.smallBatch), 'data gradients: small-batch kernels');
+  const off = planForDevice(c.plan, fake, { smallBatchRows: 0 });
+  t.true([...off.kernels, ...off.training!.forward, ...off.training!.backward].every((k) => k.smallBatch === undefined));
+  t.deepEqual(warmupBatches(sel.kernels, 1, 1 << 20), [1, 17]);
+  t.deepEqual(warmupBatches(sel.kernels, 7, 1 << 20), [7, 21]);
+  t.deepEqual(warmupBatches(sel.kernels, 64, 1 << 20), [64]);
+  t.deepEqual(warmupBatches(off.kernels, 1, 1 << 20), [1]);
+});
+
+test.serial('small batches on this device: the default model matches float64 on both sides of the limit (register ≤ 16 rows, subgroup above), poisoned; a bad smallBatchRows is a USAGE error', async (t) => {
+  const device = await sharedDevice();
+  const { c, w } = await chain;
+  await t.throwsAsync(c.create({ weights: w, device, smallBatchRows: -1 }), { message: /smallBatchRows must be an integer ≥ 0, got a number -1/ });
+  const m = await c.create({ weights: w, device });
+  try {
+    const limit = Math.max(0, ...m.plan.kernels.map((k) => k.smallBatch?.maxRows ?? 0));
+    if (deviceSubgroupWidth(device) >= 4) t.is(limit, 16);
+    await checkForward(t, c, m, w, [1, 5, 16, 17, 33], SEED + 77, 'default small-batch routing');
+  } finally { m.destroy(); }
+});
+
 test('a subgroup schedule with tile.k 1, columns not a multiple of 4, or workgroup.cols > 1 is a LIMIT error naming the fields', async (t) => {
   const c = await compile({ name: 's', input: { features: 32 }, layers: [{ op: 'linear', name: 'fc', out_features: 64 }] }, { training: false });
   const n = c.scheduled.nodes.find((x) => x.kind === 'blockgemm')!;
@@ -162,7 +199,7 @@ const width4Model = () => (width4 ??= (async () => {
   const device = await sharedDevice();
   if (deviceSubgroupWidth(device) < 4) return undefined;
   const { c, w } = await chain;
-  return Model.create(onlyWidth(c.plan, 4), { weights: w, device });
+  return Model.create(onlyWidth(c.plan, 4), { weights: w, device, smallBatchRows: 0 });
 })());
 test.after.always(async () => { (await width4)?.destroy(); });
 
@@ -214,7 +251,7 @@ TILES.forEach((tc, i) => {
     const device = await sharedDevice();
     const c = await compile(tc.spec, { training: false, overrides: { fc: tc.schedule } });
     const w = randomWeights(c.weightShapes, new Rng(SEED + 100 + i));
-    const m = await c.create({ weights: w, device });
+    const m = await c.create({ weights: w, device, smallBatchRows: 0 });
     try {
       const k = gemmKernels(m.plan)[0];
       if (deviceSubgroupWidth(device) >= 4) t.deepEqual(k.config, tc.schedule, 'the subgroup kernel runs');
@@ -237,7 +274,7 @@ test.serial('f16: dyad it n=4 and ot n=8 under subgroup kernels (width 4 and the
   const w = randomWeights(c.weightShapes, rng);
   for (const k of Object.keys(w)) w[k] = round16(w[k]);
   for (const plan of [c.plan, onlyWidth(c.plan, 4)]) {
-    const m = await Model.create(plan, { weights: w, device });
+    const m = await Model.create(plan, { weights: w, device, smallBatchRows: 0 });
     try {
       if (deviceSubgroupWidth(device) >= 4) t.true(gemmKernels(m.plan).every((k) => k.wgsl.includes('enable f16;') && k.wgsl.includes('enable subgroups;')));
       for (const batch of [1, 130]) {

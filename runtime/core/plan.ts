@@ -54,7 +54,15 @@ export interface PlanKernel {
    * (`subgroups` feature, subgroupMinSize ≥ width) and the fallback elsewhere; bindings are shared.
    */
   subgroup?: SubgroupVariant[];
+  /**
+   * Set by the runtime only (runtime/variants.ts `planForDevice`), never in a compiled plan: when a subgroup
+   * rendering was selected, the register kernel to run instead for batches of at most `maxRows` rows.
+   */
+  smallBatch?: SmallBatch<PlanKernel>;
 }
+
+/** The register kernel a device-resolved gemm runs for small batches (see PlanKernel.smallBatch). */
+export interface SmallBatch<K> { maxRows: number; kernel: K }
 
 /** One subgroup rendering of a gemm: correct on devices whose subgroups always have ≥ `width` lanes. */
 export interface SubgroupVariant { width: number; wgsl: string; grid: PlanGrid; config: unknown }
@@ -137,11 +145,13 @@ export type TrainGrid = PlanGrid
 /** A subgroup rendering of a training kernel (as SubgroupVariant, with a training grid). */
 export interface TrainSubgroupVariant extends Omit<SubgroupVariant, 'grid'> { grid: TrainGrid }
 
-export interface TrainKernel extends Omit<PlanKernel, 'bindings' | 'grid' | 'subgroup'> {
+export interface TrainKernel extends Omit<PlanKernel, 'bindings' | 'grid' | 'subgroup' | 'smallBatch'> {
   bindings: TrainBinding[];
   grid: TrainGrid;
   /** subgroup renderings, as PlanKernel.subgroup (gemms and weight gradients) */
   subgroup?: TrainSubgroupVariant[];
+  /** as PlanKernel.smallBatch (runtime only) */
+  smallBatch?: SmallBatch<TrainKernel>;
   /** Only needed for the gradient of the model input (`model.backward`); the trainer skips it. */
   inputGradOnly?: boolean;
 }
