@@ -127,8 +127,8 @@ async function timeInterleaved(runs: (() => Promise<void>)[], rng: Rng): Promise
 
 const rowLabel = (row: Row) => `${row.impl} ${row.kind}${row.kind === 'dyad' ? ` n=${row.blocks} ${row.variant}` : ''}`;
 
-/** A dyadc runner with the same shape as the peers': one layer (+bias, fused), x already on the GPU. */
-function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f32'): PeerRunner {
+/** A dyadc runner with the same shape as the peers': one layer (+bias, fused), x already on the GPU, compiled for the adapter (its class's default schedule). */
+function dyadcRunner(device: GPUDevice, adapterInfo: GPUAdapterInfo, act?: 'gelu', dtype: 'f32' | 'f16' = 'f32'): PeerRunner {
   const half = dtype === 'f16';
   return {
     name: act ? `dyadc+${act}` : half ? 'dyadc-f16' : 'dyadc', description: `dyadc fused block-GEMM kernel (+bias), ${dtype} storage, f32 accumulation`,
@@ -139,7 +139,7 @@ function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f3
         : { op: 'dyad', name: 'fc', out_features: c.out_features, blocks: c.blocks!, variant: c.variant ?? 'it', bias: true };
       const layers: object[] = [layer];
       if (act) layers.push({ op: act });
-      const compiled = compileSync({ name: 'bench', dtype, input: { features: c.in_features }, layers } as never, { training: false });
+      const compiled = compileSync({ name: 'bench', dtype, input: { features: c.in_features }, layers } as never, { training: false, adapter: adapterInfo });
       const weights: Record<string, Float32Array> = c.kind === 'dense' ? { 'fc.weight': c.weight!, 'fc.bias': c.bias } : { 'fc.wl': c.wl!, 'fc.wu': c.wu!, 'fc.bias': c.bias };
       const m: Model = await compiled.create({ weights, device });
       const xb = device.createBuffer({ size: c.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
@@ -165,10 +165,10 @@ async function main() {
   const adapterName = [info.vendor, info.architecture, info.description || info.device].filter(Boolean).join(' ') || 'unknown-adapter';
   // subgroups when the adapter has them: the ceiling reference (bench/ceiling.ts) needs them
   const device = await getDevice({ features: adapter.features.has('subgroups') ? ['subgroups'] : [] });
-  const runners: PeerRunner[] = [dyadcRunner(device)];
+  const runners: PeerRunner[] = [dyadcRunner(device, adapter.info)];
   const noCeiling = ceilingAvailable(device, adapter.info);
   if (noCeiling) console.warn(`bench: no ceiling reference row: ${noCeiling}`); else runners.push(ceilingRunner(device));
-  if (device.features.has('shader-f16')) runners.push(dyadcRunner(device, undefined, 'f16'));
+  if (device.features.has('shader-f16')) runners.push(dyadcRunner(device, adapter.info, undefined, 'f16'));
   const failures: { name: string; reason: string }[] = [];
   if (opts.peers) {
     const p = await loadPeers({ gpu: await getGPU() });
@@ -186,7 +186,7 @@ async function main() {
       const wl = rng.f32((outF * inF) / n, -k, k), wu = rng.f32((outF * inF) / n, -k, k);
       for (const v of item.variants) if (!opts.quick || v === 'it' || n === 4) cases.push({ kind: 'dyad', batch, in_features: inF, out_features: outF, blocks: n, variant: v, x, wl, wu, bias });
     }
-    const gelu = shape.model === 'Pythia-160m' ? [dyadcRunner(device, 'gelu')] : [];
+    const gelu = shape.model === 'Pythia-160m' ? [dyadcRunner(device, adapter.info, 'gelu')] : [];
     // 1. prepare every (case, implementation) of this shape and batch and check it against float64
     const timed: { row: Row; p: PreparedPeer }[] = [];
     for (const c of cases) {

@@ -100,7 +100,7 @@ for (const shapeName of opts.shapes.split(',')) {
   const entries: { c: Candidate; kernel: string; run: (batch: number) => Promise<void>; dispose: () => void }[] = [];
   for (const c of chosen) {
     const spec = { name: `${shapeName}_${c.name.replace(/-/g, '_')}`, ...(c.dtype ? { dtype: c.dtype } : {}), input: { features: inF }, layers: [c.layer(outF)] };
-    const comp = compileSync(spec, { training: false, overrides: c.schedule ? { l: c.schedule } : {} });
+    const comp = compileSync(spec, { training: false, adapter: info, overrides: c.schedule ? { l: c.schedule } : {} });
     const weights: Record<string, Float32Array> = {};
     for (const [name, shape] of Object.entries(comp.weightShapes)) {
       const size = shape.reduce((a, b) => a * b, 1), k = 1 / Math.sqrt(shape.length === 3 ? shape[0] * shape[2] : shape[shape.length - 1]);
