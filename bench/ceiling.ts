@@ -18,6 +18,8 @@
 import type { PeerCase, PeerRunner, PreparedPeer } from './peers/index.js';
 
 const COLS = 32, ROWS_PER_WG = 128;
+/** GPUTextureUsage flags (WebGPU spec values; the global is defined only where the `webgpu` globals were installed) */
+const TEXTURE_USAGE = { COPY_DST: 0x02, TEXTURE_BINDING: 0x04 } as const;
 
 /** WGSL of the kernel: `parts` = 1 (dense) or 2 (DYAD `it`: lower part on x, upper part on the permuted x). */
 function kernel(parts: 1 | 2): string {
@@ -107,7 +109,7 @@ export function ceilingRunner(device: GPUDevice): PeerRunner {
       if (dIn % 4 || dOut % COLS) throw new Error(`ceiling: needs dIn % 4 = 0 and dOut % ${COLS} = 0 (got ${dIn}, ${dOut})`);
       if (dyad && (K * 4) % 256) throw new Error('ceiling: DYAD needs in_features a multiple of 64 (texture copy row pitch)');
       const tex = (w: number, h: number, usage: number) => device.createTexture({ size: [w, h], format: 'rgba32float', usage });
-      const T = GPUTextureUsage, U = GPUBufferUsage;
+      const T = TEXTURE_USAGE, U = GPUBufferUsage;
       const weightTex = (data: Float32Array) => {
         const t = tex(dIn / 4, N, T.TEXTURE_BINDING | T.COPY_DST);
         device.queue.writeTexture({ texture: t }, data as Float32Array<ArrayBuffer>, { bytesPerRow: dIn * 4, rowsPerImage: N }, [dIn / 4, N]);

@@ -1,12 +1,15 @@
 /**
  * dyadc benchmark: our dense and DYAD kernels against ONNX Runtime (WebGPU EP and CPU/MLAS) and
  * TensorFlow.js WebGPU, side by side in ONE process on ONE adapter. Every claim is a ratio measured
- * in the same run: medians of ≥ 5 timed runs after warm-up, wall-clock around the device's
- * onSubmittedWorkDone (the same clock for every row). Every row's output is checked against the
- * float64 interpreter on sampled rows before it is timed; rows that disagree are flagged, not timed.
+ * in the same run, interleaved: for each shape and batch every implementation is prepared and its output
+ * checked against the float64 interpreter on sampled rows (rows that disagree are flagged, not timed),
+ * then all of them are timed round-robin (every one once per pass, each pass in a fresh random order), medians of `--reps` (5) runs per round, in
+ * `--rounds` (2) rounds; every ratio is reported per round, so load from the other jobs on a shared
+ * machine falls on both sides of it. A run is wall-clock around the device's onSubmittedWorkDone (the
+ * same clock for every row).
  *
- *   npm run bench                 # full suite (< 30 min on lavapipe, 2 cores)
- *   npm run bench -- --quick      # fc1/fc2 of OPT-125m at batch 1024 (< 3 min)
+ *   npm run bench                 # full suite (≈ 30–40 min on lavapipe, 2 cores)
+ *   npm run bench -- --quick      # fc1/fc2 of OPT-125m at batch 256 (≈ 2 min; --batch 1024 ≈ 6 min)
  *   bench/device                  # the same suite on a machine with a real GPU adapter
  *
  * Writes bench/results/<date>-<adapter>.json, bench/results/latest.md (also printed) and latest.svg.
@@ -25,7 +28,7 @@ import { getAdapter, getDevice, getGPU, describeAdapter } from '../runtime/devic
 import type { Model } from '../runtime/model.js';
 import { gpuWait, setWaitOptions } from '../runtime/wait.js';
 import { f32ArrayToF16Padded, f16ArrayToF32 } from '../runtime/weights/safetensors.js';
-import { loadPeers, type PeerCase, type PeerRunner } from './peers/index.js';
+import { loadPeers, type PeerCase, type PeerRunner, type PreparedPeer } from './peers/index.js';
 import { ceilingAvailable, ceilingRunner } from './ceiling.js';
 
 type Variant = 'it' | 'ot' | 'dt';
@@ -33,20 +36,22 @@ interface Shape { model: string; layer: string; in_features: number; out_feature
 interface Row {
   shape: string; in_features: number; out_features: number; batch: number;
   impl: string; kind: 'dense' | 'dyad'; blocks: number; variant?: Variant; dtype: 'f32' | 'f16';
-  median_ms?: number; runs_ms?: number[]; gflops_dense_equiv?: number; rel_error?: number; flagged?: string;
+  /** median of all timed runs (both rounds); per round: `rounds_ms` */
+  median_ms?: number; rounds_ms?: number[]; runs_ms?: number[]; gflops_dense_equiv?: number; rel_error?: number; flagged?: string;
 }
 
 const program = new Command()
-  .option('--quick', 'fc1 and fc2 of OPT-125m at batch 256 only (< 3 min); the full run has the batch-1024 target rows')
+  .option('--quick', 'fc1 and fc2 of OPT-125m at batch 256 only (≈ 2 min); the full run has the batch-1024 target rows')
   .option('--batch <n>', 'with --quick: the batch (default 256)', (v) => parseInt(v, 10))
-  .option('--reps <n>', 'timed runs per row (median reported)', (v) => parseInt(v, 10), 5)
-  .option('--warmup <n>', 'untimed runs before timing', (v) => parseInt(v, 10), 1)
+  .option('--reps <n>', 'timed runs per row per round (median reported)', (v) => parseInt(v, 10), 5)
+  .option('--rounds <n>', 'rounds of interleaved runs (each ratio is reported per round)', (v) => parseInt(v, 10), 2)
+  .option('--warmup <n>', 'untimed runs per row before each round', (v) => parseInt(v, 10), 1)
   .option('--only <names>', 'comma-separated impl names to keep (dyadc, ceiling, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
   .option('--out <dir>', 'results directory', 'bench/results')
   .option('--no-peers', 'time dyadc alone')
   .option('--busy-poll', "wait with Dawn's busy polling (the runtime before runtime/wait.ts) instead of the throttled wait")
   .parse();
-const opts = program.opts<{ quick?: boolean; batch?: number; reps: number; warmup: number; only?: string; out: string; peers: boolean; busyPoll?: boolean }>();
+const opts = program.opts<{ quick?: boolean; batch?: number; reps: number; rounds: number; warmup: number; only?: string; out: string; peers: boolean; busyPoll?: boolean }>();
 if (opts.busyPoll) setWaitOptions({ sliceMs: 0 });
 const only = opts.only?.split(',');
 const keep = (impl: string) => !only || only.some((o) => impl.startsWith(o));
@@ -92,19 +97,38 @@ function rowError(y: Float32Array, ref: Float64Array, rows: number[], outF: numb
 }
 
 /**
- * Times `run` (every row, dyadc or peer) inside gpuWait, so every implementation waits for the device
- * the same way: the runtime's throttled wait (runtime/wait.ts), not Dawn's busy polling, unless
- * --busy-poll.
+ * Times the implementations of one shape and batch interleaved: `opts.rounds` rounds, each one warm-up
+ * per implementation (`opts.warmup`) and then `opts.reps` passes in which every implementation runs once,
+ * so load from other jobs falls on all of them alike. Each pass takes its own (seeded) random order:
+ * with a fixed order A B C …, a run that leaves work behind (TF.js and ONNX Runtime peers: deferred
+ * disposal, garbage collection, CPU thread pools) slowed the same neighbour every time (measured:
+ * dyadc `ot`/`dt` fc1 B=256 at 1.40–1.62× the time of `it` behind a TF.js peer, 0.88–1.06× alone).
+ * Every run (dyadc or peer) waits inside gpuWait: the runtime's throttled wait (runtime/wait.ts), not
+ * Dawn's busy polling, unless --busy-poll. Returns ms as [round][implementation][rep].
  */
-async function timeIt(run: () => Promise<void>): Promise<number[]> {
-  for (let i = 0; i < opts.warmup; i++) await gpuWait(run());
-  const t: number[] = [];
-  for (let i = 0; i < opts.reps; i++) { const t0 = performance.now(); await gpuWait(run()); t.push(performance.now() - t0); }
-  return t;
+async function timeInterleaved(runs: (() => Promise<void>)[], rng: Rng): Promise<number[][][]> {
+  const out: number[][][] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    for (const run of runs) for (let i = 0; i < opts.warmup; i++) await gpuWait(run());
+    const t = runs.map(() => [] as number[]);
+    for (let rep = 0; rep < opts.reps; rep++) {
+      const order = runs.map((_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) { const j = rng.int(0, i); [order[i], order[j]] = [order[j], order[i]]; }
+      for (const i of order) {
+        const t0 = performance.now();
+        await gpuWait(runs[i]());
+        t[i].push(performance.now() - t0);
+      }
+    }
+    out.push(t);
+  }
+  return out;
 }
 
-/** A dyadc runner with the same shape as the peers': one layer (+bias, fused), x already on the GPU. */
-function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f32'): PeerRunner {
+const rowLabel = (row: Row) => `${row.impl} ${row.kind}${row.kind === 'dyad' ? ` n=${row.blocks} ${row.variant}` : ''}`;
+
+/** A dyadc runner with the same shape as the peers': one layer (+bias, fused), x already on the GPU, compiled for the adapter (its class's default schedule). */
+function dyadcRunner(device: GPUDevice, adapterInfo: GPUAdapterInfo, act?: 'gelu', dtype: 'f32' | 'f16' = 'f32'): PeerRunner {
   const half = dtype === 'f16';
   return {
     name: act ? `dyadc+${act}` : half ? 'dyadc-f16' : 'dyadc', description: `dyadc fused block-GEMM kernel (+bias), ${dtype} storage, f32 accumulation`,
@@ -115,7 +139,7 @@ function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f3
         : { op: 'dyad', name: 'fc', out_features: c.out_features, blocks: c.blocks!, variant: c.variant ?? 'it', bias: true };
       const layers: object[] = [layer];
       if (act) layers.push({ op: act });
-      const compiled = compileSync({ name: 'bench', dtype, input: { features: c.in_features }, layers } as never, { training: false });
+      const compiled = compileSync({ name: 'bench', dtype, input: { features: c.in_features }, layers } as never, { training: false, adapter: adapterInfo });
       const weights: Record<string, Float32Array> = c.kind === 'dense' ? { 'fc.weight': c.weight!, 'fc.bias': c.bias } : { 'fc.wl': c.wl!, 'fc.wu': c.wu!, 'fc.bias': c.bias };
       const m: Model = await compiled.create({ weights, device });
       const xb = device.createBuffer({ size: c.x.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
@@ -135,21 +159,22 @@ function dyadcRunner(device: GPUDevice, act?: 'gelu', dtype: 'f32' | 'f16' = 'f3
 
 async function main() {
   const t0 = performance.now();
+  const loadStart = os.loadavg();
   const adapter = await getAdapter();
   const info = describeAdapter(adapter.info);
   const adapterName = [info.vendor, info.architecture, info.description || info.device].filter(Boolean).join(' ') || 'unknown-adapter';
   // subgroups when the adapter has them: the ceiling reference (bench/ceiling.ts) needs them
   const device = await getDevice({ features: adapter.features.has('subgroups') ? ['subgroups'] : [] });
-  const runners: PeerRunner[] = [dyadcRunner(device)];
+  const runners: PeerRunner[] = [dyadcRunner(device, adapter.info)];
   const noCeiling = ceilingAvailable(device, adapter.info);
   if (noCeiling) console.warn(`bench: no ceiling reference row: ${noCeiling}`); else runners.push(ceilingRunner(device));
-  if (device.features.has('shader-f16')) runners.push(dyadcRunner(device, undefined, 'f16'));
+  if (device.features.has('shader-f16')) runners.push(dyadcRunner(device, adapter.info, undefined, 'f16'));
   const failures: { name: string; reason: string }[] = [];
   if (opts.peers) {
     const p = await loadPeers({ gpu: await getGPU() });
     runners.push(...p.runners); failures.push(...p.failures);
   }
-  const rng = new Rng(20261129);
+  const rng = new Rng(20261129), orderRng = new Rng(14);
   const rows: Row[] = [];
   for (const item of suite()) {
     const { shape, batch } = item;
@@ -161,7 +186,9 @@ async function main() {
       const wl = rng.f32((outF * inF) / n, -k, k), wu = rng.f32((outF * inF) / n, -k, k);
       for (const v of item.variants) if (!opts.quick || v === 'it' || n === 4) cases.push({ kind: 'dyad', batch, in_features: inF, out_features: outF, blocks: n, variant: v, x, wl, wu, bias });
     }
-    const gelu = shape.model === 'Pythia-160m' ? [dyadcRunner(device, 'gelu')] : [];
+    const gelu = shape.model === 'Pythia-160m' ? [dyadcRunner(device, adapter.info, 'gelu')] : [];
+    // 1. prepare every (case, implementation) of this shape and batch and check it against float64
+    const timed: { row: Row; p: PreparedPeer }[] = [];
     for (const c of cases) {
       const refRows = sampleRows(batch);
       const ref = reference(c, refRows);
@@ -175,29 +202,40 @@ async function main() {
         const row: Row = { shape: `${shape.model} ${shape.layer}`, in_features: inF, out_features: outF, batch, impl: r.name, kind: c.kind, blocks: c.blocks ?? 1, variant: c.variant,
           dtype: r.name === 'dyadc-f16' ? 'f16' : 'f32' };
         const tol = row.dtype === 'f16' ? 2e-3 : 1e-4;   // f16: inputs and weights rounded to f16 (reference in f64 from the f32 data)
+        rows.push(row);
+        let p: PreparedPeer | undefined;
         try {
-          const p = await r.prepare(c);
+          p = await r.prepare(c);
           const y = await p.output();
           row.rel_error = rowError(y, r.name === 'dyadc+gelu' ? ref.map((v) => activate('gelu', v)) : ref, refRows, outF);
           if (!(row.rel_error <= tol)) row.flagged = `disagrees with the interpreter (rel. error ${row.rel_error.toExponential(2)})`;
-          else {
-            row.runs_ms = await timeIt(() => p.run());
-            row.median_ms = median(row.runs_ms);
-            row.gflops_dense_equiv = (2 * batch * inF * outF) / (row.median_ms * 1e6);
-          }
-          p.dispose();
+          else { timed.push({ row, p }); continue; }
         } catch (e) { row.flagged = `failed: ${(e as Error).message.split('\n')[0]}`; }
-        rows.push(row);
-        const label = `${row.impl} ${row.kind}${row.kind === 'dyad' ? ` n=${row.blocks} ${row.variant}` : ''}`;
-        process.stderr.write(`${row.shape} B=${batch} ${label}: ${row.median_ms ? `${row.median_ms.toFixed(2)} ms` : row.flagged}\n`);
+        p?.dispose();
+        process.stderr.write(`${row.shape} B=${batch} ${rowLabel(row)}: ${row.flagged}\n`);
       }
+    }
+    // 2. time them interleaved: every round warms each up, then runs A B C … A B C … (opts.reps times)
+    try {
+      const rounds = await timeInterleaved(timed.map((t) => () => t.p.run()), orderRng);
+      timed.forEach(({ row }, i) => {
+        row.rounds_ms = rounds.map((r) => median(r[i]));
+        row.runs_ms = rounds.flatMap((r) => r[i]);
+        row.median_ms = median(row.runs_ms);
+        row.gflops_dense_equiv = (2 * batch * inF * outF) / (row.median_ms * 1e6);
+        process.stderr.write(`${row.shape} B=${batch} ${rowLabel(row)}: ${row.rounds_ms.map((m) => m.toFixed(2)).join(' / ')} ms\n`);
+      });
+    } catch (e) {
+      for (const { row } of timed) row.flagged = `failed while timed: ${(e as Error).message.split('\n')[0]}`;
+    } finally {
+      for (const { p } of timed) p.dispose();
     }
   }
   const firstDispatch = measureFirstDispatch();
   const wall = (performance.now() - t0) / 1000;
   const result = {
-    date: new Date().toISOString(), adapter: info, adapterName, host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg: os.loadavg() },
-    method: `median of ${opts.reps} runs after ${opts.warmup} warm-up, wall-clock around onSubmittedWorkDone, ${opts.busyPoll ? "Dawn's busy-polling wait" : 'throttled wait (runtime/wait.ts)'} for every row; correctness on rows ${'first/middle/last'} vs float64`,
+    date: new Date().toISOString(), adapter: info, adapterName, host: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavg_start: loadStart, loadavg_end: os.loadavg() },
+    method: `implementations interleaved per shape and batch (each once per pass, passes in seeded random order), ${opts.rounds} rounds, each ${opts.warmup} warm-up per implementation then medians of ${opts.reps} runs, wall-clock around onSubmittedWorkDone, ${opts.busyPoll ? "Dawn's busy-polling wait" : 'throttled wait (runtime/wait.ts)'} for every row; correctness on rows ${'first/middle/last'} vs float64`,
     quick: !!opts.quick, wall_s: wall, peers_unavailable: failures, first_dispatch: firstDispatch, rows,
   };
   mkdirSync(opts.out, { recursive: true });
@@ -229,25 +267,36 @@ function markdown(r: { date: string; adapterName: string; method: string; host: 
   out.push(`# dyadc benchmark — ${r.date.slice(0, 16).replace('T', ' ')} UTC`, '',
     `Adapter: **${r.adapterName}**. Host: ${JSON.stringify(r.host)}. ${r.method}. Run took ${r.wall_s.toFixed(0)} s.`, '');
   if (r.peers_unavailable.length) out.push(`Peers unavailable: ${JSON.stringify(r.peers_unavailable)}`, '');
-  out.push('| shape | batch | impl | layer | median ms | GFLOP/s (dense-equiv.) | rel. error | note |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const x of rows) out.push(`| ${x.shape} ${x.in_features}→${x.out_features} | ${x.batch} | ${x.impl} | ${x.kind === 'dense' ? 'dense' : `DYAD ${x.variant} n=${x.blocks}`} | ${fmt(x.median_ms)} | ${fmt(x.gflops_dense_equiv)} | ${x.rel_error === undefined ? '—' : x.rel_error.toExponential(1)} | ${x.flagged ?? ''} |`);
-  out.push('', '## Ratios (same run; > 1 means the first is faster)', '', '| shape | batch | ratio | value | target |', '| --- | --- | --- | --- | --- |');
+  out.push('| shape | batch | impl | layer | median ms per round | GFLOP/s (dense-equiv., all runs) | rel. error | note |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const x of rows) out.push(`| ${x.shape} ${x.in_features}→${x.out_features} | ${x.batch} | ${x.impl} | ${x.kind === 'dense' ? 'dense' : `DYAD ${x.variant} n=${x.blocks}`} | ${x.rounds_ms?.map((m) => fmt(m)).join(' / ') ?? '—'} | ${fmt(x.gflops_dense_equiv)} | ${x.rel_error === undefined ? '—' : x.rel_error.toExponential(1)} | ${x.flagged ?? ''} |`);
+  out.push('', '## Ratios (interleaved, per round; speed ratios: > 1 means the first is faster)', '',
+    '| shape | batch | ratio | per round | min–max | target | met |', '| --- | --- | --- | --- | --- | --- | --- |');
   const groups = new Map<string, Row[]>();
   for (const x of rows) { const k = `${x.shape} ${x.in_features}→${x.out_features}|${x.batch}`; groups.set(k, [...(groups.get(k) ?? []), x]); }
   for (const [k, g] of groups) {
     const [shape, batch] = k.split('|');
-    const t = (impl: string, kind: string, n = 1, v?: string) => g.find((x) => x.impl === impl && x.kind === kind && x.blocks === n && (v === undefined || x.variant === v))?.median_ms;
-    const ratio = (name: string, a?: number, b?: number, target = '') => { if (a && b) out.push(`| ${shape} | ${batch} | ${name} | ${(b / a).toFixed(2)}× | ${target} |`); };
+    const t = (impl: string, kind: string, n = 1, v?: string) => g.find((x) => x.impl === impl && x.kind === kind && x.blocks === n && (v === undefined || x.variant === v))?.rounds_ms;
+    /** one line: per round `num[i] / den[i]` (speed ratio `a` faster than `b`: b/a; time ratio: a/b), with the target `≥ x` or `≤ x` */
+    const line = (name: string, v: number[] | undefined, target = '', suffix = '×') => {
+      if (!v?.length) return;
+      const lo = Math.min(...v), hi = Math.max(...v);
+      const m = /^([≥≤]) ([\d.]+)/.exec(target);
+      const ok = m ? v.filter((x) => (m[1] === '≥' ? x >= Number(m[2]) : x <= Number(m[2]))).length : undefined;
+      out.push(`| ${shape} | ${batch} | ${name} | ${v.map((x) => `${x.toFixed(2)}${suffix}`).join(' / ')} | ${lo.toFixed(2)}–${hi.toFixed(2)} | ${target} | ${ok === undefined ? '' : ok === v.length ? 'met' : ok ? `${ok} of ${v.length} rounds` : '**missed**'} |`);
+    };
+    const per = (a?: number[], b?: number[], f = (x: number, y: number) => y / x) => (a && b ? a.map((x, i) => f(x, b[i])) : undefined);
+    const ratio = (name: string, a?: number[], b?: number[], target = '') => line(name, per(a, b), target);
     const dense = t('dyadc', 'dense');
     ratio('dyadc dense vs ORT WebGPU dense', dense, t('ort-webgpu', 'dense'), '≥ 2.5×');
     ratio('dyadc f16 dense vs dyadc f32 dense', t('dyadc-f16', 'dense'), dense);
+    ratio('dyadc f16 DYAD it n=4 vs dyadc f32 DYAD it n=4', t('dyadc-f16', 'dyad', 4, 'it'), t('dyadc', 'dyad', 4, 'it'));
     ratio('dyadc dense vs TF.js WebGPU fused', dense, t('tfjs-webgpu-fused', 'dense'), '≥ 1.6×');
     ratio('dyadc dense vs TF.js WebGPU matMul', dense, t('tfjs-webgpu-matmul', 'dense'));
     ratio('dyadc dense vs ORT CPU (MLAS) dense', dense, t('ort-cpu', 'dense'));
     ratio('dyadc dense vs the ceiling reference dense (bench/ceiling.ts)', dense, t('ceiling', 'dense'), '≥ 0.9×');
     ratio('dyadc DYAD it n=4 vs the ceiling reference DYAD it n=4', t('dyadc', 'dyad', 4, 'it'), t('ceiling', 'dyad', 4, 'it'));
     for (const n of [2, 4, 8]) ratio(`dyadc DYAD it n=${n} vs dyadc dense`, t('dyadc', 'dyad', n, 'it'), dense, n === 4 ? '≥ 1.7×' : n === 8 ? '≥ 3×' : '');
-    for (const v of ['ot', 'dt']) { const a = t('dyadc', 'dyad', 4, v), b = t('dyadc', 'dyad', 4, 'it'); if (a && b) out.push(`| ${shape} | ${batch} | dyadc ${v} n=4 time / it n=4 time | ${(a / b).toFixed(2)} | ≤ 1.10 |`); }
+    for (const v of ['ot', 'dt']) line(`dyadc ${v} n=4 time / it n=4 time`, per(t('dyadc', 'dyad', 4, v), t('dyadc', 'dyad', 4, 'it'), (a, b) => a / b), '≤ 1.10', '');
     ratio('dyadc DYAD it n=4 vs DYAD by TF.js ops', t('dyadc', 'dyad', 4, 'it'), t('tfjs-webgpu-ops', 'dyad', 4, 'it'), '≥ 1.8×');
     ratio('dyadc DYAD it n=4 vs DYAD by ORT ops (WebGPU)', t('dyadc', 'dyad', 4, 'it'), t('ort-webgpu', 'dyad', 4, 'it'), '≥ 4×');
   }

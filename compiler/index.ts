@@ -20,6 +20,7 @@ import { Model, type CreateOptions } from '../runtime/model.js';
 import { checkStorageBuffers } from '../runtime/binding-limits.js';
 import { DEFAULT_LIMITS } from './passes/schedule.js';
 import { trainingKernels } from '../runtime/plan.js';
+import { type AdapterInfoLike, adapterClass, classDefault } from './tune/adapter-class.js';
 
 export interface CompileOptions extends PipelineOptions {
   /**
@@ -29,6 +30,14 @@ export interface CompileOptions extends PipelineOptions {
   fallbackF32?: boolean;
   /** Called after each pass of the list (passes/index.ts) with the pass and the state it left (for `inspect`). */
   onStage?: (pass: Pass, state: PipelineState) => void;
+  /**
+   * The adapter the plan will run on (its `GPUAdapterInfo`, e.g. `adapter.info`): every gemm without an
+   * override (tuning cache, `overrides`) gets the default schedule measured for the adapter's class
+   * (compiler/tune/adapter-class.ts: `cpu` for lavapipe, SwiftShader, WARP or a fallback adapter, else
+   * `gpu`). Without it: the compiler's neutral default (`defaultSchedule`, passes/schedule.ts). An
+   * explicit `defaultSchedule` option wins over both.
+   */
+  adapter?: AdapterInfoLike | null;
 }
 
 export interface Compiled {
@@ -59,9 +68,11 @@ export async function compile(spec: string | SpecInput | Spec, opts: CompileOpti
 /**
  * Synchronous form of `compile` (codegen needs no GPU): runs the pass list (passes/index.ts) on the
  * spec, then renders the plan, each kernel once (codegen/plan.ts; the training section reuses the
- * forward kernels, codegen/train-plan.ts).
+ * forward kernels, codegen/train-plan.ts). With `opts.adapter`, gemms without an override get its
+ * adapter class's default schedule (compiler/tune/adapter-class.ts).
  */
-export function compileSync(spec0: string | SpecInput | Spec, opts: CompileOptions = {}): Compiled {
+export function compileSync(spec0: string | SpecInput | Spec, opts0: CompileOptions = {}): Compiled {
+  const opts: CompileOptions = opts0.adapter && !opts0.defaultSchedule ? { ...opts0, defaultSchedule: classDefault(adapterClass(opts0.adapter)).schedule } : opts0;
   let graph: Graph | undefined;
   const last = runPipeline(toSpec(spec0), opts, (pass, s) => {
     if (pass.name === 'build') graph = s.graph;

@@ -24,7 +24,7 @@ import { chooseBlocks, heuristicBlocks, pickBlocks } from '../compiler/passes/ch
 import {
   type AdapterKey, type CacheEntry, type CandidateRunner, type Prepared, type Problem,
   TuneCache, batchBucket, currentStamp, epilogueSignature, keyString, layerKey, loadTunedOverrides, readCacheFile,
-  scheduleLabel, tune, writeReport, GpuRunner, Budget, compileUnits, adapterClass, classDefault,
+  scheduleLabel, tune, writeReport, GpuRunner, Budget, compileUnits, adapterClass, classDefault, CLASS_DEFAULTS,
 } from '../compiler/tune/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -485,6 +485,30 @@ test('adapter class: software adapters (lavapipe, SwiftShader, WARP, a fallback 
   const c = compileSync(SPEC_IN, { defaultSchedule: () => REG(2, 8, 4, 8, 8), overrides: { fc2: REG(4, 4) } });
   const gemms = c.scheduled.nodes.filter((n) => n.kind === 'blockgemm');
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && n.schedule), [REG(2, 8, 4, 8, 8), REG(4, 4)]);
+});
+
+test('compile({ adapter }) gives gemms without an override the default schedule of the adapter class; overrides and an explicit defaultSchedule win', (t) => {
+  const lavapipe = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7' };
+  const schedules = (c: ReturnType<typeof compileSync>) => c.scheduled.nodes.flatMap((n) => (n.kind === 'blockgemm' ? [n.schedule] : []));
+  const table = CLASS_DEFAULTS as Record<'cpu' | 'gpu', { schedule: (n: never) => Schedule; measured: string | null }>;
+  const saved = { ...table };
+  try {
+    table.cpu = { schedule: () => REG(2, 4, 4, 8, 8), measured: 'test' };
+    table.gpu = { schedule: () => REG(4, 8, 4, 4, 16), measured: null };
+    t.deepEqual(schedules(compileSync(SPEC_IN, { adapter: lavapipe })), [REG(2, 4, 4, 8, 8), REG(2, 4, 4, 8, 8)], 'the CPU class default');
+    t.deepEqual(schedules(compileSync(SPEC_IN, { adapter: { vendor: 'nvidia', architecture: 'hopper' } })), [REG(4, 8, 4, 4, 16), REG(4, 8, 4, 4, 16)], 'the GPU class default');
+    t.deepEqual(schedules(compileSync(SPEC_IN, { adapter: lavapipe, overrides: { fc2: REG(4, 4) } })), [REG(2, 4, 4, 8, 8), REG(4, 4)], 'an override wins');
+    t.deepEqual(schedules(compileSync(SPEC_IN, { adapter: lavapipe, defaultSchedule: () => REG(1, 4) })), [REG(1, 4), REG(1, 4)], 'an explicit defaultSchedule wins');
+    // the data-gradient gemm of a training compile resolves through the same default
+    const train = compileSync(SPEC_IN, { adapter: lavapipe });
+    const dx = train.backward!.steps.flatMap((s) => (s.kind === 'data_grad' ? [s.node.schedule] : []));
+    t.true(dx.length > 0);
+    t.deepEqual(dx, dx.map(() => REG(2, 4, 4, 8, 8)), 'data gradients use the class default');
+  } finally {
+    Object.assign(table, saved);
+  }
+  const neutral = compileSync(SPEC_IN);
+  t.deepEqual(schedules(compileSync(SPEC_IN, { adapter: lavapipe })), schedules(neutral), 'the measured CPU default is the neutral default today');
 });
 
 test('report: json, markdown table and an SVG drawn by vega', async (t) => {
