@@ -64,7 +64,7 @@ interface Options { steps?: number; quick?: boolean; seed: number; out?: string;
 
 const program = new Command('lm-demo')
   .description('Train a dense-FF GPT, a DYAD-FF GPT and a DYAD-FF + DYAD-projection GPT on the Brown corpus (characters) with dyadc kernels on WebGPU')
-  .option('--steps <n>', 'training steps of each model (default 300; 60 with --quick)', int('--steps', 1))
+  .option('--steps <n>', 'training steps of each model (default 300; 120 with --quick)', int('--steps', 1))
   .option('--quick', 'a tiny run (d_model 32, 1 block, seq 32): checks the pipeline in well under a minute, not a result')
   .option('--seed <n>', 'seed of the split, the initialisation, the batches and the samples', int('--seed', 0), 1)
   .option('--batch <n>', 'sequences per training step (default 16; 8 with --quick)', int('--batch', 1))
@@ -79,7 +79,7 @@ const program = new Command('lm-demo')
 const o = program.opts<Options>();
 
 const quick = !!o.quick;
-const steps = o.steps ?? (quick ? 60 : 300);
+const steps = o.steps ?? (quick ? 120 : 300);
 const batch = o.batch ?? (quick ? 8 : 16);
 const valChars = o.valChars ?? (quick ? 2048 : 65536);
 const rounds = o.timingRounds ?? (quick ? 3 : 9);

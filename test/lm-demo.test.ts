@@ -1,6 +1,6 @@
 /**
  * The language-model experiment (`npm run lm`, examples/lm-demo.ts) end to end on the real Brown corpus,
- * in its `--quick` form (d_model 32, 1 block, seq 32, 60 steps of 8 sequences): it runs as a user runs it
+ * in its `--quick` form (d_model 32, 1 block, seq 32, 120 steps of 8 sequences): it runs as a user runs it
  * (a child process), prints the table with the three models, and its results file holds finite
  * validation losses below the unigram baseline, training losses that fell, and samples of corpus
  * characters; the three trained models are saved as safetensors. Also: a bad option is a one-line error.
