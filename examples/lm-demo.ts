@@ -256,7 +256,7 @@ async function main(): Promise<void> {
     const speed = median(dense.stepMs) / median(r.stepMs), ff = median(dense.ffMs) / median(r.ffMs);
     const bpc = r.valLoss! / Math.LN2, pct = (100 * (bpc - dBpc)) / dBpc;
     verdicts.push({ model: r.variant, stepSpeedup: speed, ffSpeedup: ff, bpcRatio: bpc / dBpc, paramRatio: dense.params / r.params });
-    console.log(`${LABEL[r.variant]} vs dense: ${speed.toFixed(2)}x the training-step speed (${speed > 1 ? 'faster' : 'NOT faster'}), FF kernels ${ff.toFixed(2)}x, ${(dense.params / r.params).toFixed(2)}x fewer parameters, validation bpc ${bpc.toFixed(4)} vs ${dBpc.toFixed(4)} (${pct >= 0 ? '+' : ''}${pct.toFixed(1)} %, ${Math.abs(pct) <= 5 || pct < 0 ? 'within' : 'NOT within'} 5 %)`);
+    console.log(`${LABEL[r.variant]} vs dense: ${speed.toFixed(2)}x the training-step speed (${speed > 1 ? 'faster' : 'NOT faster'}), FF kernels ${ff.toFixed(2)}x, ${(dense.params / r.params).toFixed(2)}x fewer parameters, validation bpc ${bpc.toFixed(4)} vs ${dBpc.toFixed(4)} (${pct >= 0 ? '+' : ''}${pct.toFixed(1)} %: ${pct <= 0 ? 'lower than dense' : pct <= 5 ? 'within 5 % of dense' : 'NOT within 5 % of dense'})`);
   }
   console.log(`\nsamples (prompt ${JSON.stringify(o.prompt)}, ${o.temperature === 0 ? 'greedy' : `temperature ${o.temperature}, seeded`}, key/value cache):`);
   for (const r of runs) console.log(`\n[${LABEL[r.variant]}] ${o.prompt}${r.sample}`);
