@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { DyadcError } from '../compiler/errors.js';
 import { dyadToDense, projectDense } from '../compiler/project.js';
 import { initWeights } from '../compiler/init.js';
+import { compileSync } from '../compiler/index.js';
+import { gpt } from './helpers/gpt.js';
 import type { Spec, Variant } from '../compiler/spec/types.js';
 import { Rng } from '../compiler/util/rng.js';
 import { readSafetensors } from '../runtime/weights/safetensors.js';
-import { compileSync } from '../compiler/index.js';
-import { gpt } from './helpers/gpt.js';
 
 const VARIANTS: Variant[] = ['it', 'ot', 'dt'];
 
@@ -183,4 +183,23 @@ test('initWeights of a GPT: attention projections like linear layers, embedding 
     const a = w[table], mean = a.reduce((s, v) => s + v, 0) / a.length, std = Math.sqrt(a.reduce((s, v) => s + (v - mean) ** 2, 0) / a.length);
     t.true(Math.abs(mean) < 0.003 && Math.abs(std - 0.02) < 0.002, `${table}: mean ${mean}, std ${std}`);
   }
+});
+
+test('initWeights of a GPT with DYAD projections: wl/wu/bias uniform ±1/sqrt(d_model), embedding tables normal (std 0.02), norms 1/0', (t) => {
+  const c = compileSync(gpt('init_gpt', { seq: 8, vocab: 23, dModel: 16, dyadProj: true }) as never);
+  const w = initWeights(c.spec, 3);
+  const within = (a: Float32Array, k: number) => a.every((v) => Math.abs(v) <= k) && a.some((v) => Math.abs(v) > k * 0.9);
+  for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) for (const x of ['wl', 'wu', 'bias']) {
+    const key = `model.decoder.layers.0.self_attn.${p}.${x}`;
+    t.true(within(w[key]!, 1 / Math.sqrt(16)), key);
+  }
+  for (const key of ['model.decoder.embed_tokens.weight', 'model.decoder.embed_positions.weight']) {
+    const a = w[key]!, mean = a.reduce((s, v) => s + v, 0) / a.length;
+    const std = Math.sqrt(a.reduce((s, v) => s + (v - mean) ** 2, 0) / a.length);
+    t.true(Math.abs(mean) < 0.005 && std > 0.015 && std < 0.025, `${key}: mean ${mean}, std ${std}`);
+    t.true(new Set(a).size > a.length / 2, `${key}: distinct values`);
+  }
+  t.true(w['model.decoder.layers.1.final_layer_norm.weight']!.every((v) => v === 1));
+  t.true(w['model.decoder.layers.1.final_layer_norm.bias']!.every((v) => v === 0));
+  t.deepEqual(initWeights(c.spec, 3), w);
 });

@@ -1,0 +1,63 @@
+/**
+ * The language-model experiment (`npm run lm`, examples/lm-demo.ts) end to end on the real Brown corpus,
+ * in its `--quick` form (d_model 32, 1 block, seq 32, 120 steps of 8 sequences): it runs as a user runs it
+ * (a child process), prints the table with the three models, and its results file holds finite
+ * validation losses below the unigram baseline, training losses that fell, and samples of corpus
+ * characters; the three trained models are saved as safetensors. Also: a bad option is a one-line error.
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+const demo = (args: string[]) => run(process.execPath, ['--import=tsx', join(ROOT, 'examples/lm-demo.ts'), ...args], { cwd: ROOT, env, timeout: 240_000 });
+
+interface Results {
+  unigramBpc: number; options: { sampleChars: number };
+  models: { model: string; valLoss: number; valBpc: number; msPerStep: number; ffMs: number; params: number; trainLosses: number[]; sample: string }[];
+}
+
+test('npm run lm -- --quick: trains the three GPTs on the Brown corpus, prints the table, saves models and results', async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'dyadc-lm-'));
+  try {
+    const t0 = Date.now();
+    const { stdout } = await demo(['--quick', '--seed', '3', '--out', out]);
+    t.log(`wall ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    t.regex(stdout, /\| model +\| val loss \| val bpc \| ms\/step \|/);
+    for (const row of ['dense', 'dyad FF', 'dyad FF\\+attn']) t.regex(stdout, new RegExp(`^\\| ${row} +\\|`, 'm'), row);
+    t.regex(stdout, /dyad FF vs dense: [\d.]+x the training-step speed/);
+    t.regex(stdout, /unigram baseline [\d.]+ bits\/char/);
+
+    const r = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    t.deepEqual(r.models.map((m) => m.model), ['dense', 'dyad-ff', 'dyad-all']);
+    t.true(r.unigramBpc > 4 && r.unigramBpc < 5, `unigram ${r.unigramBpc}`);
+    const params = r.models.map((m) => m.params);
+    t.true(params[0] > params[1] && params[1] > params[2], `parameters ${params.join(', ')}: DYAD has fewer`);
+    for (const m of r.models) {
+      t.true(Number.isFinite(m.valLoss) && m.valLoss > 0, `${m.model} val loss ${m.valLoss}`);
+      t.true(Math.abs(m.valBpc - m.valLoss / Math.LN2) < 1e-9, `${m.model}: bpc = loss / ln 2`);
+      t.true(m.valBpc < r.unigramBpc, `${m.model}: val ${m.valBpc.toFixed(3)} bits/char below the unigram ${r.unigramBpc.toFixed(3)}`);
+      const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
+      const first = mean(m.trainLosses.slice(0, 5)), last = mean(m.trainLosses.slice(-5));
+      t.true(m.trainLosses.every(Number.isFinite) && last < first - 0.5, `${m.model}: training loss ${first.toFixed(3)} → ${last.toFixed(3)}`);
+      t.true(m.msPerStep > 0 && m.ffMs > 0, `${m.model} timings`);
+      t.is(m.sample.length, r.options.sampleChars, `${m.model} sample length`);
+      t.true(stdout.includes(m.sample), `${m.model}: the sample is printed`);
+      t.true(statSync(join(out, `lm-${m.model}.safetensors`)).size > 4 * m.params, `${m.model} safetensors saved`);
+      t.log(`${m.model}: val ${m.valBpc.toFixed(3)} bpc (unigram ${r.unigramBpc.toFixed(3)}), loss ${first.toFixed(3)} → ${last.toFixed(3)}, sample ${JSON.stringify(m.sample)}`);
+    }
+  } finally { rmSync(out, { recursive: true, force: true }); }
+});
+
+test('lm-demo: a bad option is a one-line usage error, nothing runs', async (t) => {
+  const e = await t.throwsAsync(demo(['--steps', '0'])) as Error & { code: number; stderr: string };
+  t.not(e.code, 0);
+  t.regex(e.stderr.trim(), /^error: option '--steps <n>' argument '0' is invalid\. --steps must be an integer ≥ 1$/);
+  t.false(existsSync(join(ROOT, 'results.json')));
+});
