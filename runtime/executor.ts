@@ -13,6 +13,7 @@ import { bindingBytesLimit } from './binding-limits.js';
 import { getPipeline, deviceLost } from './pipelines.js';
 import { gpuWait } from './wait.js';
 import { kernelForBatch } from './variants.js';
+import { f16ArrayToF32 } from './weights/safetensors.js';
 
 /** A forward or training kernel (forward bindings are a subset of the training ones). */
 export type ExecKernel = PlanKernel | TrainKernel;
@@ -83,6 +84,17 @@ export async function readBuffer(device: GPUDevice, src: GPUBuffer, bytes: numbe
   const out = new Float32Array(staging.getMappedRange().slice(0, bytes));
   staging.unmap(); staging.destroy();
   return out;
+}
+
+/**
+ * `count` values of a buffer stored in `dtype` (f16: 2 bytes each), widened to f32; as readBuffer (after the
+ * commands in `enc`, submitted before the first await).
+ * @throws as readBuffer.
+ */
+export async function readValues(device: GPUDevice, src: GPUBuffer, count: number, dtype: 'f32' | 'f16' | undefined, enc: GPUCommandEncoder | undefined, owner: string): Promise<Float32Array> {
+  if (dtype !== 'f16') return readBuffer(device, src, count * 4, enc, owner);
+  const raw = await readBuffer(device, src, Math.ceil(count / 2) * 4, enc, owner);
+  return f16ArrayToF32(new Uint16Array(raw.buffer, raw.byteOffset, count));
 }
 
 /**
@@ -235,6 +247,11 @@ export class Executor {
   /** Reads `bytes` of a buffer back (after the commands in `enc`); see readBuffer. */
   read(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
     return readBuffer(this.device, src, bytes, enc, `model ${this.opts.name}`);
+  }
+
+  /** Reads `count` values stored in `dtype` back as f32 (after the commands in `enc`); see readValues. */
+  readValues(src: GPUBuffer, count: number, dtype: 'f32' | 'f16' | undefined, enc?: GPUCommandEncoder): Promise<Float32Array> {
+    return readValues(this.device, src, count, dtype, enc, `model ${this.opts.name}`);
   }
 
   /** `record` inside error scopes (see scoped); a GPU error reads `<what> of <model>: <message>`. */

@@ -14,7 +14,6 @@
 import { DyadcError } from './core/errors.js';
 import type { Plan, PlanKernel } from './core/plan.js';
 import { scoped } from './executor.js';
-import { f16ArrayToF32 } from './weights/safetensors.js';
 
 /** The part of the runtime's Executor (runtime/executor.ts) a decode session uses. */
 export interface DecodeExecutor {
@@ -22,7 +21,7 @@ export interface DecodeExecutor {
   add(kernels: readonly PlanKernel[]): Promise<void>;
   value(id: string): GPUBuffer;
   encode(enc: GPUCommandEncoder, kernels: readonly PlanKernel[], batch: number, label: string): void;
-  read(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array>;
+  readValues(src: GPUBuffer, count: number, dtype: 'f32' | 'f16' | undefined, enc?: GPUCommandEncoder): Promise<Float32Array>;
   destroy(): void;
 }
 
@@ -142,14 +141,6 @@ export async function generate(model: GeneratingModel, prompt: Int32Array | read
   return out;
 }
 
-/** The logits `[outFeatures]` of the plan's output value, widened to f32 when an f16 LM head stores them as f16. */
-async function readLogits(exec: DecodeExecutor, src: GPUBuffer, plan: Plan, enc: GPUCommandEncoder): Promise<Float32Array> {
-  const n = plan.outFeatures;
-  if (plan.values.find((v) => v.id === plan.output)?.dtype !== 'f16') return exec.read(src, n * 4, enc);
-  const raw = await exec.read(src, Math.ceil(n / 2) * 4, enc);
-  return f16ArrayToF32(new Uint16Array(raw.buffer, raw.byteOffset, n));
-}
-
 /**
  * The decode step with a key/value cache: its own executor over the model's weights (values at capacity seq, plus
  * each attention's `[seq, d_model]` k/v caches and the u32 position), running per step
@@ -192,7 +183,7 @@ class DecodeSession {
       enc.copyBufferToBuffer(this.scratch, 0, emb, 0, this.rowBytes);
     }
     exec.encode(enc, this.rest, 1, `${plan.name}.decode.row`);
-    if (read) return scoped(model.device, `decode step at position ${p} of ${plan.name}`, () => readLogits(exec, exec.value(plan.output), plan, enc));
+    if (read) return scoped(model.device, `decode step at position ${p} of ${plan.name}`, () => exec.readValues(exec.value(plan.output), plan.outFeatures, plan.values.find((v) => v.id === plan.output)?.dtype, enc));  // f16 logits widened
     return scoped(model.device, `decode step at position ${p} of ${plan.name}`, async () => { q.submit([enc.finish()]); return new Float32Array(0); });
   }
 

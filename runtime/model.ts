@@ -287,7 +287,7 @@ export class Model {
       const part = await scoped(this.device, `forward of ${this.plan.name} (batch ${rows}, kernels ${this.plan.kernels.map((k) => k.name).join(', ')})`, () => {
         const enc = this.device.createCommandEncoder();
         this.encodeForward(enc, input(), rows);
-        return this.outputDtype === 'f16' ? this.readBits16(output(), rows * outF, enc).then(f16ArrayToF32) : this.readBuffer(output(), rows * outF * 4, enc);
+        return this.exec.readValues(output(), rows * outF, this.outputDtype, enc);
       });
       y.set(part, r0 * outF);
     }

@@ -22,7 +22,7 @@ import { DyadcError } from './core/errors.js';
 import { gpuWait } from './wait.js';
 import { Executor as KernelExecutor, rangeBinding } from './executor.js';
 import { warmupBatches } from './variants.js';
-import { writeSafetensors, f16ArrayToF32 } from './weights/safetensors.js';
+import { writeSafetensors } from './weights/safetensors.js';
 import { embeddingGradIndex } from './token-index.js';
 
 /**
@@ -37,7 +37,6 @@ export interface TrainableModel {
   /** the f16 weight copies (f16 layers), or undefined */
   readonly weights16Buffer: GPUBuffer | undefined;
   valueDtype(id: string): 'f32' | 'f16';
-  readBits16(src: GPUBuffer, count: number, enc?: GPUCommandEncoder): Promise<Uint16Array>;
   getWeights(): Promise<Record<string, Float32Array>>;
   assertAlive(what: string): void;
 }
@@ -201,6 +200,10 @@ class Executor {
   /** Reads `bytes` of a buffer (after the commands in `enc`). */
   read(src: GPUBuffer, bytes: number, enc?: GPUCommandEncoder): Promise<Float32Array> {
     return this.exec.read(src, bytes, enc);
+  }
+
+  readValues(src: GPUBuffer, count: number, dtype: 'f32' | 'f16' | undefined): Promise<Float32Array> {
+    return this.exec.readValues(src, count, dtype);
   }
 
   /**
@@ -482,7 +485,7 @@ export class Trainer {
       const v = t.values.find((q) => q.id === k.output);
       if (!v) continue;
       const n = batch * v.features, buf = this.ex.value(v.id);
-      const y = v.dtype === 'f16' ? f16ArrayToF32(await this.model.readBits16(buf, n)) : await this.ex.read(buf, n * 4);
+      const y = await this.ex.readValues(buf, n, v.dtype);
       const i = y.findIndex((q) => !Number.isFinite(q));
       if (i < 0) continue;
       return ` Layer ${k.layers.join('+')} (${v.dtype ?? 'f32'}) produced ${y[i]} at [${Math.floor(i / v.features)}, ${i % v.features}]` +
