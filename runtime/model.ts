@@ -121,6 +121,8 @@ export class Model {
     if (typeof opts !== 'object' || opts === null || opts.weights === undefined || opts.weights === null)
       throw new DyadcError('USAGE', `create() needs { weights }, got ${opts && typeof opts === 'object' ? `weights ${describeValue(opts.weights)}` : describeValue(opts)}`, { fix: 'pass weights by name ({ "fc1.weight": Float32Array, ... }) or the bytes of a safetensors file' });
     if (opts.prefix !== undefined && typeof opts.prefix !== 'string') throw new DyadcError('USAGE', `create(): prefix must be a string, got ${describeValue(opts.prefix)}`);
+    if (opts.smallBatchRows !== undefined && !(Number.isInteger(opts.smallBatchRows) && opts.smallBatchRows >= 0))
+      throw new DyadcError('USAGE', `create(): smallBatchRows must be an integer ≥ 0, got ${describeValue(opts.smallBatchRows)}`, { fix: 'omit it for the default, or pass 0 to run the subgroup kernels at every batch' });
     const weights = namedWeights(plan, opts.weights, opts.prefix, opts.strict ?? true);
     let device: GPUDevice;
     try {
@@ -133,8 +135,6 @@ export class Model {
     }
     const lost = await Promise.race([device.lost, Promise.resolve(undefined)]);  // already settled: the device is gone
     if (lost) throw deviceLost(lost, `model ${plan.name}`);
-    if (opts.smallBatchRows !== undefined && !(Number.isInteger(opts.smallBatchRows) && opts.smallBatchRows >= 0))
-      throw new DyadcError('USAGE', `create(): smallBatchRows must be an integer ≥ 0, got ${describeValue(opts.smallBatchRows)}`, { fix: 'omit it for the default, or pass 0 to run the subgroup kernels at every batch' });
     // subgroup kernels where the device has subgroups (register kernels for small batches), register kernels elsewhere
     plan = planForDevice(plan, device, { smallBatchRows: opts.smallBatchRows });
     checkStorageBuffers(plan.kernels, device.limits.maxStorageBuffersPerShaderStage, `model ${plan.name} on this device`);
