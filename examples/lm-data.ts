@@ -15,7 +15,8 @@
  * Units: one token = one character (a UTF-16 code unit; the corpus is pure ASCII); `bits per
  * character` = mean −log2 p over characters.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -154,6 +155,77 @@ export function charVocab(texts: readonly string[]): CharVocab {
 }
 
 /**
+ * A token vocabulary of the LM experiment, characters or BPE word pieces, as the demo uses it: ids in
+ * `[0, size)`, `decode(encode(s)) === s` for corpus text, and `charsOf(id)` — the characters of text a
+ * token stands for, so that a loss per token converts to bits per character (bits of the targets /
+ * characters of the targets). `encode`/`decode` may be asynchronous (the BPE library's are).
+ */
+export interface TokenVocab {
+  readonly kind: 'char' | 'bpe';
+  readonly size: number;
+  encode(s: string): Int32Array | Promise<Int32Array>;
+  decode(ids: ArrayLike<number>): string | Promise<string>;
+  /** Characters of text behind token `id`: 1 for a character; a BPE piece's length, its word-start mark `▁` counted as the space it stands for. */
+  charsOf(id: number): number;
+}
+
+/** `vocab` as a `TokenVocab` (one character per token). */
+export function charTokens(vocab: CharVocab): TokenVocab {
+  return { kind: 'char', size: vocab.size, encode: (s) => vocab.encode(s), decode: (ids) => vocab.decode(ids), charsOf: () => 1 };
+}
+
+/**
+ * A byte-pair-encoding vocabulary of `size` tokens learned from `texts` (the training documents) with
+ * Hugging Face's `tokenizers` (its BPE trainer, native): text is split into words at spaces, each word
+ * carrying a leading `▁` for its space (the SentencePiece "metaspace" convention, so decoding restores
+ * every space and newline: `decode(encode(s)) === s`); the trainer merges the most frequent adjacent pair
+ * first (Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subword Units"). The trainer
+ * cannot be told a vocabulary size from Node, so it runs to its default and the vocabulary is cut to the
+ * alphabet plus the first `size − alphabet` merges — exactly the BPE a `size`-token run learns, merges being
+ * greedy and ordered. The alphabet covers every character of `texts` and of `alphabetOf` (e.g. the
+ * validation documents: their characters, once each, are added to the training text, so no validation
+ * character is unknown while no validation word frequency shapes the merges). Deterministic for the same
+ * inputs. Throws `DyadcError` (`USAGE`) when `size` does not exceed the alphabet.
+ */
+export async function bpeTokens(texts: readonly string[], size: number, alphabetOf: readonly string[] = []): Promise<TokenVocab> {
+  const tk = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
+  const seen = new Set<string>();
+  for (const t of texts) for (const c of t) seen.add(c);
+  const extra = new Set<string>();
+  for (const t of alphabetOf) for (const c of t) if (!seen.has(c) && c !== ' ') extra.add(c);
+  const dir = mkdtempSync(join(tmpdir(), 'dyadc-bpe-'));
+  let full: { model: { vocab: Record<string, number>; merges: [string, string][] } };
+  try {
+    const file = join(dir, 'train.txt');
+    writeFileSync(file, [...texts, [...extra].join(' ')].join('\n'));
+    const trainer = new tk.Tokenizer(tk.BPE.empty());
+    trainer.setPreTokenizer(tk.metaspacePreTokenizer());
+    trainer.train([file]);
+    trainer.save(join(dir, 'bpe.json'));
+    full = JSON.parse(readFileSync(join(dir, 'bpe.json'), 'utf8'));
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+  const entries = Object.entries(full.model.vocab).sort((a, b) => a[1] - b[1]);
+  const merges = full.model.merges;
+  const alphabet = entries.length - merges.length;
+  if (!Number.isInteger(size) || size <= alphabet) throw new DyadcError('USAGE', `BPE vocabulary size ${size} must be an integer above the ${alphabet}-character alphabet`, { path: 'bpe', fix: `use e.g. ${Math.max(1024, 2 * alphabet)}` });
+  const take = Math.min(size, entries.length);
+  const tokenizer = new tk.Tokenizer(tk.BPE.init(Object.fromEntries(entries.slice(0, take)), merges.slice(0, take - alphabet)));
+  tokenizer.setPreTokenizer(tk.metaspacePreTokenizer());
+  tokenizer.setDecoder(tk.metaspaceDecoder());
+  const lengths = entries.slice(0, take).map(([piece]) => piece.length);
+  return {
+    kind: 'bpe',
+    size: take,
+    async encode(s) { return Int32Array.from((await tokenizer.encode(s)).getIds()); },
+    async decode(ids) {
+      for (let i = 0; i < ids.length; i++) if (!(ids[i] >= 0 && ids[i] < take)) throw new DyadcError('USAGE', `token id ${ids[i]} at ${i} is outside the vocabulary [0, ${take})`, { fix: 'decode ids produced with this vocabulary' });
+      return tokenizer.decode(Array.from(ids), false);
+    },
+    charsOf: (id) => lengths[id],
+  };
+}
+
+/**
  * A seeded split by document: within each genre (sorted by name), the documents are shuffled with one
  * mulberry32 stream (`compiler/util/rng.ts`, seed `seed`) and the first `round(n · valFraction)`
  * (at least 1) go to validation, so every genre is represented and no document is in both. Both lists
@@ -242,17 +314,18 @@ export function* sequentialBatches(docs: readonly Int32Array[], seq: number, bat
 }
 
 /**
- * Bits per character of `val` under the unigram character distribution of `train`, add-one
- * (Laplace) smoothed so a character unseen in training still has probability > 0:
- * p(c) = (count_train(c) + 1) / (N_train + V), bpc = −(1/N_val) Σ log2 p(c). The baseline a
- * character LM must beat (it ignores all context). Units: bits per character.
+ * Bits per character of `val` under the unigram token distribution of `train`, add-one (Laplace)
+ * smoothed so a token unseen in training still has probability > 0:
+ * p(t) = (count_train(t) + 1) / (N_train + V), bpc = −Σ log2 p(t) / Σ charsOf(t) over the validation
+ * tokens (`charsOf` = 1 for characters, the piece's length for BPE tokens: `TokenVocab.charsOf`). The
+ * baseline a language model must beat (it ignores all context). Units: bits per character.
  */
-export function unigramBitsPerChar(train: readonly Int32Array[], val: readonly Int32Array[], vocabSize: number): number {
+export function unigramBitsPerChar(train: readonly Int32Array[], val: readonly Int32Array[], vocabSize: number, charsOf: (id: number) => number = () => 1): number {
   const counts = new Float64Array(vocabSize);
   let n = 0;
   for (const doc of train) for (const id of doc) { counts[id]++; n++; }
   let bits = 0, m = 0;
-  for (const doc of val) for (const id of doc) { bits -= Math.log2((counts[id] + 1) / (n + vocabSize)); m++; }
+  for (const doc of val) for (const id of doc) { bits -= Math.log2((counts[id] + 1) / (n + vocabSize)); m += charsOf(id); }
   return bits / m;
 }
 
@@ -286,6 +359,22 @@ export function brownLmData(opts: { seed: number; valFraction?: number; dir?: st
     trainDocuments: train.length, trainCharacters: sum(trainIds), valDocuments: val.length, valCharacters: sum(valIds),
   };
   return { docs, vocab, train, val, trainIds, valIds, stats };
+}
+
+/** The token form of the LM data: its vocabulary and the token ids of each training / validation document. */
+export interface LmTokens { vocab: TokenVocab; trainIds: Int32Array[]; valIds: Int32Array[] }
+
+/**
+ * The documents of `data` as tokens: `'char'` keeps its character vocabulary and ids; `{ bpe: size }`
+ * learns a `size`-token BPE vocabulary from the training documents (`bpeTokens`, its alphabet also
+ * covering the validation documents' characters) and encodes every document with it. Throws
+ * `DyadcError` (`USAGE`) on a BPE size not above the alphabet.
+ */
+export async function lmTokens(data: LmData, kind: 'char' | { bpe: number }): Promise<LmTokens> {
+  if (kind === 'char') return { vocab: charTokens(data.vocab), trainIds: data.trainIds, valIds: data.valIds };
+  const vocab = await bpeTokens(data.train.map((d) => d.text), kind.bpe, data.val.map((d) => d.text));
+  const encode = (docs: BrownDocument[]) => Promise.all(docs.map(async (d) => Int32Array.from(await vocab.encode(d.text))));
+  return { vocab, trainIds: await encode(data.train), valIds: await encode(data.val) };
 }
 
 // `npx tsx examples/lm-data.ts [seed]`: print the statistics, the unigram baseline and a sample.

@@ -1,13 +1,14 @@
 /**
  * The Brown-corpus data of the LM example (examples/lm-data.ts): detagging, the character vocabulary,
- * the seeded split by document, the batch sampler and the unigram baseline. CPU only, ~2 s.
+ * the BPE vocabulary (Hugging Face tokenizers), the seeded split by document, the batch sampler and the unigram
+ * baselines. CPU only, ~10 s (the BPE trainer runs twice).
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DyadcError } from '../compiler/errors.js';
 import {
-  BatchSampler, brownDir, brownLmData, charVocab, detagDocument, detagTokens, sequentialBatches, splitByDocument, unigramBitsPerChar,
+  BatchSampler, bpeTokens, brownDir, brownLmData, charVocab, detagDocument, detagTokens, lmTokens, sequentialBatches, splitByDocument, unigramBitsPerChar,
 } from '../examples/lm-data.js';
 
 const SEED = 17;
@@ -130,4 +131,57 @@ test('unigram baseline: bits per character of validation under the training unig
   t.true(bpc >= entropy && bpc < Math.log2(data.vocab.size), `entropy ${entropy}, bpc ${bpc}, uniform ${Math.log2(data.vocab.size)}`);
   t.true(bpc - entropy < 0.05, 'train and validation are the same kind of English: their unigrams must be close');
   t.log(`unigram bpc (seed ${SEED}): ${bpc.toFixed(4)} (validation's own unigram entropy ${entropy.toFixed(4)}, uniform over ${data.vocab.size}: ${Math.log2(data.vocab.size).toFixed(4)})`);
+});
+
+// The BPE vocabulary (`--tokens bpe`, the experiment's default), learned once from this split's training documents.
+const bpe = lmTokens(data, { bpe: 1024 });
+
+test('BPE tokens: 1024 pieces learned from training documents only, exact round trip of every validation document, characters per token', async (t) => {
+  const { vocab, trainIds, valIds } = await bpe;
+  t.is(vocab.kind, 'bpe');
+  t.is(vocab.size, 1024);
+  t.is(trainIds.length, data.train.length);
+  t.is(valIds.length, data.val.length);
+  // Validation characters the training text lacks are in the alphabet: every validation document decodes back exactly.
+  for (let i = 0; i < data.val.length; i++) {
+    t.true(valIds[i].every((id) => id >= 0 && id < 1024), data.val[i].id);
+    t.is(await vocab.decode(valIds[i]), data.val[i].text, data.val[i].id);
+    // Characters per token: the pieces' lengths add up to the text plus the leading word mark of the document.
+    t.is(valIds[i].reduce((n, id) => n + vocab.charsOf(id), 0), data.val[i].text.length + 1, data.val[i].id);
+  }
+  for (let i = 0; i < data.train.length; i += 25) t.is(await vocab.decode(trainIds[i]), data.train[i].text, data.train[i].id);
+  const tokens = trainIds.reduce((n, d) => n + d.length, 0);
+  const perToken = data.stats.trainCharacters / tokens;
+  t.true(perToken > 2.3 && perToken < 3.5, `characters per token ${perToken}`);
+  // Frequent words are single pieces; a rare one is split into several.
+  t.is((await vocab.encode('the')).length, 1);
+  t.is((await vocab.encode(' of the')).length, 2);
+  t.true((await vocab.encode('Fulton')).length > 1);
+  t.log(`BPE 1024: ${tokens.toLocaleString('en-US')} training tokens, ${perToken.toFixed(3)} characters per token`);
+});
+
+test('BPE tokens: deterministic, and a size at or below the alphabet is a clear error', async (t) => {
+  const { vocab } = await bpe;
+  const again = await bpeTokens(data.train.map((d) => d.text), 1024, data.val.map((d) => d.text));
+  const text = data.val[0].text;
+  t.deepEqual(await again.encode(text), await vocab.encode(text));
+  // Alphabet of 'ab ab ab abc' (+ the newline joining texts): ▁ a b c \n; the first merge is ▁ + a.
+  const small = await bpeTokens(['ab ab ab abc'], 6);
+  t.is(small.size, 6);
+  t.is((await small.encode('ab abc')).length, 5, 'one merge (▁a or ab): 5 pieces');
+  const three = await bpeTokens(['ab ab ab abc'], 9);
+  t.deepEqual([...await three.encode('ab abc')].map(three.charsOf), [3, 3, 1], 'merges up to ▁ab: ▁ab ▁ab c');
+  t.is(await small.decode(await small.encode('ab abc')), 'ab abc');
+  await t.throwsAsync(bpeTokens(['ab ab ab abc'], 5), { instanceOf: DyadcError, message: /^bpe: BPE vocabulary size 5 must be an integer above the 5-character alphabet/ });
+  await t.throwsAsync(async () => vocab.decode([0, 1024]), { instanceOf: DyadcError, message: /token id 1024 at 1 is outside the vocabulary/ });
+});
+
+test('unigram baseline over BPE tokens, in bits per character: below the character unigram (pieces carry within-word structure)', async (t) => {
+  const { vocab, trainIds, valIds } = await bpe;
+  const pieces = unigramBitsPerChar(trainIds, valIds, vocab.size, vocab.charsOf);
+  const chars = unigramBitsPerChar(data.trainIds, data.valIds, data.vocab.size);
+  t.true(pieces < chars - 0.5 && pieces > 1.5, `BPE unigram ${pieces} bits/char vs character unigram ${chars}`);
+  // charsOf weights the denominator: with every token counted as one character it is the per-token entropy.
+  t.true(Math.abs(unigramBitsPerChar(trainIds, valIds, vocab.size) / pieces - valIds.reduce((n, d) => n + d.reduce((m, id) => m + vocab.charsOf(id), 0), 0) / valIds.reduce((n, d) => n + d.length, 0)) < 1e-9);
+  t.log(`unigram: BPE ${pieces.toFixed(4)} bits/char, characters ${chars.toFixed(4)}`);
 });

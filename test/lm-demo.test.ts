@@ -19,15 +19,16 @@ const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/
 const demo = (args: string[]) => run(process.execPath, ['--import=tsx', join(ROOT, 'examples/lm-demo.ts'), ...args], { cwd: ROOT, env, timeout: 240_000 });
 
 interface Results {
-  unigramBpc: number; options: { sampleChars: number };
-  models: { model: string; valLoss: number; valBpc: number; msPerStep: number; ffMs: number; params: number; trainLosses: number[]; sample: string }[];
+  unigramBpc: number; options: { sampleChars: number; tokens: string; bpeVocab: number }; shape: { vocab: number };
+  models: { model: string; valLoss: number; valBpc: number; valCharsPerToken: number; msPerStep: number; ffMs: number; params: number; trainLosses: number[]; sample: string }[];
 }
 
-test('npm run lm -- --quick: trains the three GPTs on the Brown corpus, prints the table, saves models and results', async (t) => {
+for (const tokens of ['bpe', 'char'] as const) {
+test(`npm run lm -- --quick${tokens === 'char' ? ' --tokens char' : ''}: trains the three GPTs on the Brown corpus (${tokens === 'bpe' ? 'BPE word pieces, the default' : 'characters'}), prints the table, saves models and results`, async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'dyadc-lm-'));
   try {
     const t0 = Date.now();
-    const { stdout } = await demo(['--quick', '--seed', '3', '--out', out]);
+    const { stdout } = await demo(['--quick', '--seed', '3', '--out', out, ...(tokens === 'char' ? ['--tokens', 'char'] : [])]);
     t.log(`wall ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     t.regex(stdout, /\| model +\| val loss \| val bpc \| ms\/step \|/);
     for (const row of ['dense', 'dyad FF', 'dyad FF\\+attn']) t.regex(stdout, new RegExp(`^\\| ${row} +\\|`, 'm'), row);
@@ -36,12 +37,18 @@ test('npm run lm -- --quick: trains the three GPTs on the Brown corpus, prints t
 
     const r = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
     t.deepEqual(r.models.map((m) => m.model), ['dense', 'dyad-ff', 'dyad-all']);
-    t.true(r.unigramBpc > 4 && r.unigramBpc < 5, `unigram ${r.unigramBpc}`);
+    t.is(r.options.tokens, tokens);
+    // The unigram baseline in bits per character: ≈ 4.4 over characters; BPE pieces carry within-word structure (lower).
+    if (tokens === 'char') t.true(r.unigramBpc > 4 && r.unigramBpc < 5, `unigram ${r.unigramBpc}`);
+    else t.true(r.unigramBpc > 2.5 && r.unigramBpc < 4.2, `unigram ${r.unigramBpc}`);
+    t.is(r.shape.vocab, tokens === 'bpe' ? r.options.bpeVocab : 85);
     const params = r.models.map((m) => m.params);
     t.true(params[0] > params[1] && params[1] > params[2], `parameters ${params.join(', ')}: DYAD has fewer`);
     for (const m of r.models) {
       t.true(Number.isFinite(m.valLoss) && m.valLoss > 0, `${m.model} val loss ${m.valLoss}`);
-      t.true(Math.abs(m.valBpc - m.valLoss / Math.LN2) < 1e-9, `${m.model}: bpc = loss / ln 2`);
+      // bpc = bits per target token / characters per target token (1 for characters; a BPE piece's length).
+      t.true(tokens === 'char' ? m.valCharsPerToken === 1 : m.valCharsPerToken > 1.5, `${m.model}: ${m.valCharsPerToken} characters per token`);
+      t.true(Math.abs(m.valBpc - m.valLoss / Math.LN2 / m.valCharsPerToken) < 1e-9, `${m.model}: bpc = loss / ln 2 / characters per token`);
       t.true(m.valBpc < r.unigramBpc, `${m.model}: val ${m.valBpc.toFixed(3)} bits/char below the unigram ${r.unigramBpc.toFixed(3)}`);
       const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
       const first = mean(m.trainLosses.slice(0, 5)), last = mean(m.trainLosses.slice(-5));
@@ -54,6 +61,7 @@ test('npm run lm -- --quick: trains the three GPTs on the Brown corpus, prints t
     }
   } finally { rmSync(out, { recursive: true, force: true }); }
 });
+}
 
 test('lm-demo: a bad option is a one-line usage error, nothing runs', async (t) => {
   const e = await t.throwsAsync(demo(['--steps', '0'])) as Error & { code: number; stderr: string };
