@@ -2,6 +2,7 @@
  * The `texture` weight source of subgroup gemms (Schedule.wsource; runtime/textures.ts), forced on,
  * against the float64 interpreter (rel. error ≤ 1e-5; outputs poisoned with NaN first, fresh seeded
  * random inputs):
+ *  - the tuner's space: every subgroup point with either source (texture pruned where refused);
  *  - the plan: subgroup renderings bind one texture per part weight, the register fallback and every
  *    training kernel read the arena; f16 layers, transposed parts and textures past
  *    maxTextureDimension2D fall back to the buffer with the reason in the kernel header;
@@ -15,7 +16,8 @@ import test from 'ava';
 import { compile, compileSync, type Compiled } from '../compiler/index.js';
 import type { BlockGemmNode, Schedule } from '../compiler/ir/graph.js';
 import type { SpecInput } from '../compiler/spec/types.js';
-import { defaultSchedule } from '../compiler/passes/schedule.js';
+import { DEFAULT_LIMITS, defaultSchedule } from '../compiler/passes/schedule.js';
+import { groupSpace, scheduleLabel } from '../compiler/tune/space.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { Rng } from '../compiler/util/rng.js';
 import { Model } from '../runtime/model.js';
@@ -102,6 +104,21 @@ test('texture source refused with a reason: f16 layers, transposed parts (data g
   t.deepEqual(textureKinds(byName.get('d2')!.subgroup![0]), ['d2.wl', 'd2.wu'], 'd2 (24 rows) still fits');
   const e = t.throws(() => compileSync(CHAIN, { training: false, overrides: { l1: { kind: 'register', tile: { rows: 4, cols: 4, k: 4 }, workgroup: { rows: 4, cols: 16 }, wsource: 'texture' } } }));
   t.regex(e!.message, /layer ln\+l1\+gelu_2: wsource "texture" needs kind "subgroup" \(got kind register\)/);
+});
+
+test('tuner space: every subgroup point also with the texture source, pruned with the reason where the node cannot use it (f16)', (t) => {
+  const node = (dtype?: 'f16') => {
+    const c = compileSync({ name: 'tx', ...(dtype ? { dtype } : {}), input: { features: 768 }, layers: [{ op: 'dyad', name: 'fc', out_features: 3072, blocks: 4, variant: 'it' }] }, { training: false });
+    return c.scheduled.nodes.find((x): x is BlockGemmNode => x.kind === 'blockgemm')!;
+  };
+  const f32 = groupSpace(node(), DEFAULT_LIMITS, 256, true);
+  const sg = f32.legal.filter((s) => s.kind === 'subgroup');
+  t.is(sg.filter((s) => s.wsource === 'texture').length, sg.length / 2);
+  t.is(scheduleLabel({ ...defaultSchedule(node()), wsource: 'texture' }), 'subgroup tile 2x32x4 wg 32x1 texture');
+  t.deepEqual(f32.first, defaultSchedule(node()), 'the walk starts from the buffer default');
+  const half = groupSpace(node('f16'), DEFAULT_LIMITS, 256, true);
+  t.false(half.legal.some((s) => s.wsource === 'texture'));
+  t.true(half.pruned.some((p) => p.schedule.wsource === 'texture' && /^texture source: f16 weights/.test(p.reason)));
 });
 
 // ---------------------------------------------------------------------------------------------
