@@ -9,7 +9,8 @@
  * Each candidate's first run (pipeline compile + first dispatch, Mesa's shader cache as it is) is
  * reported as `first ms`; then one warm-up, then the timed runs of all candidates interleaved, every
  * candidate once per pass, each pass in a fresh seeded random order (so no candidate always follows the
- * same neighbour): a run is forwardGPU + onSubmittedWorkDone (wall clock). `*-f16-*` candidates run the
+ * same neighbour): a run is forwardGPU + onSubmittedWorkDone (wall clock). `*-tex` candidates read W from
+ * rgba32float textures (Schedule.wsource 'texture'; filled once from the arena, not per run). `*-f16-*` candidates run the
  * spec with `dtype: "f16"` (f16 weights and activations, f32 accumulation; x uploaded as f16);
  * `ceiling-*` is the hand-written reference of `npm run bench` (bench/ceiling.ts: subgroup 2×32,
  * workgroup 64 = 128 rows, W and x as rgba32float textures, x copied into its texture every run). Every candidate's rows 0 and batch−1 are checked
@@ -19,7 +20,8 @@
 import { Command } from 'commander';
 import { compileSync } from '../compiler/index.js';
 import { interpret } from '../compiler/interp/interpreter.js';
-import type { Schedule } from '../compiler/ir/graph.js';
+import type { BlockGemmNode, Schedule } from '../compiler/ir/graph.js';
+import { adapterClass, classDefault } from '../compiler/tune/adapter-class.js';
 import type { LayerSpecInput } from '../compiler/spec/types.js';
 import { Rng } from '../compiler/util/rng.js';
 import { getDevice } from '../runtime/device.js';
@@ -42,12 +44,15 @@ const opts = program.opts<{ batches: string; reps: number; rounds: number; shape
 const sg = (rows: number, cols: number, wg = 64): Schedule => ({ kind: 'subgroup', tile: { rows, cols, k: 4 }, workgroup: { rows: wg, cols: 1 } });
 const REGISTER: Schedule = { kind: 'register', tile: { rows: 4, cols: 4, k: 4 }, workgroup: { rows: 4, cols: 16 } };
 
-interface Candidate { name: string; layer: (out: number) => LayerSpecInput; schedule?: Schedule; dtype?: 'f16'; ceiling?: boolean }
+/** `texture`: the adapter class's default schedule with the texture weight source (Schedule.wsource) */
+interface Candidate { name: string; layer: (out: number) => LayerSpecInput; schedule?: Schedule; dtype?: 'f16'; ceiling?: boolean; texture?: boolean }
 const dyad = (blocks: number, variant: 'it' | 'ot' | 'dt') => (out: number): LayerSpecInput => ({ op: 'dyad', name: 'l', out_features: out, blocks, variant });
 const dense = (out: number): LayerSpecInput => ({ op: 'linear', name: 'l', out_features: out });
 const CANDIDATES: Candidate[] = [
   { name: 'dense-register', layer: dense, schedule: REGISTER },
   { name: 'dense-default', layer: dense },
+  { name: 'dense-default-tex', layer: dense, texture: true },
+  { name: 'dense-sg-2x32-wg64-tex', layer: dense, schedule: { ...sg(2, 32), wsource: 'texture' } },
   { name: 'dense-sg-1x16', layer: dense, schedule: sg(1, 16) },
   { name: 'dense-sg-2x8', layer: dense, schedule: sg(2, 8) },
   { name: 'dense-sg-2x32', layer: dense, schedule: sg(2, 32) },
@@ -62,9 +67,12 @@ const CANDIDATES: Candidate[] = [
   { name: 'ceiling-dense', layer: dense, ceiling: true },
   { name: 'ceiling-it4', layer: dyad(4, 'it'), ceiling: true },
   { name: 'it4-default', layer: dyad(4, 'it') },
+  { name: 'it4-default-tex', layer: dyad(4, 'it'), texture: true },
   { name: 'it8-default', layer: dyad(8, 'it') },
   { name: 'ot4-default', layer: dyad(4, 'ot') },
+  { name: 'ot4-default-tex', layer: dyad(4, 'ot'), texture: true },
   { name: 'dt4-default', layer: dyad(4, 'dt') },
+  { name: 'dt4-default-tex', layer: dyad(4, 'dt'), texture: true },
   { name: 'it4-register', layer: dyad(4, 'it'), schedule: REGISTER },
   { name: 'it4-sg-2x32', layer: dyad(4, 'it'), schedule: sg(2, 32) },
   { name: 'it4-sg-1x16', layer: dyad(4, 'it'), schedule: sg(1, 16) },
@@ -100,7 +108,9 @@ for (const shapeName of opts.shapes.split(',')) {
   const entries: { c: Candidate; kernel: string; run: (batch: number) => Promise<void>; dispose: () => void }[] = [];
   for (const c of chosen) {
     const spec = { name: `${shapeName}_${c.name.replace(/-/g, '_')}`, ...(c.dtype ? { dtype: c.dtype } : {}), input: { features: inF }, layers: [c.layer(outF)] };
-    const comp = compileSync(spec, { training: false, adapter: info, overrides: c.schedule ? { l: c.schedule } : {} });
+    const classSchedule = classDefault(adapterClass(info)).schedule;
+    const comp = compileSync(spec, { training: false, adapter: info, overrides: c.schedule ? { l: c.schedule } : {},
+      ...(c.texture ? { defaultSchedule: (n: BlockGemmNode): Schedule => ({ ...classSchedule(n), wsource: 'texture' }) } : {}) });
     const weights: Record<string, Float32Array> = {};
     for (const [name, shape] of Object.entries(comp.weightShapes)) {
       const size = shape.reduce((a, b) => a * b, 1), k = 1 / Math.sqrt(shape.length === 3 ? shape[0] * shape[2] : shape[shape.length - 1]);
@@ -130,7 +140,7 @@ for (const shapeName of opts.shapes.split(',')) {
       m.forwardGPU(x, 1); await gpuWait(device.queue.onSubmittedWorkDone());
       err = relError(await m.forward(xAll, maxBatch));
       const cfg = m.plan.kernels[0].config as Schedule;
-      entry = { c, kernel: `${cfg.kind} ${cfg.tile.rows}x${cfg.tile.cols} wg ${cfg.workgroup.rows}x${cfg.workgroup.cols}${c.dtype ? ` ${c.dtype}` : ''}`,
+      entry = { c, kernel: `${cfg.kind} ${cfg.tile.rows}x${cfg.tile.cols} wg ${cfg.workgroup.rows}x${cfg.workgroup.cols}${c.dtype ? ` ${c.dtype}` : ''}${cfg.wsource === 'texture' ? ', W textures' : ''}`,
         run: async (batch) => { m.forwardGPU(x, batch); await device.queue.onSubmittedWorkDone(); }, dispose: () => m.destroy() };
     }
     const firstMs = performance.now() - t0;

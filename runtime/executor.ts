@@ -18,10 +18,13 @@ import { f16ArrayToF32 } from './weights/safetensors.js';
 /** A forward or training kernel (forward bindings are a subset of the training ones). */
 export type ExecKernel = PlanKernel | TrainKernel;
 
-/** What a non-value binding (`weights`, `grads`, `hyper`, …) of kernel `k` binds: a whole buffer or a range of one. */
-export type BufferResolver = (b: TrainBinding, k: ExecKernel) => GPUBuffer | GPUBufferBinding;
+/** What a non-value binding (`weights`, `grads`, `hyper`, a weight texture …) of kernel `k` binds: a whole buffer, a range of one, or a texture view. */
+export type BufferResolver = (b: TrainBinding, k: ExecKernel) => GPUBuffer | GPUBufferBinding | GPUTextureView;
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/** A whole GPUBuffer (it has a size), as opposed to a buffer binding or a texture view. */
+const isBuffer = (r: GPUBuffer | GPUBufferBinding | GPUTextureView): r is GPUBuffer => typeof (r as GPUBuffer).size === 'number' && !('buffer' in r);
 
 /** Activation buffers: storage, written by kernels and uploads, read back. */
 const VALUE_USAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -130,6 +133,8 @@ export interface ExecutorOptions {
   resolve: BufferResolver;
   /** the value a caller may replace by its own buffer in `encode` (forwardGPU's input) */
   input?: string;
+  /** called at the start of every `encode`, before anything is recorded (the model refreshes stale weight textures: runtime/textures.ts) */
+  prepare?: () => void;
 }
 
 /**
@@ -208,10 +213,10 @@ export class Executor {
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
     for (const b of k.bindings as TrainBinding[]) {
       const buf = b.buffer;
-      let resource: GPUBuffer | GPUBufferBinding;
+      let resource: GPUBuffer | GPUBufferBinding | GPUTextureView;
       if (buf.kind === 'value') resource = input && buf.id === this.opts.input ? input : this.value(buf.id);
       else resource = this.opts.resolve(b, k);
-      entries.push({ binding: b.binding, resource: 'buffer' in resource ? resource : { buffer: resource } });
+      entries.push({ binding: b.binding, resource: isBuffer(resource) ? { buffer: resource } : resource });
     }
     bg = this.device.createBindGroup({ label: k.name, layout: pipeline.getBindGroupLayout(0), entries });
     cache.set(k, bg);
@@ -227,6 +232,7 @@ export class Executor {
    */
   encode(enc: GPUCommandEncoder, kernels: readonly ExecKernel[], batch: number, label: string, input?: GPUBuffer): void {
     const d = this.device;
+    this.opts.prepare?.();
     const pass = enc.beginComputePass({ label });
     for (const k0 of kernels) {
       const k = kernelForBatch(k0, batch);

@@ -18,6 +18,7 @@ import { readSafetensors, bytesOf, f32ArrayToF16, f16ArrayToF32 } from './weight
 import { resolveLayerTensors, checkWeights, tiedCopies, checkTiedCopy } from './weights/names.js';
 import { Executor, kernelGrid, readBuffer, rowChunks, scoped, rangeBinding } from './executor.js';
 import { deviceLost } from './pipelines.js';
+import { WeightTextures, textureWeights } from './textures.js';
 import { F16_MAX, firstF16Overflow, f16Input, checkArray, checkBatch, describeArray } from './inputs.js';
 import { generate, type GenerateOptions, type DecodeExecutor } from './generate.js';
 import { modelBackward, createTrainer, releaseBackward, warmupTraining, type BackwardOutput, type BackwardOptions, type Trainer, type TrainerOptions } from './trainer.js';
@@ -89,6 +90,8 @@ export class Model {
   private master?: Float32Array<ArrayBuffer>;
   /** runs the forward kernels; owns the activation buffers (the input value included), uniforms and bind groups */
   private exec: Executor;
+  /** `rgba32float` copies of the weights read by texture-sourced kernels (runtime/textures.ts); absent when none is */
+  private textures?: WeightTextures;
   private destroyed = false;
   /** Largest batch one dispatch may take, from maxStorageBufferBindingSize and the widest value. */
   readonly maxRowsPerDispatch: number;
@@ -96,9 +99,9 @@ export class Model {
   private constructor(plan: Plan, device: GPUDevice) {
     this.plan = plan; this.device = device;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
-    if (plan.kernels.some((k) => k.bindings.some((b) => b.buffer.kind === 'weights'))) this.arena = device.createBuffer({ size: plan.arenaLength * 4, usage, label: `${plan.name}.weights` });
+    if (plan.kernels.some((k) => k.bindings.some((b) => b.buffer.kind === 'weights')) || textureWeights(plan.kernels).length) this.arena = device.createBuffer({ size: plan.arenaLength * 4, usage, label: `${plan.name}.weights` });
     if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage, label: `${plan.name}.weights16` });
-    this.exec = new Executor(device, { name: plan.name, values: plan.values, input: plan.input, resolve: (b, k) => weightBinding(b, k, this.plan.name, this.arena, this.arena16) });
+    this.exec = new Executor(device, { name: plan.name, values: plan.values, input: plan.input, resolve: this.resolver(), prepare: () => this.textures?.refresh() });
     this.maxRowsPerDispatch = this.exec.maxRows;
   }
 
@@ -107,7 +110,24 @@ export class Model {
     if (this.arena) this.device.queue.writeBuffer(this.arena, 0, data);
     else if (this.plan.training) this.master = data;
     if (this.arena16) this.device.queue.writeBuffer(this.arena16, 0, half);
+    this.textures?.markStale();
   }
+
+  /** What the model's executors bind for a non-value binding: a range of an arena, or a weight texture. */
+  private resolver(): (b: TrainBinding, k: { name: string }) => GPUBufferBinding | GPUTextureView {
+    return (b, k) => {
+      if (b.buffer.kind !== 'weightTexture') return weightBinding(b, k, this.plan.name, this.arena, this.arena16);
+      if (!this.textures) throw new DyadcError('USAGE', `kernel ${k.name} reads weight texture ${b.buffer.weight}, which model ${this.plan.name} did not create`);
+      return this.textures.view(b, k.name);
+    };
+  }
+
+  /**
+   * Tells the model its f32 weights arena (`weightsBuffer`) was written by someone else than `setWeights`
+   * (the trainer calls it after every update): kernels reading weight textures (runtime/textures.ts) then
+   * copy the arena into them again before their next dispatch. Cheap; a no-op without weight textures.
+   */
+  weightsChanged(): void { this.textures?.markStale(); }
 
   /**
    * Creates a model: takes the device (given, from `opts.gpu`, or the process's shared default
@@ -142,6 +162,10 @@ export class Model {
     const half = halfArena(plan, arenaData);
     checkWeightBindings(plan.name, [...plan.kernels, ...(plan.training ? trainingKernels(plan.training) : [])], { weights: plan.arenaLength * 4, weights16: (plan.arena16Length ?? 0) * 2 }, device.limits);
     const m = new Model(plan, device);
+    const texNames = textureWeights(plan.kernels);
+    if (texNames.length) {
+      try { m.textures = await WeightTextures.create(device, plan.weights, texNames, () => m.arena!, plan.name); } catch (e) { m.destroy(); throw e; }
+    }
     m.writeArenas(arenaData, half);
     // every compile settles before create() returns or throws, so nothing of a failed create is still
     // running on the (shared) device when the next create starts; the first failure is reported
@@ -185,10 +209,13 @@ export class Model {
 
   /**
    * The GPU buffer holding all weights (f32 arena; offsets in plan.weights): the master weights training
-   * updates. An all-f16 model creates it on first use (inference reads only the f16 arena).
+   * updates. An all-f16 model creates it on first use (inference reads only the f16 arena). Whoever writes
+   * it should call `weightsChanged()`; taking it marks the weight textures stale as well (they are refreshed
+   * before the next forward dispatch).
    * @throws DyadcError(USAGE) for an all-f16 model compiled without training kernels (it holds f16 weights only).
    */
   get weightsBuffer(): GPUBuffer {
+    this.textures?.markStale();
     if (!this.arena) {
       if (!this.master) throw new DyadcError('USAGE', `model ${this.plan.name} holds only its f16 weights (an f16 model compiled without training kernels has no f32 arena)`, { fix: 'compile with training kernels (the default) to train it' });
       this.arena = this.device.createBuffer({ size: this.plan.arenaLength * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label: `${this.plan.name}.weights` });
@@ -354,7 +381,7 @@ export class Model {
 
   /** A new executor over this model's weights running other kernel lists (generation's decode step, runtime/generate.ts); the caller destroys it. */
   executorFor(values: readonly { id: string; features: number }[], name: string): DecodeExecutor {
-    return new Executor(this.device, { name, values, input: this.plan.input, resolve: (b, k) => weightBinding(b, k, this.plan.name, this.arena, this.arena16) });
+    return new Executor(this.device, { name, values, input: this.plan.input, resolve: this.resolver(), prepare: () => this.textures?.refresh() });
   }
 
   /** @throws DyadcError(USAGE) once destroy() was called. */
@@ -374,6 +401,7 @@ export class Model {
     this.destroyed = true;
     releaseBackward(this);
     this.arena?.destroy(); this.arena16?.destroy();
+    this.textures?.destroy();
     this.exec.destroy();
   }
 }

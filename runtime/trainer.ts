@@ -39,6 +39,8 @@ export interface TrainableModel {
   valueDtype(id: string): 'f32' | 'f16';
   getWeights(): Promise<Record<string, Float32Array>>;
   assertAlive(what: string): void;
+  /** the f32 arena was written (an optimizer update): copies of it (weight textures) must be refreshed */
+  weightsChanged?(): void;
 }
 
 export type LossKind = 'softmax_cross_entropy' | 'mse';
@@ -176,6 +178,7 @@ class Executor {
         if (!m) throw new DyadcError('USAGE', `kernel ${k.name} needs optimizer state ${buf.kind} that was not allocated`);
         return rangeBinding(m, b, 4);
       }
+      case 'weightTexture': throw new DyadcError('USAGE', `kernel ${k.name} reads weight texture ${buf.weight}: training kernels read weights from the arena (recompile the plan)`);
     }
   }
 
@@ -186,9 +189,13 @@ class Executor {
     if (two) this.moment2 ??= d.createBuffer({ size, usage: STORAGE(), label: `${this.model.plan.name}.moment2` });
   }
 
-  /** Records `kernels` for `batch` rows into one compute pass (uniforms are written now, before the submit). */
+  /**
+   * Records `kernels` for `batch` rows into one compute pass (uniforms are written now, before the submit).
+   * Kernels that write the weights arena (optimizers) make the model's weight textures stale (`weightsChanged`).
+   */
   encode(enc: GPUCommandEncoder, kernels: TrainKernel[], batch: number, label: string): void {
     this.exec.encode(enc, kernels, batch, label);
+    if (kernels.some((k) => k.output === 'weights')) this.model.weightsChanged?.();
   }
 
   /**

@@ -51,13 +51,13 @@ export interface SelectOptions {
 /**
  * The kernel to run for a device allowing broadcast width `width` (0: none): a subgroup rendering (with
  * `smallBatch`, the register kernel for small batches, unless `opts.smallBatchRows` is 0) or the kernel
- * itself (its register fallback).
+ * itself (its register fallback). A rendering with its own `bindings` (texture weight source) brings them.
  */
 export function selectKernel<K extends AnyKernel>(k: K, width: number, opts: SelectOptions = {}): K {
   const v = k.subgroup?.find((s) => s.width <= width);
   if (!v) return k;
   const maxRows = opts.smallBatchRows ?? defaultSmallBatchRows(v.grid);
-  return { ...k, wgsl: v.wgsl, grid: v.grid, config: v.config, ...(maxRows > 0 && v.grid.kind === 'tiles' ? { smallBatch: { maxRows, kernel: k } } : {}) };
+  return { ...k, wgsl: v.wgsl, grid: v.grid, config: v.config, ...(v.bindings ? { bindings: v.bindings } : {}), ...(maxRows > 0 && v.grid.kind === 'tiles' ? { smallBatch: { maxRows, kernel: k } } : {}) };
 }
 
 /** The kernel an executor dispatches for `batch` rows: the register kernel of `smallBatch` when the batch is small enough, else `k`. */

@@ -165,7 +165,7 @@ test('tuner space: subgroup tiles and workgroups only where the device has subgr
   t.deepEqual(without.first, registerSchedule(n));
   t.false(without.legal.some((s) => s.kind === 'subgroup'));
   const sg = with_.legal.filter((s) => s.kind === 'subgroup');
-  t.is(sg.length, SPACE.subgroup.tileRows.length * SPACE.subgroup.tileCols.length * SPACE.subgroup.workgroupRows.length);
+  t.is(sg.length, SPACE.subgroup.tileRows.length * SPACE.subgroup.tileCols.length * SPACE.subgroup.workgroupRows.length * SPACE.subgroup.wsources.length);
   // the walk explores subgroup neighbours of the default before any register point
   const tried = [with_.first];
   for (let i = 0; i < 3; i++) tried.push(nextSchedule(with_, tried, with_.first)!);

@@ -13,12 +13,17 @@
  * prologue, load w, and store through the epilogue). A subgroup kernel is rendered for a broadcast
  * width W (lanes 0..W-1 each gather one column's weights; every lane reads all W by
  * `subgroupBroadcast`), correct on any device whose subgroups have at least W lanes.
+ *
+ * Weight source (Schedule.wsource, subgroup kind only): 'buffer' reads weight vec4s from the f32 arena;
+ * 'texture' reads them with `textureLoad` from one `rgba32float` texture per part weight (layout:
+ * passes/schedule.ts `weightTextureSize`: texture row = output row of the tensor, texel = 4 consecutive
+ * k, zero past K), binding role 'texture'; bias and norm parameters stay in the arena.
  */
 import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
-import { SHARED_K_CHUNK, reductionLength, registerSchedule, subgroupWidths } from '../passes/schedule.js';
+import { SHARED_K_CHUNK, reductionLength, registerSchedule, subgroupWidths, weightTextureSize } from '../passes/schedule.js';
 import type { PlanBinding, PlanGrid, SubgroupVariant } from '../../runtime/plan.js';
 
 export type ColumnMode = 'contiguous' | 'strided' | 'mixed';
@@ -28,7 +33,7 @@ export type Offsets = Record<string, number>;
 
 export interface GemmBindings {
   /** binding index → buffer role, in the order the runtime binds them */
-  list: { binding: number; role: 'x' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre'; value?: string }[];
+  list: { binding: number; role: 'x' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre' | 'texture'; value?: string }[];
 }
 
 /**
@@ -86,6 +91,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const TM = s.tile.rows, TN = s.tile.cols, KV = s.tile.k;
   const subgroup = s.kind === 'subgroup';
   if (subgroup && !(subgroupWidth && subgroupWidths(s).includes(subgroupWidth))) throw new Error(`blockgemm ${kernelName}: subgroup width ${subgroupWidth} is not one of ${subgroupWidths(s)}`);
+  const texture = subgroup && s.wsource === 'texture';
   const IN = n.in_features, OUT = n.features;
   const nb = n.parts[0].blocks, D = n.parts[0].outMap.blockSize;
   const { mode, perGroup, chunks } = columnChunks(n, TN);
@@ -100,7 +106,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const off = (t: string) => (is16(t) ? types.offsets16[t] : offsets[t]);
   const wScalar = (t: string, idx: string) => `${is16(t) ? 'weight16_at' : 'weight_at'}(${off(t)}u + ${idx})`;
   const wVec = (t: string, vecIdx: string) => (is16(t) ? `vec4<f32>(weights16[${vecIdx}])` : `weights[${vecIdx}]`);
-  const uses32 = tensors.some((t) => !is16(t)), uses16 = tensors.some(is16);
+  // texture weight source: one texture per part weight (f32, forward only: resolveSchedule's textureRefusal keeps the rest on buffers)
+  const texNames = new Map<string, string>();
+  if (texture) for (const p of n.parts) {
+    if (is16(p.weight) || p.transposed) throw new Error(`blockgemm ${kernelName}: ${p.weight} cannot be read from a texture (${is16(p.weight) ? 'f16' : 'transposed'}); resolveSchedule should have kept it on the buffer`);
+    if (!texNames.has(p.weight)) texNames.set(p.weight, `wtex_${texNames.size}`);
+  }
+  const fromBuffer = tensors.filter((t) => !texNames.has(t));
+  const uses32 = fromBuffer.some((t) => !is16(t)), uses16 = fromBuffer.some(is16);
   const f16 = uses16 || xT === 'f16' || yT === 'f16' || n.epilogue.some((e) => e.op === 'residual' && types.valueDtype(e.from) === 'f16');
   const vecT = (t: DType) => (t === 'f16' ? 'vec4<f16>' : 'vec4<f32>');
 
@@ -116,7 +129,12 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     list.push({ binding: list.length + 1, role: 'residual', value: e.from });
   }
   if (n.savePre) list.push({ binding: list.length + 1, role: 'pre', value: n.savePre });
-  const bindingDecls = list.map((b) => {
+  for (const weight of texNames.keys()) list.push({ binding: list.length + 1, role: 'texture', value: weight });
+  const textures = list.filter((b) => b.role === 'texture').map((b) => {
+    const p = n.parts.find((q) => q.weight === b.value)!, { width, height } = weightTextureSize([p.blocks, p.dOut, p.dIn]);
+    return { binding: b.binding, name: texNames.get(b.value!)!, comment: `${b.value} as rgba32float: ${height} rows (block · output) × ${width} texels (4 k each)` };
+  });
+  const bindingDecls = list.filter((b) => b.role !== 'texture').map((b) => {
     switch (b.role) {
       case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? `array<${vecT(xT)}>` : `array<${xT}>`, comment: `[batch, ${IN}] ${xT} %${b.value}` };
       case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'this layer\'s range of the f32 weights arena (offsets below are relative to it)' };
@@ -125,6 +143,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       case 'stats': return { binding: b.binding, name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${b.value}` };
       case 'residual': { const t = types.valueDtype(b.value!); return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: `array<${t}>`, comment: `[batch, ${OUT}] ${t} %${b.value}` }; }
       case 'pre': return { binding: b.binding, name: 'pre', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] pre-activation %${b.value} (training)` };
+      case 'texture': throw new Error('unreachable: textures are declared apart');
     }
   });
 
@@ -169,10 +188,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       : { blk: 'c', row0: `(g * ${D}u + first - c) / ${nb}u`, stride: '1u' });
   }
   // per part: block, then the weight base of each column (clamped to the first column when invalid)
-  /** the weight base (arena element of k = 0) of part `pi` for the column chunk's column `col` (a u32 expression) */
+  /**
+   * the weight base of part `pi` for the column chunk's column `col` (a u32 expression): the arena element of
+   * k = 0, or with a texture source the texture row
+   */
   const weightBase = (pi: number, col: string): string => {
     const p = n.parts[pi], r = partRows[pi];
     const row = `${r.row0} + ${col} * ${r.stride}`;
+    if (texture) return `blk_${pi} * ${p.dOut}u + (${row})`;
     return p.transposed
       ? `${off(p.weight)}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
       : `${off(p.weight)}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
@@ -281,12 +304,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
         }), '  );'];
       }
       const wAt = is16(p.weight) ? 'weight16_at' : 'weight_at';
-      const wBody = !p.transposed && !ragged
+      const wBody = texture
+        ? [`  return textureLoad(${texNames.get(p.weight)}, vec2<u32>(k >> 2u, base), 0);  // texels past K are zero`]
+        : !p.transposed && !ragged
         ? [`  return ${wVec(p.weight, '(base + k) >> 2u')};`]
         : ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => `    ${guard(q, `${wAt}(base + ${kq(q)}${p.transposed ? ` * ${p.dIn}u` : ''})`)}${q < 3 ? ',' : ''}`), '  );'];
       fns.push(`// part ${p.label}${p.transposed ? ' (transposed)' : ''}: x[${p.inMap}] of block blk at reduction index k .. k+3 (of ${K})${pro ? `, ${pro.norm} applied` : ''}`,
         `fn x_${pi}(row: u32, blk: u32, k: u32, stat: vec2<f32>) -> vec4<f32> {`, ...stat, ...xBody, '}',
-        `// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, one output column (weights from \`base\`) at reduction index k .. k+3${p.transposed ? `, stride ${p.dIn}` : ''}`,
+        `// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, one output column (${texture ? 'texture row `base`' : 'weights from `base`'}) at reduction index k .. k+3${p.transposed ? `, stride ${p.dIn}` : ''}`,
         `fn w_${pi}(base: u32, k: u32) -> vec4<f32> {`, ...wBody, '}');
       return { index: pi, label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, weightBase: weightBase(pi, 'col') };
     });
@@ -304,13 +329,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     `epilogue: ${epilogueDesc}`,
     `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
     ...(sg ? [`subgroup broadcast width ${sg.width}: correct for subgroup sizes >= ${sg.width}`] : []),
+    ...(subgroup ? [`weight source: ${texture ? 'rgba32float textures (textureLoad)' : 'storage buffer'}${s.wsourceReason ? ` (texture refused: ${s.wsourceReason})` : ''}`] : []),
   ];
   const wgsl = render('blockgemm', {
     name: kernelName, header, f16, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
     tile: s.tile, workgroup: s.workgroup, workgroupSize: s.workgroup.rows * s.workgroup.cols,
     colChunks: chunks, chunksPerGroup: perGroup, chunkWorkgroups: chunkWGs, columnMode: mode,
     shared, workgroupsPerGroup: wgPerGroup, kChunk: SHARED_K_CHUNK, sharedFloats: SHARED_K_CHUNK * TM * s.workgroup.rows,
-    xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc, subgroup: sg ?? false, prologue: !!pro,
+    textures, xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc, subgroup: sg ?? false, prologue: !!pro,
   });
   return { name: kernelName, wgsl, bindings: list, workgroupSize: s.workgroup.rows * s.workgroup.cols, rowsPerWorkgroup: TM * s.workgroup.rows, colWorkgroups: chunkWGs };
 }
@@ -324,22 +350,27 @@ export interface GemmPlanFields {
   subgroup?: SubgroupVariant[];
 }
 
+/** A rendering's binding list as the plan's bindings (roles → arena, value or weight texture). */
+const planBindings = (r: GemmKernel): PlanBinding[] => r.bindings.map((b) => ({ binding: b.binding,
+  buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : b.role === 'texture' ? { kind: 'weightTexture', weight: b.value! } : { kind: 'value', id: b.value! } }));
+
 const tilesGrid = (r: GemmKernel): PlanGrid => ({ kind: 'tiles', rowsPerWorkgroup: r.rowsPerWorkgroup, colWorkgroups: r.colWorkgroups });
 
 /**
  * Renders a gemm for the plan. With a `subgroup` schedule the plan is still device-independent: the
  * kernel's own WGSL is the node's register schedule (`registerSchedule`), and `subgroup` lists one
  * rendering per broadcast width (`subgroupWidths`), from which the runtime picks (runtime/variants.ts).
+ * A texture weight source gives each subgroup rendering its own `bindings` (the weight textures; the
+ * register fallback reads the arena).
  */
 export function gemmPlanFields(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES): GemmPlanFields {
   const s = n.schedule!;
   const base = s.kind === 'subgroup' ? { ...n, schedule: registerSchedule(n) } : n;
   const r = renderBlockGemm(base, offsets, kernelName, types);
-  const out: GemmPlanFields = { wgsl: r.wgsl, grid: tilesGrid(r), config: base.schedule!,
-    bindings: r.bindings.map((b) => ({ binding: b.binding, buffer: b.role === 'weights' ? { kind: 'weights' } : b.role === 'weights16' ? { kind: 'weights16' } : { kind: 'value', id: b.value! } })) };
+  const out: GemmPlanFields = { wgsl: r.wgsl, grid: tilesGrid(r), config: base.schedule!, bindings: planBindings(r) };
   if (s.kind === 'subgroup') out.subgroup = subgroupWidths(s).map((width) => {
     const v = renderBlockGemm(n, offsets, kernelName, types, width);
-    return { width, wgsl: v.wgsl, grid: tilesGrid(v), config: s };
+    return { width, wgsl: v.wgsl, grid: tilesGrid(v), config: s, ...(s.wsource === 'texture' ? { bindings: planBindings(v) } : {}) };
   });
   return out;
 }

@@ -196,18 +196,21 @@ function decodeKernels(g: Graph, types: KernelTypes): Plan['decode'] {
   return attention.length ? { position, cacheValues, attention } : undefined;
 }
 
+type Bound = { binding: number; buffer: { kind: string } };
 /**
  * The kernel with its weight bindings narrowed to the ranges its offsets are relative to
- * (`weights`/`grads`: the f32 range; `weights16`: the f16 range).
+ * (`weights`/`grads`: the f32 range; `weights16`: the f16 range), its subgroup renderings' own bindings too.
  * @throws DyadcError(LIMIT) when a range exceeds one binding (`maxBytes`), naming the kernel's layers.
  */
-export function withRanges<K extends { name: string; layers: string[]; bindings: { binding: number; buffer: { kind: string } }[] }>(k: K, kw: KernelWeights, model: string, maxBytes: number): K {
-  const bindings = k.bindings.map((b) => {
+export function withRanges<K extends { name: string; layers: string[]; bindings: Bound[]; subgroup?: { bindings?: Bound[] }[] }>(k: K, kw: KernelWeights, model: string, maxBytes: number): K {
+  const ranged = <B extends Bound>(list: B[]): B[] => list.map((b) => {
     const kind = b.buffer.kind;
     const range = kind === 'weights' || kind === 'grads' ? kw.range : kind === 'weights16' ? kw.range16 : undefined;
     if (!range) return b;
     checkRangeBytes(model, `kernel ${k.name} (layer ${k.layers.join('+')})`, range.length * (kind === 'weights16' ? 2 : 4), maxBytes);
     return { ...b, buffer: { ...b.buffer, range } };
   });
-  return { ...k, bindings };
+  // subgroup renderings with their own bindings (texture weight source) get the same ranges
+  const subgroup = k.subgroup?.some((v) => v.bindings) ? { subgroup: k.subgroup.map((v) => (v.bindings ? { ...v, bindings: ranged(v.bindings) } : v)) } : {};
+  return { ...k, bindings: ranged(k.bindings), ...subgroup };
 }

@@ -202,6 +202,7 @@ export function renderLosses(features: number, output: string, outputGrad: strin
  * objects, except the gemms whose backward needs their pre-activation (`savePre`), which are
  * rendered here with that extra store; then the backward kernels (named after their step: `fc1.dw`,
  * `fc1.dx`; the steps only the input gradient needs are flagged `inputGradOnly`), losses, optimizers.
+ * Training kernels never read weight textures: texture-sourced forward gemms are rendered from the arena here.
  * Weights past one binding: every kernel binds its layers' ranges; the update kernels run per chunk
  * of the arena (`updateChunks`) when the arena exceeds `limits`' binding size.
  * @throws DyadcError(IR_INVALID) when the plan does not hold a kernel of a forward node; DyadcError(LIMIT)
@@ -213,7 +214,12 @@ export function buildTraining(tg: TrainGraph, plan: Plan, limits: Partial<Limits
   const forward: TrainKernel[] = [];
   for (const n of tg.forward.nodes) {
     if (n.kind === 'input') continue;
-    const k = n.kind === 'blockgemm' && n.savePre ? nodeKernel(n, ctx) : byOutput.get(n.id);
+    // gemms read weights from the arena in training (a texture copy would need a refresh after every
+    // optimizer step): texture-sourced ones are rendered again from the buffer, as are those saving their pre-activation
+    const texture = n.kind === 'blockgemm' && n.schedule?.wsource === 'texture';
+    const k = n.kind === 'blockgemm' && (n.savePre || texture)
+      ? nodeKernel(texture ? { ...n, schedule: { ...n.schedule!, wsource: 'buffer', wsourceReason: 'training kernels read the weights arena, which every optimizer step updates' } } : n, ctx)
+      : byOutput.get(n.id);
     if (!k) throw new DyadcError('IR_INVALID', `training: the plan has no kernel for %${n.id}`);
     forward.push(k);
   }

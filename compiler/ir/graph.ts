@@ -78,7 +78,21 @@ export interface Schedule {
    * `subgroupBroadcast` (needs the `subgroups` feature; the plan carries a register fallback).
    */
   kind: 'register' | 'shared' | 'subgroup';
+  /**
+   * Where a `subgroup` gemm reads its weight blocks from (absent = 'buffer'): the f32 weights arena (a
+   * storage buffer), or 'texture': one `rgba32float` texture per weight tensor, a copy of the arena the
+   * runtime refreshes whenever the weights change (runtime/textures.ts). Texture loads are cheaper than
+   * bounds-checked storage-buffer loads on lavapipe (../shared/LAVAPIPE.md). Forward f32 gemms only:
+   * `resolveSchedule` (passes/schedule.ts) turns a requested texture source into 'buffer' where it does
+   * not apply, and says why in `wsourceReason`.
+   */
+  wsource?: WeightSource;
+  /** Why a requested texture source was replaced by 'buffer' (shown in the kernel's header comment). */
+  wsourceReason?: string;
 }
+
+/** Where a gemm's weight blocks are read from: the storage-buffer arena, or an `rgba32float` texture copy of it. */
+export type WeightSource = 'buffer' | 'texture';
 
 /**
  * y = epilogue( sum_parts part(prologue(x)) + bias ).   inputs: [x, stats?, residual sources...]

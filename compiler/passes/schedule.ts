@@ -17,10 +17,12 @@ export interface Limits {
   maxStorageBufferBindingSize: number;
   maxStorageBuffersPerShaderStage: number;
   maxBufferSize: number;
+  /** width and height of a 2-D texture, texels (weight textures of the `texture` weight source; default 8192) */
+  maxTextureDimension2D?: number;
 }
 
 /** WebGPU's default limits (the spec's guaranteed minimums): safe for any adapter. */
-export const DEFAULT_LIMITS: Limits = {
+export const DEFAULT_LIMITS: Required<Limits> = {
   maxComputeWorkgroupStorageSize: 16384,
   maxComputeInvocationsPerWorkgroup: 256,
   maxComputeWorkgroupSizeX: 256,
@@ -28,6 +30,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxStorageBufferBindingSize: 134217728,
   maxStorageBuffersPerShaderStage: 8,
   maxBufferSize: 268435456,
+  maxTextureDimension2D: 8192,
 };
 
 export interface ScheduleOptions {
@@ -89,6 +92,35 @@ export function subgroupWidths(s: Schedule): number[] {
   return [32, 16, 8, 4].filter((w) => w <= s.tile.cols && s.tile.cols % w === 0);
 }
 
+/**
+ * The texture a weight tensor is read from under the `texture` weight source: the tensor's rows (every
+ * dimension but the last, flattened: `blocks · dOut` of a `[blocks, dOut, dIn]` block tensor, `out` of
+ * nn.Linear's `[out, in]`) as texture rows, its last dimension packed 4 floats per `rgba32float` texel,
+ * zero-padded to a whole texel. runtime/textures.ts fills it with the same rule.
+ */
+export function weightTextureSize(shape: readonly number[]): { width: number; height: number } {
+  const last = shape[shape.length - 1];
+  return { width: Math.ceil(last / 4), height: shape.reduce((a, b) => a * b, 1) / last };
+}
+
+/**
+ * Why node `n` cannot read its weights from textures (undefined: it can): f16 weights (kept in the f16
+ * storage arena: an rgba32float copy would double their bytes, and no f16 texture path exists), transposed
+ * parts (data gradients read W down its columns, where a texture row holds one output's weights), or a
+ * weight texture past `limits.maxTextureDimension2D` in width (in_features / 4) or height (output rows).
+ */
+export function textureRefusal(n: BlockGemmNode, limits: Pick<Limits, 'maxTextureDimension2D'>): string | undefined {
+  if (n.dtype === 'f16') return 'f16 weights are read from the f16 storage arena only (no f16 texture source)';
+  const t = n.parts.find((p) => p.transposed);
+  if (t) return `part ${t.label} is transposed (a data gradient): the texture source is for forward gemms only`;
+  const max = limits.maxTextureDimension2D ?? DEFAULT_LIMITS.maxTextureDimension2D;
+  for (const p of n.parts) {
+    const { width, height } = weightTextureSize([p.blocks, p.dOut, p.dIn]);
+    if (Math.max(width, height) > max) return `${p.weight} would be a ${width}×${height} texture, past maxTextureDimension2D ${max}`;
+  }
+  return undefined;
+}
+
 /** Workgroup memory a schedule needs, bytes (0 for register tiling). */
 export function sharedBytes(s: Schedule): number {
   if (s.kind !== 'shared') return 0;
@@ -104,7 +136,7 @@ export const SHARED_K_CHUNK = 16;
 export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): void {
   const layer = n.layers.join('+');
   const inv = s.workgroup.rows * s.workgroup.cols;
-  const lim = (name: keyof Limits, value: number) => {
+  const lim = (name: Exclude<keyof Limits, 'maxTextureDimension2D'>, value: number) => {
     if (value > limits[name]) throw new DyadcError('LIMIT', `layer ${layer}: ${name} is ${limits[name]} but the schedule needs ${value}`,
       { fix: 'use a smaller tile/workgroup (dyadc tune picks one that fits)' });
   };
@@ -114,6 +146,10 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
   if (s.kind === 'subgroup' && (s.tile.k !== 4 || s.tile.cols % 4 !== 0 || s.workgroup.cols !== 1))
     throw new DyadcError('LIMIT', `layer ${layer}: a subgroup schedule needs tile.k = 4 (vec4 along K, zero-padded when ragged), tile.cols a multiple of 4 and workgroup.cols = 1; got tile.k ${s.tile.k}, tile.cols ${s.tile.cols}, workgroup.cols ${s.workgroup.cols}`,
       { fix: 'use e.g. { kind: "subgroup", tile: { rows: 2, cols: 16, k: 4 }, workgroup: { rows: 64, cols: 1 } }' });
+  if (s.wsource !== undefined && s.wsource !== 'buffer' && s.wsource !== 'texture')
+    throw new DyadcError('LIMIT', `layer ${layer}: schedule.wsource must be "buffer" or "texture", got ${JSON.stringify(s.wsource)}`, { fix: 'omit wsource (buffer) or use "texture"' });
+  if (s.wsource === 'texture' && s.kind !== 'subgroup')
+    throw new DyadcError('LIMIT', `layer ${layer}: wsource "texture" needs kind "subgroup" (got kind ${s.kind})`, { fix: 'use kind "subgroup", or omit wsource' });
   if (s.kind === 'shared' && s.tile.k !== 1)
     throw new DyadcError('LIMIT', `layer ${layer}: a shared schedule stages x one element at a time: tile.k must be 1, got ${s.tile.k}`, { fix: 'use tile.k = 1 with kind "shared"' });
   if (s.kind !== 'subgroup' && s.tile.k === 4 && n.parts.some((p) => reductionLength(p) % 4 !== 0))
@@ -124,13 +160,16 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
  * The schedule of one gemm node, forward or data gradient: the first override found under `keys`
  * (`opts.overrides`), else the node's own, else the default (`opts.defaultSchedule`, the adapter-class
  * hook, or `defaultSchedule`); checked against the limits, and a subgroup schedule's register fallback
- * (the rendering on devices without subgroups) too.
+ * (the rendering on devices without subgroups) too. A `texture` weight source the node cannot use
+ * (`textureRefusal`) becomes 'buffer', with the reason in `wsourceReason`.
  * @throws DyadcError(LIMIT) when the schedule or its fallback exceeds a limit.
  */
 export function resolveSchedule(n: BlockGemmNode, keys: readonly string[], opts: ScheduleOptions, limits: Limits): Schedule {
   const o = opts.overrides ?? {};
-  const s = keys.map((k) => ownValue(o, k)).find(Boolean) ?? n.schedule ?? (opts.defaultSchedule ?? defaultSchedule)(n);
+  let s = keys.map((k) => ownValue(o, k)).find(Boolean) ?? n.schedule ?? (opts.defaultSchedule ?? defaultSchedule)(n);
   checkSchedule(s, n, limits);
+  const refusal = s.wsource === 'texture' ? textureRefusal(n, limits) : undefined;
+  if (refusal) s = { ...s, wsource: 'buffer', wsourceReason: refusal };
   if (s.kind === 'subgroup') checkSchedule(registerSchedule(n), n, limits);
   return s;
 }

@@ -49,7 +49,10 @@ export interface ClassDefault {
  * rounds; bench/results/schedules-session5.md): on OPT-125m fc1 dense, workgroup 64 and 128 against 32
  * went both ways (0.86–1.33×, no consistent winner), 4×32 ran 0.29–0.41× (register spills); on fc2 `dt`,
  * 2×48 ran 0.38–0.49× and 1×48 0.73–1.00× the 2×16 default; the hand-written ceiling (bench/ceiling.ts,
- * textures) 0.71–0.98× dyadc's dense. So the CPU default stays. GPU: not measured yet (no GPU machine in
+ * textures) 0.71–0.98× dyadc's dense. So the CPU default stays. The texture weight source (Schedule.wsource,
+ * branch i14tex, bench/results/texture-source-i14tex.md, load 7–18) ran 0.74–1.23× the buffer source on dense
+ * fc1/fc2 at batch 256/1024 (5 of 8 rounds slower) and 0.48–1.98× on DYAD it/ot/dt (it faster in 1 of 8 rounds, ot 4, dt 5): no consistent win, so
+ * the CPU default keeps the buffer and the tuner explores both (tune/space.ts). GPU: not measured yet (no GPU machine in
  * these sessions): the compiler's default until `bench/device` measures one.
  */
 export const CLASS_DEFAULTS: Readonly<Record<AdapterClass, ClassDefault>> = {

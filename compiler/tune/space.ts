@@ -12,21 +12,24 @@
  *                  workgroup      4×16, 8×8, 2×32, 1×64, 4×32, 8×16, 16×16  (rows × column chunks)
  *                  kind subgroup  (only where the device has `subgroups`): lanes = rows, weights
  *                                 broadcast; tile.rows 2, 1, 4; tile.cols 32, 16, 8, 4; tile.k 4;
- *                                 workgroup 64×1, 32×1, 128×1. Without subgroups the register
+ *                                 workgroup 64×1, 32×1, 128×1; weight source buffer, texture
+ *                                 (Schedule.wsource: W from rgba32float textures; f32 forward
+ *                                 gemms only, passes/schedule.ts textureRefusal). Without subgroups the register
  *                                 schedule is the group's first point (what such a device runs).
  *
  * Pruning (each pruned point keeps its reason, for the report):
  *   - device limits: `checkSchedule` with the adapter's limits (invocations, workgroup size, memory, k);
  *   - wasted columns: more than 25% of a tile's columns fall outside the output (tile.cols wider
  *     than a column group: small blocks);
- *   - wasted rows: a workgroup spans more than twice the batch.
+ *   - wasted rows: a workgroup spans more than twice the batch;
+ *   - texture source where the node cannot use it (f16, transposed, past maxTextureDimension2D).
  *
  * Compile time is part of the budget (budget.ts: each candidate's preparation is timed, the next
  * one's estimated from the tile size); subgroup tiles cost 3–12 s of JIT each on lavapipe (cold).
  * The order the points are measured in is the search strategy's (strategy.ts).
  */
-import type { BlockGemmNode, Schedule } from '../ir/graph.js';
-import { type Limits, checkSchedule, defaultSchedule, registerSchedule } from '../passes/schedule.js';
+import type { BlockGemmNode, Schedule, WeightSource } from '../ir/graph.js';
+import { type Limits, checkSchedule, defaultSchedule, registerSchedule, textureRefusal } from '../passes/schedule.js';
 import { columnChunks } from '../codegen/blockgemm.js';
 
 export const SPACE = {
@@ -41,28 +44,33 @@ export const SPACE = {
     tileRows: [2, 1, 4],
     tileCols: [32, 16, 8, 4],
     workgroupRows: [64, 32, 128],
+    /** where the weights are read from (Schedule.wsource) */
+    wsources: ['buffer', 'texture'] as WeightSource[],
   },
 } as const;
 
 export const DEFAULT_MAX_SCHEDULES = 6;
 export const DEFAULT_BLOCKS = [1, 2, 4, 8, 16];
 
-/** `tile 4x4x4 wg 4x16` */
+/** `tile 4x4x4 wg 4x16`; `subgroup tile 2x32x4 wg 32x1 texture` with the texture weight source */
 export function scheduleLabel(s: Schedule): string {
-  return `${s.kind === 'register' ? '' : `${s.kind} `}tile ${s.tile.rows}x${s.tile.cols}x${s.tile.k} wg ${s.workgroup.rows}x${s.workgroup.cols}`;
+  return `${s.kind === 'register' ? '' : `${s.kind} `}tile ${s.tile.rows}x${s.tile.cols}x${s.tile.k} wg ${s.workgroup.rows}x${s.workgroup.cols}${s.wsource === 'texture' ? ' texture' : ''}`;
 }
 
+/** The weight source of a schedule ('buffer' when absent). */
+const wsourceOf = (s: Schedule): WeightSource => s.wsource ?? 'buffer';
+
 export const sameSchedule = (a: Schedule, b: Schedule) => a.kind === b.kind && a.tile.rows === b.tile.rows && a.tile.cols === b.tile.cols
-  && a.tile.k === b.tile.k && a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols;
+  && a.tile.k === b.tile.k && a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols && wsourceOf(a) === wsourceOf(b);
 
 /**
  * Distance between two schedules: |Δlog2 tile.rows| + |Δlog2 tile.cols| + 2·[tile.k differs] +
- * 1.5·[workgroup differs] + 4·[kind differs] (the search strategy walks by it, strategy.ts).
+ * 1.5·[workgroup differs] + 4·[kind differs] + 1·[weight source differs] (the search strategy walks by it, strategy.ts).
  */
 export function scheduleDistance(a: Schedule, b: Schedule): number {
   return Math.abs(Math.log2(a.tile.rows) - Math.log2(b.tile.rows)) + Math.abs(Math.log2(a.tile.cols) - Math.log2(b.tile.cols))
     + (a.tile.k === b.tile.k ? 0 : 2) + (a.workgroup.rows === b.workgroup.rows && a.workgroup.cols === b.workgroup.cols ? 0 : 1.5)
-    + (a.kind === b.kind ? 0 : 4);
+    + (a.kind === b.kind ? 0 : 4) + (wsourceOf(a) === wsourceOf(b) ? 0 : 1);
 }
 
 export interface GroupSpace {
@@ -86,8 +94,8 @@ export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, s
   const points: Schedule[] = [];
   for (const kind of SPACE.kinds) for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups)
     points.push({ kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } });
-  if (subgroups) for (const rows of SPACE.subgroup.tileRows) for (const cols of SPACE.subgroup.tileCols) for (const wr of SPACE.subgroup.workgroupRows)
-    points.push({ kind: 'subgroup', tile: { rows, cols, k: 4 }, workgroup: { rows: wr, cols: 1 } });
+  if (subgroups) for (const ws of SPACE.subgroup.wsources) for (const rows of SPACE.subgroup.tileRows) for (const cols of SPACE.subgroup.tileCols) for (const wr of SPACE.subgroup.workgroupRows)
+    points.push({ kind: 'subgroup', tile: { rows, cols, k: 4 }, workgroup: { rows: wr, cols: 1 }, ...(ws === 'texture' ? { wsource: ws } : {}) });
   for (const s of points) {
     const reason = pruneReason(s, node, limits, batch);
     if (reason && !(sameSchedule(s, def) && reason.startsWith('wasted'))) pruned.push({ schedule: s, reason });
@@ -102,6 +110,8 @@ export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, s
 
 function pruneReason(s: Schedule, node: BlockGemmNode, limits: Limits, batch: number): string | null {
   try { checkSchedule(s, node, limits); } catch (e) { return `limit: ${(e as Error).message.replace(/^layer [^:]*: /, '').replace(/ \(fix:.*$/, '')}`; }
+  const refusal = s.wsource === 'texture' ? textureRefusal(node, limits) : undefined;
+  if (refusal) return `texture source: ${refusal}`;
   const { chunks } = columnChunks(node, s.tile.cols);
   const covered = chunks * s.tile.cols;
   const waste = 1 - node.features / covered;

@@ -27,7 +27,15 @@ export interface WeightRange { offset: number; length: number }
  * `range` (plans since per-layer weight binding): the kernel binds only this span of the arena, and the
  * offsets in its WGSL are relative to `range.offset`. Absent: the whole arena (offsets absolute; older plans).
  */
-export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: string } | { kind: 'weights'; range?: WeightRange } | { kind: 'weights16'; range?: WeightRange } }
+export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: string } | { kind: 'weights'; range?: WeightRange } | { kind: 'weights16'; range?: WeightRange } | WeightTextureBinding }
+
+/**
+ * A weight tensor (plan.weights, by name) as an `rgba32float` texture (a subgroup gemm with the `texture`
+ * weight source, Schedule.wsource): texture row r = the tensor's r-th row along its last dimension (rows =
+ * every other dimension flattened), 4 floats per texel, the last texel zero-padded. The runtime
+ * (runtime/textures.ts) keeps it a copy of the f32 arena, refreshed whenever the weights change.
+ */
+export interface WeightTextureBinding { kind: 'weightTexture'; weight: string }
 
 export type PlanGrid =
   /** gemm: ceil(batch / rowsPerWorkgroup) × colWorkgroups workgroups */
@@ -65,7 +73,11 @@ export interface PlanKernel {
 export interface SmallBatch<K> { maxRows: number; kernel: K }
 
 /** One subgroup rendering of a gemm: correct on devices whose subgroups always have ≥ `width` lanes. */
-export interface SubgroupVariant { width: number; wgsl: string; grid: PlanGrid; config: unknown }
+export interface SubgroupVariant {
+  width: number; wgsl: string; grid: PlanGrid; config: unknown;
+  /** the rendering's own bindings when they differ from the kernel's (a texture weight source binds textures); absent: the kernel's */
+  bindings?: PlanBinding[];
+}
 
 export interface Plan {
   format: typeof PLAN_FORMAT;
@@ -134,7 +146,9 @@ export type TrainBuffer =
    * the segment index of the token ids (runtime/token-index.ts, built and uploaded by the trainer each step),
    * read by the embedding gradient: `rows` u32 `[batch·seq]`, `starts` u32 `[vocab + 1]`
    */
-  | { kind: 'tokenIndex'; part: 'rows' | 'starts' };
+  | { kind: 'tokenIndex'; part: 'rows' | 'starts' }
+  /** a weight texture (PlanBinding's; never in a training section: buildTraining renders its gemms from the arena) */
+  | WeightTextureBinding;
 
 export interface TrainBinding { binding: number; buffer: TrainBuffer }
 
@@ -143,7 +157,7 @@ export type TrainGrid = PlanGrid
   | { kind: 'fixed'; workgroups: number };
 
 /** A subgroup rendering of a training kernel (as SubgroupVariant, with a training grid). */
-export interface TrainSubgroupVariant extends Omit<SubgroupVariant, 'grid'> { grid: TrainGrid }
+export interface TrainSubgroupVariant extends Omit<SubgroupVariant, 'grid' | 'bindings'> { grid: TrainGrid; bindings?: TrainBinding[] }
 
 export interface TrainKernel extends Omit<PlanKernel, 'bindings' | 'grid' | 'subgroup' | 'smallBatch'> {
   bindings: TrainBinding[];
