@@ -6,7 +6,7 @@
  * number of steps on the same batches in the same order, from the same seed, then prints a table like the
  * MNIST demo's.
  *
- *   npm run lm -- --steps 250 --seed 1 --out build/lm
+ *   npm run lm -- --steps 200 --seed 1 --out build/lm
  *
  * Data: a seeded split by document (5 % of each genre's documents to validation). Tokens (`--tokens`):
  * BPE word pieces (default; a `--bpe-vocab`-token vocabulary learned from the training documents by Hugging
@@ -66,7 +66,7 @@ interface Options { steps?: number; quick?: boolean; seed: number; out?: string;
 
 const program = new Command('lm-demo')
   .description('Train a dense-FF GPT, a DYAD-FF GPT and a DYAD-FF + DYAD-projection GPT on the Brown corpus (BPE word pieces or characters) with dyadc kernels on WebGPU')
-  .option('--steps <n>', 'training steps of each model (default 250; 120 with --quick)', int('--steps', 1))
+  .option('--steps <n>', 'training steps of each model (default 200; 120 with --quick)', int('--steps', 1))
   .option('--quick', 'a tiny run (d_model 32, 1 block, seq 32): checks the pipeline in well under a minute, not a result')
   .option('--seed <n>', 'seed of the split, the initialisation, the batches and the samples', int('--seed', 0), 1)
   .option('--batch <n>', 'sequences per training step (default 64; 8 with --quick)', int('--batch', 1))
@@ -83,7 +83,7 @@ const program = new Command('lm-demo')
 const o = program.opts<Options>();
 
 const quick = !!o.quick;
-const steps = o.steps ?? (quick ? 120 : 250);
+const steps = o.steps ?? (quick ? 120 : 200);
 const batch = o.batch ?? (quick ? 8 : 64);
 const valTokens = o.valTokens ?? (quick ? 2048 : 32768);
 const bpeVocab = o.bpeVocab ?? (quick ? 256 : 2048);
