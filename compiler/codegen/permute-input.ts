@@ -4,7 +4,7 @@
  * (feature a·n + i: only one of each vec4's elements belongs to block i), where a `contiguous` part
  * loads one vec4. On lavapipe every load is a bounds-checked per-lane loop whatever its width, so those
  * 4 loads cost `it` n=4 on OPT-125m fc1 at batch 256 a sixth of its time (measured interleaved: the same
- * subgroup kernel reading contiguous x ran 1.15–1.26× faster; bench/results/dyad-session6.md). The plan therefore runs a gather
+ * subgroup kernel reading contiguous x ran 1.15–1.26× faster; bench/results/dyad-ab-session6.md). The plan therefore runs a gather
  * kernel before such a gemm that writes x seen through the strided map in contiguous order (the value
  * `<gemm>.xp`, `[batch, in_features]`), once per dispatch: batch·in_features loads, against the
  * gemm's batch·in_features·(column chunks) strided loads it replaces. The gemm's strided parts then
