@@ -25,6 +25,7 @@ import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
 import { SHARED_K_CHUNK, reductionLength, registerSchedule, subgroupWidths, weightTextureSize } from '../passes/schedule.js';
 import type { PlanBinding, PlanGrid, SubgroupVariant } from '../../runtime/plan.js';
+import type { PermutedInput } from './permute-input.js';
 
 export type ColumnMode = 'contiguous' | 'strided' | 'mixed';
 
@@ -33,7 +34,7 @@ export type Offsets = Record<string, number>;
 
 export interface GemmBindings {
   /** binding index → buffer role, in the order the runtime binds them */
-  list: { binding: number; role: 'x' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre' | 'texture'; value?: string }[];
+  list: { binding: number; role: 'x' | 'xp' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre' | 'texture'; value?: string }[];
 }
 
 /**
@@ -84,9 +85,11 @@ export interface GemmKernel {
  * Renders one blockgemm node to WGSL with its binding list.
  * @param subgroupWidth with a `subgroup` schedule: the broadcast width W (a power of two ≥ 4 dividing
  *   tile.cols); the kernel is then correct on devices whose subgroup size is always ≥ W.
+ * @param permuted the parts that read x pre-permuted (codegen/permute-input.ts): they load the value
+ *   `permuted.id` (binding `xp`) through its contiguous map instead of x through their strided one.
  * @throws Error for a subgroup schedule without a valid width (a compiler bug: see `subgroupWidths`).
  */
-export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES, subgroupWidth?: number): GemmKernel {
+export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES, subgroupWidth?: number, permuted?: PermutedInput): GemmKernel {
   const s: Schedule = n.schedule!;
   const TM = s.tile.rows, TN = s.tile.cols, KV = s.tile.k;
   const subgroup = s.kind === 'subgroup';
@@ -119,6 +122,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
 
   // bindings: 0 params (uniform), then x, weights, y, stats?, residual sources
   const list: GemmBindings['list'] = [{ binding: 1, role: 'x', value: n.inputs[0] }];
+  if (permuted) list.push({ binding: 2, role: 'xp', value: permuted.id });
   if (uses32) list.push({ binding: list.length + 1, role: 'weights' });
   if (uses16) list.push({ binding: list.length + 1, role: 'weights16' });
   list.push({ binding: list.length + 1, role: 'y', value: n.id });
@@ -137,6 +141,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const bindingDecls = list.filter((b) => b.role !== 'texture').map((b) => {
     switch (b.role) {
       case 'x': return { binding: b.binding, name: 'x', access: 'read', type: xVec ? `array<${vecT(xT)}>` : `array<${xT}>`, comment: `[batch, ${IN}] ${xT} %${b.value}` };
+      case 'xp': return { binding: b.binding, name: 'xp', access: 'read', type: `array<${vecT(xT)}>`, comment: `[batch, ${IN}] ${xT} %${b.value}: x through ${permuted!.map}, contiguous` };
       case 'weights': return { binding: b.binding, name: 'weights', access: 'read', type: 'array<vec4<f32>>', comment: 'this layer\'s range of the f32 weights arena (offsets below are relative to it)' };
       case 'weights16': return { binding: b.binding, name: 'weights16', access: 'read', type: 'array<vec4<f16>>', comment: 'this layer\'s range of the f16 weights arena (offsets below are relative to it)' };
       case 'y': return { binding: b.binding, name: 'y', access: 'read_write', type: `array<${yT}>`, comment: `[batch, ${OUT}] ${yT} %${b.value}` };
@@ -149,7 +154,11 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
 
   // x accessor with the norm prologue folded into every load
   const pro = n.prologue;
-  const raw = (idx: string) => widen(xT, xVec ? `x[(${idx}) >> 2u][(${idx}) & 3u]` : `x[${idx}]`);
+  const raw = (idx: string, arr = 'x') => widen(xT, xVec ? `${arr}[(${idx}) >> 2u][(${idx}) & 3u]` : `${arr}[${idx}]`);
+  /** where part `pi` reads x: the array, its element accessor and the index map (the permuted value through the contiguous map) */
+  const xSource = (pi: number) => (permuted?.parts.includes(pi)
+    ? { arr: 'xp', at: 'xp_at', map: permuted.contiguous }
+    : { arr: 'x', at: 'x_at', map: n.parts[pi].inMap });
   const norm = (v: string, m: string, f: string) => pro
     ? `((${v}) - mean_${m}) * rstd_${m} * ${wScalar(pro.weight, f)}${pro.bias ? ` + ${wScalar(pro.bias, f)}` : ''}`
     : v;
@@ -157,8 +166,11 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const normVec = (v: string, m: string, feature: string) => pro
     ? `(${v} - vec4<f32>(mean_${m})) * rstd_${m} * ${wVec(pro.weight, `(${off(pro.weight)}u + ${feature}) >> 2u`)}${pro.bias ? ` + ${wVec(pro.bias, `(${off(pro.bias)}u + ${feature}) >> 2u`)}` : ''}`
     : v;
+  /** how part `pi` reads x, for comments */
+  const xDesc = (pi: number) => (permuted?.parts.includes(pi) ? `x[${n.parts[pi].inMap}] = xp[${permuted.contiguous}]` : `x[${n.parts[pi].inMap}]`);
   const xAccessor = [
     `fn x_at(row: u32, feature: u32) -> f32 { return ${raw('row * IN_FEATURES + feature')}; }`,
+    permuted ? `fn xp_at(row: u32, feature: u32) -> f32 { return ${raw('row * IN_FEATURES + feature', 'xp')}; }` : '',
     uses32 ? 'fn weight_at(i: u32) -> f32 { return weights[i >> 2u][i & 3u]; }' : '',
     uses16 ? 'fn weight16_at(i: u32) -> f32 { return f32(weights16[i >> 2u][i & 3u]); }' : '',
   ].filter(Boolean).join('\n');
@@ -216,26 +228,27 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const parts = subgroup ? [] : n.parts.map((p, pi) => {
     const K = p.transposed ? p.dOut : p.dIn;
     const kStride = p.transposed ? p.dIn : 1;
-    const feat = (k: string) => p.inMap.wgsl(`blk_${pi}`, k);
+    const src = xSource(pi);
+    const feat = (k: string) => src.map.wgsl(`blk_${pi}`, k);
     const body: string[] = [];
     if (shared) {
       const f = feat('kk');
       const sharedLoad = [...(pro ? ['let mean_r = stats[2u * r];  let rstd_r = stats[2u * r + 1u];'] : []),
-        `let feature = ${f};`, `v = ${norm('x_at(r, feature)', 'r', 'feature')};`];
+        `let feature = ${f};`, `v = ${norm(`${src.at}(r, feature)`, 'r', 'feature')};`];
       for (let m = 0; m < TM; m++) body.push(`let x_${m} = x_tile[((lid / WG_COLS) * TILE_ROWS + ${m}u) * K_CHUNK + kq];`);
       for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
-      return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}], x staged in workgroup memory`, kExtent: K, kStep: 1, body, sharedLoad };
+      return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}], x staged in workgroup memory`, kExtent: K, kStep: 1, body, sharedLoad };
     }
     if (KV === 4) {
-      const contiguousVec = xVec && p.inMap.kind === 'contiguous';
+      const contiguousVec = xVec && src.map.kind === 'contiguous';
       if (contiguousVec) body.push(`let feature = ${feat('k')};`);
       for (let m = 0; m < TM; m++) {
         if (contiguousVec) {
-          const v = widen(xT, `x[(row_${m} * IN_FEATURES + feature) >> 2u]`, true);
+          const v = widen(xT, `${src.arr}[(row_${m} * IN_FEATURES + feature) >> 2u]`, true);
           body.push(`let x_${m} = ${normVec(v, String(m), 'feature')};`);
         } else {
-          const comps = [0, 1, 2, 3].map((q) => { const f = feat(q ? `(k + ${q}u)` : 'k'); return norm(`x_at(row_${m}, ${f})`, String(m), f); });
+          const comps = [0, 1, 2, 3].map((q) => { const f = feat(q ? `(k + ${q}u)` : 'k'); return norm(`${src.at}(row_${m}, ${f})`, String(m), f); });
           body.push(`let x_${m} = vec4<f32>(${comps.join(', ')});`);
         }
       }
@@ -246,11 +259,11 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = acc_${m}_${j} + dot(x_${m}, w_${j});`);
     } else {
       body.push(`let feature = ${feat('k')};`);
-      for (let m = 0; m < TM; m++) body.push(`let x_${m} = ${norm(`x_at(row_${m}, feature)`, String(m), 'feature')};`);
+      for (let m = 0; m < TM; m++) body.push(`let x_${m} = ${norm(`${src.at}(row_${m}, feature)`, String(m), 'feature')};`);
       for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
     }
-    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [] };
+    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [] };
   });
 
   const acts: Partial<Record<Activation, boolean>> = {};
@@ -294,13 +307,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       const guard = (q: number, e: string) => (ragged ? `select(0.0, ${e}, k + ${q}u < ${K}u)` : e);
       const stat = pro ? ['  let mean_r = stat.x;  let rstd_r = stat.y;'] : [];
       let xBody: string[];
-      if (xVec && p.inMap.kind === 'contiguous' && !ragged) {
-        xBody = [`  let feature = ${p.inMap.wgsl('blk', 'k')};`,
-          `  return ${normVec(widen(xT, 'x[(row * IN_FEATURES + feature) >> 2u]', true), 'r', 'feature')};`];
+      const src = xSource(pi);
+      if (xVec && src.map.kind === 'contiguous' && !ragged) {
+        xBody = [`  let feature = ${src.map.wgsl('blk', 'k')};`,
+          `  return ${normVec(widen(xT, `${src.arr}[(row * IN_FEATURES + feature) >> 2u]`, true), 'r', 'feature')};`];
       } else {
         xBody = ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => {
-          const f = p.inMap.wgsl('blk', kq(q));
-          return `    ${guard(q, norm(`x_at(row, ${f})`, 'r', f))}${q < 3 ? ',' : ''}`;
+          const f = src.map.wgsl('blk', kq(q));
+          return `    ${guard(q, norm(`${src.at}(row, ${f})`, 'r', f))}${q < 3 ? ',' : ''}`;
         }), '  );'];
       }
       const wAt = is16(p.weight) ? 'weight16_at' : 'weight_at';
@@ -309,11 +323,11 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
         : !p.transposed && !ragged
         ? [`  return ${wVec(p.weight, '(base + k) >> 2u')};`]
         : ['  return vec4<f32>(', ...[0, 1, 2, 3].map((q) => `    ${guard(q, `${wAt}(base + ${kq(q)}${p.transposed ? ` * ${p.dIn}u` : ''})`)}${q < 3 ? ',' : ''}`), '  );'];
-      fns.push(`// part ${p.label}${p.transposed ? ' (transposed)' : ''}: x[${p.inMap}] of block blk at reduction index k .. k+3 (of ${K})${pro ? `, ${pro.norm} applied` : ''}`,
+      fns.push(`// part ${p.label}${p.transposed ? ' (transposed)' : ''}: ${xDesc(pi)} of block blk at reduction index k .. k+3 (of ${K})${pro ? `, ${pro.norm} applied` : ''}`,
         `fn x_${pi}(row: u32, blk: u32, k: u32, stat: vec2<f32>) -> vec4<f32> {`, ...stat, ...xBody, '}',
         `// part ${p.label}: ${p.weight}${is16(p.weight) ? ' (f16)' : ''}, one output column (${texture ? 'texture row `base`' : 'weights from `base`'}) at reduction index k .. k+3${p.transposed ? `, stride ${p.dIn}` : ''}`,
         `fn w_${pi}(base: u32, k: u32) -> vec4<f32> {`, ...wBody, '}');
-      return { index: pi, label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: x[${p.inMap}] -> y[${p.outMap}]`, kExtent: K, weightBase: weightBase(pi, 'col') };
+      return { index: pi, label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}]`, kExtent: K, weightBase: weightBase(pi, 'col') };
     });
     fns.push('// bias, saved pre-activation, epilogue, store of one output', 'fn store_y(row: u32, o: u32, sum: f32) {',
       '  let y_row = row * OUT_FEATURES;', '  var v = sum;', ...storeLines().map((l) => `  ${l}`), '}');
@@ -324,7 +338,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
   const header = [
     `layer(s): ${n.layers.join(' + ')}  ->  %${n.id}`,
     `blockgemm: in_features ${IN}, out_features ${OUT}, blocks ${nb}${n.variant ? `, variant ${n.variant}` : ''}, dtype ${n.dtype}`,
-    ...n.parts.map((p) => `part ${p.label}${p.transposed ? ' (transposed)' : ''}: ${p.weight} [${p.blocks}, ${p.dOut}, ${p.dIn}], x via ${p.inMap}, y via ${p.outMap}`),
+    ...n.parts.map((p, pi) => `part ${p.label}${p.transposed ? ' (transposed)' : ''}: ${p.weight} [${p.blocks}, ${p.dOut}, ${p.dIn}], x via ${p.inMap}${permuted?.parts.includes(pi) ? ` (read pre-permuted: %${permuted.id} via ${permuted.contiguous})` : ''}, y via ${p.outMap}`),
     pro ? `prologue: ${pro.norm} (eps ${pro.eps}) folded into x loads, stats from %${pro.stats}` : 'prologue: none',
     `epilogue: ${epilogueDesc}`,
     `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
@@ -362,14 +376,15 @@ const tilesGrid = (r: GemmKernel): PlanGrid => ({ kind: 'tiles', rowsPerWorkgrou
  * rendering per broadcast width (`subgroupWidths`), from which the runtime picks (runtime/variants.ts).
  * A texture weight source gives each subgroup rendering its own `bindings` (the weight textures; the
  * register fallback reads the arena).
+ * `permuted`: every rendering reads those parts' x from the pre-permuted value (codegen/permute-input.ts).
  */
-export function gemmPlanFields(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES): GemmPlanFields {
+export function gemmPlanFields(n: BlockGemmNode, offsets: Offsets, kernelName: string, types: KernelTypes = F32_TYPES, permuted?: PermutedInput): GemmPlanFields {
   const s = n.schedule!;
   const base = s.kind === 'subgroup' ? { ...n, schedule: registerSchedule(n) } : n;
-  const r = renderBlockGemm(base, offsets, kernelName, types);
+  const r = renderBlockGemm(base, offsets, kernelName, types, undefined, permuted);
   const out: GemmPlanFields = { wgsl: r.wgsl, grid: tilesGrid(r), config: base.schedule!, bindings: planBindings(r) };
   if (s.kind === 'subgroup') out.subgroup = subgroupWidths(s).map((width) => {
-    const v = renderBlockGemm(n, offsets, kernelName, types, width);
+    const v = renderBlockGemm(n, offsets, kernelName, types, width, permuted);
     return { width, wgsl: v.wgsl, grid: tilesGrid(v), config: s, ...(s.wsource === 'texture' ? { bindings: planBindings(v) } : {}) };
   });
   return out;

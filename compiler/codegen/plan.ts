@@ -19,6 +19,7 @@ import { bindingBytesLimit } from '../../runtime/binding-limits.js';
 import { renderAttentionForward, type TransformerKernel } from './attention.js';
 import { renderEmbedding } from './embedding.js';
 import { renderAttentionDecode } from './attention-decode.js';
+import { permutedInput, permuteKernel } from './permute-input.js';
 
 const ELEMENTWISE_WG = 256;
 
@@ -88,7 +89,7 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
   switch (n.kind) {
     case 'input': return undefined;
     case 'blockgemm':
-      return withRanges({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, { ...types, offsets16: kw.offsets16 }) }, kw, ctx.model, ctx.maxBytes);
+      return withRanges({ name, layers: n.layers, shapes, output: n.id, ...gemmPlanFields(n, offsets, name, { ...types, offsets16: kw.offsets16 }, permutedInput(n)) }, kw, ctx.model, ctx.maxBytes);
     case 'rowstats': {
       const inF = features.get(n.inputs[0])!, rr = rowReduction(inF), xType = types.valueDtype(n.inputs[0]);
       const { decls, bindings } = storageBindings([
@@ -139,6 +140,25 @@ export function nodeKernel(n: Node, ctx: KernelContext): PlanKernel | undefined 
   }
 }
 
+/**
+ * The kernels of one compute node in run order: a forward gemm with a strided part gets the gather of
+ * its pre-permuted input first (codegen/permute-input.ts), then `nodeKernel`'s.
+ */
+export function nodeKernels(n: Node, ctx: KernelContext): PlanKernel[] {
+  const k = nodeKernel(n, ctx);
+  if (!k) return [];
+  const pin = n.kind === 'blockgemm' ? permutedInput(n) : undefined;
+  return pin && n.kind === 'blockgemm' ? [permuteKernel(n, pin, ctx.types.valueDtype(n.inputs[0])), k] : [k];
+}
+
+/** The values the gather kernels of `nodeKernels` write (`[batch, in_features]`, the gemm input's dtype). */
+export function permutedValues(g: Graph, types: KernelTypes): Plan['values'] {
+  return g.nodes.flatMap((n) => {
+    const pin = n.kind === 'blockgemm' ? permutedInput(n) : undefined;
+    return pin && n.kind === 'blockgemm' ? [{ id: pin.id, features: n.in_features, dtype: types.valueDtype(n.inputs[0]) }] : [];
+  });
+}
+
 /** The slots of an attention node's kernels stored as f16 (`AttentionKernelShape.f16`): q, k, v and out, each after its value's dtype. */
 export function attentionF16(n: Node, types: Pick<KernelTypes, 'valueDtype'>): string[] {
   return [...['q', 'k', 'v'].filter((_, i) => types.valueDtype(n.inputs[i]!) === 'f16'), ...(types.valueDtype(n.id) === 'f16' ? ['out'] : [])];
@@ -170,8 +190,8 @@ export function buildPlan(g: Graph, spec: Spec, limits: Partial<Limits> = {}): P
   const ctx = kernelContext(g, limits);
   const { weights, length, length16 } = ctx.layout;
   checkLayers(ctx.layout, ctx.maxBytes, g.name, 'f16');  // the message init/convert give too (cli/main.ts checkWeightsFit)
-  const kernels = g.nodes.map((n) => nodeKernel(n, ctx)).filter((k): k is PlanKernel => k !== undefined);
-  const values: Plan['values'] = g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: ctx.types.valueDtype(n.id) }));
+  const kernels = g.nodes.flatMap((n) => nodeKernels(n, ctx));
+  const values: Plan['values'] = [...g.nodes.map((n) => ({ id: n.id, features: n.features, dtype: ctx.types.valueDtype(n.id) })), ...permutedValues(g, ctx.types)];
   for (const n of g.nodes) if (n.kind === 'blockgemm' && n.savePre) values.push({ id: n.savePre, features: n.features, dtype: 'f32' });
   for (const n of g.nodes) if (n.kind === 'attention') values.push({ id: attentionLse(n.id), features: n.heads, dtype: 'f32' });
   const needsF16 = length16 > 0 || values.some((v) => v.dtype === 'f16');

@@ -28,6 +28,7 @@ import { renderEmbeddingGrad } from './embedding.js';
 import { gemmPlanFields, F32_TYPES, widen, type Offsets, type KernelTypes } from './blockgemm.js';
 import { renderWeightGrad, type RenderedTrainKernel } from './weightgrad.js';
 import { arenaConst, kernelContext, nodeKernel, rowReduction, withRanges } from './plan.js';
+import { permutedInput } from './permute-input.js';
 import { kernelWeights, type WeightLayout } from './weight-layout.js';
 import { renderUpdates } from './optimizer.js';
 import type { Limits } from '../passes/schedule.js';
@@ -214,13 +215,16 @@ export function buildTraining(tg: TrainGraph, plan: Plan, limits: Partial<Limits
   const forward: TrainKernel[] = [];
   for (const n of tg.forward.nodes) {
     if (n.kind === 'input') continue;
+    const pin = n.kind === 'blockgemm' ? permutedInput(n) : undefined;
+    const gather = pin && byOutput.get(pin.id);  // the gather of the gemm's pre-permuted input (codegen/permute-input.ts)
     // gemms read weights from the arena in training (a texture copy would need a refresh after every
     // optimizer step): texture-sourced ones are rendered again from the buffer, as are those saving their pre-activation
     const texture = n.kind === 'blockgemm' && n.schedule?.wsource === 'texture';
     const k = n.kind === 'blockgemm' && (n.savePre || texture)
       ? nodeKernel(texture ? { ...n, schedule: { ...n.schedule!, wsource: 'buffer', wsourceReason: 'training kernels read the weights arena, which every optimizer step updates' } } : n, ctx)
       : byOutput.get(n.id);
-    if (!k) throw new DyadcError('IR_INVALID', `training: the plan has no kernel for %${n.id}`);
+    if (!k || (pin && !gather)) throw new DyadcError('IR_INVALID', `training: the plan has no kernel for %${n.id}${pin && !gather ? ` (its gather %${pin.id})` : ''}`);
+    if (gather) forward.push(gather);
     forward.push(k);
   }
   const saved: Plan['values'] = tg.forward.nodes.flatMap((n) => (n.kind === 'blockgemm' && n.savePre ? [{ id: n.savePre, features: n.features, dtype: 'f32' as const }] : []));
