@@ -29,6 +29,7 @@ import type { Model } from '../runtime/model.js';
 import { gpuWait } from '../runtime/wait.js';
 import { f32ArrayToF16Padded } from '../runtime/weights/safetensors.js';
 import { ceilingAvailable, ceilingRunner } from './ceiling.js';
+import { isPermuteKernel } from '../compiler/codegen/permute-input.js';
 import type { PeerCase, PreparedPeer } from './peers/index.js';
 import os from 'node:os';
 
@@ -80,6 +81,11 @@ const CANDIDATES: Candidate[] = [
   { name: 'dt4-sg-2x32', layer: dyad(4, 'dt'), schedule: sg(2, 32, 32) },
   { name: 'dt4-sg-2x16-wg64', layer: dyad(4, 'dt'), schedule: sg(2, 16, 64) },
   { name: 'dt4-sg-2x48', layer: dyad(4, 'dt'), schedule: sg(2, 48, 32) },
+  { name: 'dt4-sg-2x16-tex', layer: dyad(4, 'dt'), schedule: { ...sg(2, 16, 32), wsource: 'texture' } },
+  { name: 'dt4-sg-4x16', layer: dyad(4, 'dt'), schedule: sg(4, 16, 32) },
+  { name: 'dt4-sg-1x16', layer: dyad(4, 'dt'), schedule: sg(1, 16, 32) },
+  { name: 'ot4-sg-2x16-tex', layer: dyad(4, 'ot'), schedule: { ...sg(2, 16, 32), wsource: 'texture' } },
+  { name: 'ot4-sg-4x16', layer: dyad(4, 'ot'), schedule: sg(4, 16, 32) },
   { name: 'dt4-sg-1x48', layer: dyad(4, 'dt'), schedule: sg(1, 48, 32) },
   { name: 'ot4-sg-2x48', layer: dyad(4, 'ot'), schedule: sg(2, 48, 32) },
   { name: 'it4-f16-default', layer: dyad(4, 'it'), dtype: 'f16' },
@@ -139,7 +145,7 @@ for (const shapeName of opts.shapes.split(',')) {
       const x = m.inputDtype === 'f16' ? xb16 : xb;
       m.forwardGPU(x, 1); await gpuWait(device.queue.onSubmittedWorkDone());
       err = relError(await m.forward(xAll, maxBatch));
-      const cfg = m.plan.kernels[0].config as Schedule;
+      const cfg = m.plan.kernels.find((k) => !isPermuteKernel(k))!.config as Schedule;  // the gemm, not an it/dt gather
       entry = { c, kernel: `${cfg.kind} ${cfg.tile.rows}x${cfg.tile.cols} wg ${cfg.workgroup.rows}x${cfg.workgroup.cols}${c.dtype ? ` ${c.dtype}` : ''}${cfg.wsource === 'texture' ? ', W textures' : ''}`,
         run: async (batch) => { m.forwardGPU(x, batch); await device.queue.onSubmittedWorkDone(); }, dispose: () => m.destroy() };
     }

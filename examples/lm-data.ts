@@ -361,6 +361,26 @@ export function brownLmData(opts: { seed: number; valFraction?: number; dir?: st
   return { docs, vocab, train, val, trainIds, valIds, stats };
 }
 
+/** Every word of `texts`, lower-cased: maximal runs of the letters A–Z / a–z (what `corpusWordShare` counts as words). */
+export function wordSet(texts: readonly string[]): Set<string> {
+  const set = new Set<string>();
+  for (const t of texts) for (const w of t.match(/[A-Za-z]+/g) ?? []) set.add(w.toLowerCase());
+  return set;
+}
+
+/**
+ * How English a generated text's words are: of its words (maximal letter runs, lower-cased; a last word
+ * cut by the end of the text — the text ends in a letter — is left out), how many are words of `known`
+ * (`wordSet` of the training documents). Units: counts, and their ratio in [0, 1] (0 for a text without
+ * words). A measure of the samples' spelling, not of their grammar or sense.
+ */
+export function corpusWordShare(text: string, known: ReadonlySet<string>): { words: number; known: number; share: number } {
+  const words = (text.match(/[A-Za-z]+/g) ?? []).map((w) => w.toLowerCase());
+  if (/[A-Za-z]$/.test(text)) words.pop();
+  const hits = words.filter((w) => known.has(w)).length;
+  return { words: words.length, known: hits, share: words.length === 0 ? 0 : hits / words.length };
+}
+
 /** The token form of the LM data: its vocabulary and the token ids of each training / validation document. */
 export interface LmTokens { vocab: TokenVocab; trainIds: Int32Array[]; valIds: Int32Array[] }
 

@@ -31,7 +31,8 @@
  *   and weight-gradient kernels; a layernorm or residual fused into them counts with them), the median
  *   over the interleaved profiled steps; the whole profiled step's sum is shown next to it.
  * - a sample: `--sample-chars` characters generated after a fixed prompt with the key/value cache,
- *   sampled at --temperature with a fixed seed (0: greedy). The context may not exceed the model's seq,
+ *   sampled at --temperature with a fixed seed (0: greedy), with how many of its words are words of the
+ *   training documents (`corpusWordShare`). The context may not exceed the model's seq,
  *   so the text is generated in chunks, each conditioned on the last seq/2 tokens.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -46,7 +47,7 @@ import { parameterCount } from '../compiler/spec/weights.js';
 import { describeAdapter, getDevice } from '../runtime/device.js';
 import type { Model } from '../runtime/model.js';
 import type { Trainer } from '../runtime/trainer.js';
-import { BatchSampler, brownLmData, lmTokens, sequentialBatches, unigramBitsPerChar, type TokenBatch, type TokenVocab } from './lm-data.js';
+import { BatchSampler, brownLmData, corpusWordShare, lmTokens, wordSet, sequentialBatches, unigramBitsPerChar, type TokenBatch, type TokenVocab } from './lm-data.js';
 import { isFeedForwardKernel, lmSpec, LM_VARIANTS, type LmShape, type LmVariant } from './lm-specs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -97,7 +98,7 @@ const LABEL: Record<LmVariant, string> = { dense: 'dense', 'dyad-ff': 'dyad FF',
 interface Run {
   variant: LmVariant; compiled: Compiled; model: Model; trainer: Trainer; params: number;
   losses: number[]; trainMs: number; stepMs: number[]; ffMs: number[]; profiledMs: number[];
-  valLoss?: number; valBpc?: number; sample?: string;
+  valLoss?: number; valBpc?: number; sample?: string; sampleWords?: { words: number; known: number; share: number };
 }
 
 /** Learning rate of step s (0-based): linear warm-up over 10 % of the steps, cosine to 10 % of the peak. */
@@ -252,6 +253,8 @@ async function main(): Promise<void> {
   let charsPerToken = 1;
   for (const r of runs) { const v = await validationLoss(r.model, val, toks.vocab); r.valLoss = v.loss; r.valBpc = v.bpc; charsPerToken = v.charsPerToken; }
   for (const r of runs) r.sample = await sample(r.model, toks.vocab, tok.seq, sampleChars);
+  const trainWords = wordSet(data.train.map((d) => d.text));
+  for (const r of runs) r.sampleWords = corpusWordShare(r.sample!, trainWords);
 
   const files: string[] = [];
   const outDir = o.out ? resolve(root, o.out) : undefined;
@@ -281,7 +284,7 @@ async function main(): Promise<void> {
     console.log(`${LABEL[r.variant]} vs dense: ${speed.toFixed(2)}x the training-step speed (${speed > 1 ? 'faster' : 'NOT faster'}), FF kernels ${ff.toFixed(2)}x, ${(dense.params / r.params).toFixed(2)}x fewer parameters, validation bpc ${bpc.toFixed(4)} vs ${dBpc.toFixed(4)} (${pct >= 0 ? '+' : ''}${pct.toFixed(1)} %: ${pct <= 0 ? 'lower than dense' : pct <= 5 ? 'within 5 % of dense' : 'NOT within 5 % of dense'})`);
   }
   console.log(`\nsamples (prompt ${JSON.stringify(o.prompt)}, ${o.temperature === 0 ? 'greedy' : `temperature ${o.temperature}, seeded`}, key/value cache):`);
-  for (const r of runs) console.log(`\n[${LABEL[r.variant]}] ${o.prompt}${r.sample}`);
+  for (const r of runs) console.log(`\n[${LABEL[r.variant]}] ${o.prompt}${r.sample}\n  (${r.sampleWords!.known} of its ${r.sampleWords!.words} words, ${(100 * r.sampleWords!.share).toFixed(0)} %, are words of the training documents)`);
 
   const wallS = (performance.now() - t0) / 1000, c = process.cpuUsage(cpu0), cpuS = (c.user + c.system) / 1e6;
   const load1 = loadavg();
@@ -293,7 +296,7 @@ async function main(): Promise<void> {
       shape: { dModel: emb.d_model, blocks, seq: tok.seq, vocab: tok.vocab }, unigramBpc: unigram, validationPositions: valPositions,
       models: runs.map((r) => ({ model: r.variant, spec: r.compiled.spec.name, params: r.params, valLoss: r.valLoss, valBpc: r.valBpc, valCharsPerToken: charsPerToken,
         msPerStep: median(r.stepMs), stepMs: r.stepMs, ffMs: median(r.ffMs), profiledStepMs: median(r.profiledMs), trainS: r.trainMs / 1000,
-        trainLosses: r.losses, sample: r.sample })),
+        trainLosses: r.losses, sample: r.sample, sampleWords: r.sampleWords })),
       dyadVsDense: verdicts, wallS, cpuS, loadAverage: { start: load0, end: load1 },
     }, null, 1));
     files.push(relative(process.cwd(), f));

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DyadcError } from '../compiler/errors.js';
 import {
-  BatchSampler, bpeTokens, brownDir, brownLmData, charVocab, detagDocument, detagTokens, lmTokens, sequentialBatches, splitByDocument, unigramBitsPerChar,
+  BatchSampler, bpeTokens, brownDir, brownLmData, charVocab, corpusWordShare, detagDocument, detagTokens, lmTokens, sequentialBatches, splitByDocument, unigramBitsPerChar, wordSet,
 } from '../examples/lm-data.js';
 
 const SEED = 17;
@@ -184,4 +184,15 @@ test('unigram baseline over BPE tokens, in bits per character: below the charact
   // charsOf weights the denominator: with every token counted as one character it is the per-token entropy.
   t.true(Math.abs(unigramBitsPerChar(trainIds, valIds, vocab.size) / pieces - valIds.reduce((n, d) => n + d.reduce((m, id) => m + vocab.charsOf(id), 0), 0) / valIds.reduce((n, d) => n + d.length, 0)) < 1e-9);
   t.log(`unigram: BPE ${pieces.toFixed(4)} bits/char, characters ${chars.toFixed(4)}`);
+});
+
+test('sample spelling: corpusWordShare counts the words of a text that are words of the training documents', (t) => {
+  const known = wordSet(data.train.map((d) => d.text));
+  t.true(known.has('jury') && known.has('the') && !known.has('The'), 'lower-cased letter runs');
+  t.deepEqual(corpusWordShare('The jury said that the wul, in the stu', known), { words: 8, known: 7, share: 7 / 8 }, 'a last word cut by the end is left out; "wul" is not a word');
+  t.deepEqual(corpusWordShare('Qzxv, jury. ', known), { words: 2, known: 1, share: 0.5 });
+  t.deepEqual(corpusWordShare(' 1961 -- ', known), { words: 0, known: 0, share: 0 });
+  // Held-out English scores near 1: the validation documents' words are mostly words of the training documents.
+  const val = corpusWordShare(data.val.map((d) => d.text).join('\n'), known);
+  t.true(val.share > 0.9 && val.share < 1, `validation text: ${val.known} of ${val.words}`);
 });

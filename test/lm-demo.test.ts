@@ -20,7 +20,7 @@ const demo = (args: string[]) => run(process.execPath, ['--import=tsx', join(ROO
 
 interface Results {
   unigramBpc: number; options: { sampleChars: number; tokens: string; bpeVocab: number }; shape: { vocab: number };
-  models: { model: string; valLoss: number; valBpc: number; valCharsPerToken: number; msPerStep: number; ffMs: number; params: number; trainLosses: number[]; sample: string }[];
+  models: { model: string; valLoss: number; valBpc: number; valCharsPerToken: number; sampleWords: { words: number; known: number; share: number }; msPerStep: number; ffMs: number; params: number; trainLosses: number[]; sample: string }[];
 }
 
 for (const tokens of ['bpe', 'char'] as const) {
@@ -56,6 +56,8 @@ test(`npm run lm -- --quick${tokens === 'char' ? ' --tokens char' : ''}: trains 
       t.true(m.msPerStep > 0 && m.ffMs > 0, `${m.model} timings`);
       t.is(m.sample.length, r.options.sampleChars, `${m.model} sample length`);
       t.true(stdout.includes(m.sample), `${m.model}: the sample is printed`);
+      t.true(m.sampleWords.words > 0 && m.sampleWords.known <= m.sampleWords.words && Math.abs(m.sampleWords.share - m.sampleWords.known / m.sampleWords.words) < 1e-12, `${m.model}: sample words ${JSON.stringify(m.sampleWords)}`);
+      t.true(stdout.includes(`(${m.sampleWords.known} of its ${m.sampleWords.words} words`), `${m.model}: the word share is printed`);
       t.true(statSync(join(out, `lm-${m.model}.safetensors`)).size > 4 * m.params, `${m.model} safetensors saved`);
       t.log(`${m.model}: val ${m.valBpc.toFixed(3)} bpc (unigram ${r.unigramBpc.toFixed(3)}), loss ${first.toFixed(3)} → ${last.toFixed(3)}, sample ${JSON.stringify(m.sample)}`);
     }
