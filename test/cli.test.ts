@@ -120,6 +120,8 @@ test.serial('inspect prints the IR and the kernels', async (t) => {
   t.regex(r.stdout, /^graph opt125m_ff_dyad -> %/m);
   t.regex(r.stdout, /blockgemm\(.*parts=\[lower fc1\.wl .*upper fc1\.wu .*prologue=layernorm.*epilogue=\[relu\]/);
   t.regex(r.stdout, /fc1: ln\+fc1\+relu_2 \[batch,768\] -> \[batch,3072\]/);
+  // a subgroup gemm's line gives the grid it runs (64 rows per workgroup at 2 rows × 32 lanes) and its register fallback's
+  t.regex(r.stdout, /fc1: .*, subgroup \(width [\d/]+\) ceil\(batch\/64\)×96 workgroups; register fallback ceil\(batch\/16\)×48 workgroups$/m);
   t.is(r.stderr, '');
 });
 

@@ -21,6 +21,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DyadcError } from '../errors.js';
 import type { Spec } from '../spec/types.js';
+import type { PlanGrid } from '../../runtime/core/plan.js';
 import { registerTune } from './tune-command.js';
 import { fsErrorLine, makeDirectory } from '../../runtime/node-fs.js';
 import { packagePath, dyadcVersion } from '../util/package-root.js';
@@ -222,8 +223,13 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
     out(print(c.scheduled));
     out();
     section(`kernels (${c.plan.kernels.length}${trainKernels.length ? ` + ${trainKernels.length} training` : ''}); see one with --kernel <name>`);
+    const grid = (g: PlanGrid) => (g.kind === 'tiles' ? `ceil(batch/${g.rowsPerWorkgroup})×${g.colWorkgroups} workgroups` : `ceil(batch·${g.perRow}/${g.perWorkgroup}) workgroups`);
     for (const k of c.plan.kernels) {
-      const g = k.grid.kind === 'tiles' ? `ceil(batch/${k.grid.rowsPerWorkgroup})×${k.grid.colWorkgroups} workgroups` : `ceil(batch·${k.grid.perRow}/${k.grid.perWorkgroup}) workgroups`;
+      // a subgroup gemm runs one of its per-width renderings where the device has subgroups; its own grid is the register fallback's
+      const sg = (k as { subgroup?: { width: number; grid: PlanGrid }[] }).subgroup ?? [];
+      const byGrid = new Map<string, number[]>();
+      for (const v of sg) byGrid.set(grid(v.grid), [...(byGrid.get(grid(v.grid)) ?? []), v.width]);
+      const g = sg.length ? `${[...byGrid].map(([gr, w]) => `subgroup (width ${w.join('/')}) ${gr}`).join('; ')}; register fallback ${grid(k.grid)}` : grid(k.grid);
       out(`  ${k.name}: ${k.layers.join('+')} ${k.shapes}, ${g}`);
     }
     if (trainKernels.length) out(`  training: ${trainKernels.map((k) => k.name).join(', ')}`);
