@@ -208,7 +208,8 @@ export async function bpeTokens(texts: readonly string[], size: number, alphabet
   const merges = full.model.merges;
   const alphabet = entries.length - merges.length;
   if (!Number.isInteger(size) || size <= alphabet) throw new DyadcError('USAGE', `BPE vocabulary size ${size} must be an integer above the ${alphabet}-character alphabet`, { path: 'bpe', fix: `use e.g. ${Math.max(1024, 2 * alphabet)}` });
-  const take = Math.min(size, entries.length);
+  if (size > entries.length) throw new DyadcError('USAGE', `BPE vocabulary size ${size} exceeds the ${entries.length} pieces the trainer learns (its default size; the Node binding cannot raise it)`, { path: 'bpe', fix: `use at most ${entries.length}` });
+  const take = size;
   const tokenizer = new tk.Tokenizer(tk.BPE.init(Object.fromEntries(entries.slice(0, take)), merges.slice(0, take - alphabet)));
   tokenizer.setPreTokenizer(tk.metaspacePreTokenizer());
   tokenizer.setDecoder(tk.metaspaceDecoder());

@@ -38,7 +38,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { compile, DyadcError } from '../compiler/index.js';
 import type { Compiled } from '../compiler/index.js';
@@ -50,7 +49,6 @@ import type { Trainer } from '../runtime/trainer.js';
 import { BatchSampler, brownLmData, corpusWordShare, lmTokens, wordSet, sequentialBatches, unigramBitsPerChar, type TokenBatch, type TokenVocab } from './lm-data.js';
 import { isFeedForwardKernel, lmSpec, LM_VARIANTS, type LmShape, type LmVariant } from './lm-specs.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 
 const int = (name: string, min: number) => (v: string) => {
   const n = Number(v);
@@ -183,7 +181,9 @@ async function sample(m: Model, vocab: TokenVocab, seq: number, chars: number): 
     for (const id of ids) have += vocab.charsOf(id);
     text = text.concat(Array.from(ids));
   }
-  return (await vocab.decode(text)).slice(o.prompt.length, o.prompt.length + chars);
+  // the prompt as decoding renders it (a BPE prompt loses a leading space), so the cut falls right after it
+  const shown = (await vocab.decode(prompt)).length;
+  return (await vocab.decode(text)).slice(shown, shown + chars);
 }
 
 /** Interleaved timing after training: per round, one step of each model in turn, then one profiled step of each in turn. */
@@ -214,6 +214,14 @@ function table(runs: Run[]): string {
 
 async function main(): Promise<void> {
   const t0 = performance.now(), cpu0 = process.cpuUsage(), load0 = loadavg();
+  if (o.prompt.trim() === '') throw new DyadcError('USAGE', '--prompt is empty or only spaces: generation needs at least one token of context', { fix: 'pass some text, e.g. --prompt "The jury said that"' });
+  // --out is made (or found unusable) before anything trains, relative to the current directory
+  const outDir = o.out ? resolve(process.cwd(), o.out) : undefined;
+  if (outDir) {
+    try { mkdirSync(outDir, { recursive: true }); } catch (e) {
+      throw new DyadcError('USAGE', `--out ${JSON.stringify(o.out)}: cannot make the folder (${(e as Error).message})`, { fix: 'name a folder that is, or can become, a writable directory' });
+    }
+  }
   const device = await getDevice();
   const a = describeAdapter(device.adapterInfo);
   console.log(`dyadc language-model experiment on ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' / ') || 'WebGPU'}${quick ? ' (--quick: a tiny pipeline check, not a result)' : ''}`);
@@ -257,9 +265,7 @@ async function main(): Promise<void> {
   for (const r of runs) r.sampleWords = corpusWordShare(r.sample!, trainWords);
 
   const files: string[] = [];
-  const outDir = o.out ? resolve(root, o.out) : undefined;
   if (outDir) {
-    mkdirSync(outDir, { recursive: true });
     for (const r of runs) {
       const f = join(outDir, `lm-${r.variant}.safetensors`);
       writeFileSync(f, await r.trainer.saveSafetensors({ model: r.compiled.spec.name, val_bpc: r.valBpc!.toFixed(4), steps: String(steps), seed: String(o.seed) }));

@@ -172,6 +172,7 @@ test('BPE tokens: deterministic, and a size at or below the alphabet is a clear 
   const three = await bpeTokens(['ab ab ab abc'], 9);
   t.deepEqual([...await three.encode('ab abc')].map(three.charsOf), [3, 3, 1], 'merges up to ▁ab: ▁ab ▁ab c');
   t.is(await small.decode(await small.encode('ab abc')), 'ab abc');
+  await t.throwsAsync(bpeTokens(['ab ab ab abc'], 100), { instanceOf: DyadcError, message: /^bpe: BPE vocabulary size 100 exceeds the \d+ pieces the trainer learns/ });
   await t.throwsAsync(bpeTokens(['ab ab ab abc'], 5), { instanceOf: DyadcError, message: /^bpe: BPE vocabulary size 5 must be an integer above the 5-character alphabet/ });
   await t.throwsAsync(async () => vocab.decode([0, 1024]), { instanceOf: DyadcError, message: /token id 1024 at 1 is outside the vocabulary/ });
 });

@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,4 +70,24 @@ test('lm-demo: a bad option is a one-line usage error, nothing runs', async (t) 
   t.not(e.code, 0);
   t.regex(e.stderr.trim(), /^error: option '--steps <n>' argument '0' is invalid\. --steps must be an integer ≥ 1$/);
   t.false(existsSync(join(ROOT, 'results.json')));
+});
+
+test('lm-demo: an empty prompt and an unusable --out are one-line errors before anything trains', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dyadc-lm-bad-'));
+  try {
+    const t0 = Date.now();
+    const e1 = await t.throwsAsync(demo(['--quick', '--prompt', ' '])) as Error & { code: number; stderr: string; stdout: string };
+    t.is(e1.code, 1);
+    t.regex(e1.stderr.trim(), /^error: --prompt is empty or only spaces: .*\(fix: pass some text/);
+    t.notRegex(e1.stdout, /training dense/, 'nothing trained');
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'keep me');
+    const e2 = await t.throwsAsync(demo(['--quick', '--out', file])) as Error & { code: number; stderr: string; stdout: string };
+    t.is(e2.code, 1);
+    t.regex(e2.stderr.trim(), /^error: --out ".*a-file": cannot make the folder \(.*\) \(fix: name a folder/);
+    t.is(e2.stderr.trim().split('\n').length, 1, 'one line, no stack');
+    t.notRegex(e2.stdout, /training dense/);
+    t.is(readFileSync(file, 'utf8'), 'keep me', 'the file is untouched');
+    t.log(`both errors in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
