@@ -463,6 +463,7 @@ export class Trainer {
     checkBatch(batch, what);
     const rows = batch * tok.seq, outF = this.model.plan.outFeatures;
     if (this.options.loss !== 'softmax_cross_entropy') throw new DyadcError('USAGE', `${what}: a token model trains with loss softmax_cross_entropy, got ${this.options.loss}`, { fix: 'create the trainer with loss: "softmax_cross_entropy"' });
+    if (rows > this.ex.maxRows) throw new DyadcError('LIMIT', `${what}: batch ${batch} sequences × seq ${tok.seq} = ${rows} positions exceed the ${this.ex.maxRows} rows one dispatch holds (one value would pass the binding limit)`, { fix: `use at most ${Math.floor(this.ex.maxRows / tok.seq)} sequences per step` });
     checkArray(x, Int32Array, rows, `${what}: a token model takes an Int32Array of batch × seq = ${batch} × ${tok.seq} = ${rows} token ids`);
     checkArray(labels, Int32Array, rows, `${what}: a token model takes an Int32Array of batch × seq = ${rows} labels (the next token of each position)`);
     for (let i = 0; i < rows; i++) if (!(labels[i] >= 0 && labels[i] < outF))

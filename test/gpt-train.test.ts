@@ -155,7 +155,7 @@ test.serial('GPT: warmup of every training kernel leaves the weights as they wer
   for (const [k, v] of Object.entries(w)) t.deepEqual(after[k], v, k);
 });
 
-test.serial('GPT trainer: a token id or label outside the vocabulary is a one-line error before anything runs', async (t) => {
+test.serial('GPT trainer: a token id or label outside the vocabulary, or more sequences than one dispatch holds, is a one-line error before anything runs', async (t) => {
   const { model } = await modelFor(7);
   const tr = await model.trainer({ loss: 'softmax_cross_entropy', optimizer: { type: 'sgd', lr: 1e-3 } });
   try {
@@ -163,6 +163,11 @@ test.serial('GPT trainer: a token id or label outside the vocabulary is a one-li
     await t.throwsAsync(tr.step(Int32Array.from([0, 1, 2, 3, 4, 5, VOCAB]), ok, 1), { message: `trainer.step: token id x[6] = ${VOCAB} is outside [0, ${VOCAB}) (fix: use ids below the vocab ${VOCAB})` });
     await t.throwsAsync(tr.step(ok, Int32Array.from([0, 1, 2, -1, 4, 5, 6]), 1), { message: `trainer.step: label -1 at position 3 is outside [0, ${VOCAB})` });
     await t.throwsAsync(tr.step(new Float32Array(7), ok, 1), { message: /a token model takes an Int32Array of batch × seq = 1 × 7 = 7 token ids/ });
+    // too many sequences for one dispatch: named in sequences (the user's unit), with the largest that fits
+    const huge = 1 << 19, big = new Int32Array(huge * 7);
+    const e = await t.throwsAsync(tr.step(big, big, huge), { message: /^trainer\.step: batch 524288 sequences × seq 7 = 3670016 positions exceed the (\d+) rows one dispatch holds .*\(fix: use at most (\d+) sequences per step\)$/ });
+    const [, maxRows, most] = /the (\d+) rows.*at most (\d+) sequences/.exec(e!.message)!;
+    t.is(Number(most), Math.floor(Number(maxRows) / 7));
     t.is(tr.steps, 0);
   } finally { tr.destroy(); }
 });
