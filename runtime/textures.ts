@@ -15,7 +15,7 @@
  * = the tensor's row r along its last dimension (rows = every other dimension flattened), texel t = its
  * elements 4t .. 4t+3, zero past the end. Browser-safe; imports only runtime modules.
  */
-import type { PlanWeight, TrainBinding } from './core/plan.js';
+import { weightTextureSize, type PlanWeight, type TrainBinding } from './core/plan.js';
 import { DyadcError } from './core/errors.js';
 import { getPipeline } from './pipelines.js';
 
@@ -54,10 +54,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 `;
 
-/** A texture's size for a tensor shape: see the module comment (the compiler's weightTextureSize). */
+/** A texture's size for a tensor shape (core/plan.ts weightTextureSize, shared with the compiler) and the floats per row. */
 export function textureSize(shape: readonly number[]): { width: number; height: number; cols: number } {
-  const cols = shape[shape.length - 1];
-  return { width: Math.ceil(cols / 4), height: shape.reduce((a, b) => a * b, 1) / cols, cols };
+  return { ...weightTextureSize(shape), cols: shape[shape.length - 1] };
 }
 
 /** Names of the weight tensors `kernels` (and their small-batch kernels) read as textures, in first-use order. */

@@ -7,6 +7,7 @@ import type { Graph, BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { cloneGraph } from '../ir/graph.js';
 import { DyadcError } from '../errors.js';
 import { ownValue } from '../../runtime/own.js';
+import { weightTextureSize } from '../../runtime/core/plan.js';
 
 /** The subset of GPUSupportedLimits the compiler plans against. */
 export interface Limits {
@@ -92,16 +93,8 @@ export function subgroupWidths(s: Schedule): number[] {
   return [32, 16, 8, 4].filter((w) => w <= s.tile.cols && s.tile.cols % w === 0);
 }
 
-/**
- * The texture a weight tensor is read from under the `texture` weight source: the tensor's rows (every
- * dimension but the last, flattened: `blocks · dOut` of a `[blocks, dOut, dIn]` block tensor, `out` of
- * nn.Linear's `[out, in]`) as texture rows, its last dimension packed 4 floats per `rgba32float` texel,
- * zero-padded to a whole texel. runtime/textures.ts fills it with the same rule.
- */
-export function weightTextureSize(shape: readonly number[]): { width: number; height: number } {
-  const last = shape[shape.length - 1];
-  return { width: Math.ceil(last / 4), height: shape.reduce((a, b) => a * b, 1) / last };
-}
+/** The texture a weight tensor is read from under the `texture` weight source (its layout: runtime/core/plan.ts). */
+export { weightTextureSize };
 
 /**
  * Why node `n` cannot read its weights from textures (undefined: it can): f16 weights (kept in the f16

@@ -37,6 +37,18 @@ export interface PlanBinding { binding: number; buffer: { kind: 'value'; id: str
  */
 export interface WeightTextureBinding { kind: 'weightTexture'; weight: string }
 
+/**
+ * The size of a weight tensor's texture (WeightTextureBinding's layout): rows = every dimension but the
+ * last, flattened (`blocks · dOut` of a `[blocks, dOut, dIn]` block tensor, `out` of nn.Linear's
+ * `[out, in]`); width = the last dimension packed 4 floats per `rgba32float` texel, zero-padded to a whole
+ * texel. Shared by the compiler (which refuses textures past maxTextureDimension2D) and runtime/textures.ts
+ * (which fills them).
+ */
+export function weightTextureSize(shape: readonly number[]): { width: number; height: number } {
+  const last = shape[shape.length - 1];
+  return { width: Math.ceil(last / 4), height: shape.reduce((a, b) => a * b, 1) / last };
+}
+
 export type PlanGrid =
   /** gemm: ceil(batch / rowsPerWorkgroup) × colWorkgroups workgroups */
   | { kind: 'tiles'; rowsPerWorkgroup: number; colWorkgroups: number }
