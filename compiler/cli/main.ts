@@ -228,7 +228,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
       // a subgroup gemm runs one of its per-width renderings where the device has subgroups; its own grid is the register fallback's
       const sg = (k as { subgroup?: { width: number; grid: PlanGrid }[] }).subgroup ?? [];
       const byGrid = new Map<string, number[]>();
-      for (const v of sg) byGrid.set(grid(v.grid), [...(byGrid.get(grid(v.grid)) ?? []), v.width]);
+      for (const v of sg) { const gr = grid(v.grid); byGrid.set(gr, [...(byGrid.get(gr) ?? []), v.width]); }
       const g = sg.length ? `${[...byGrid].map(([gr, w]) => `subgroup (width ${w.join('/')}) ${gr}`).join('; ')}; register fallback ${grid(k.grid)}` : grid(k.grid);
       out(`  ${k.name}: ${k.layers.join('+')} ${k.shapes}, ${g}`);
     }
