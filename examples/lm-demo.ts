@@ -143,13 +143,12 @@ function validationSet(valIds: Int32Array[], seq: number, count: number): TokenB
 }
 
 /**
- * Validation loss of a model: mean next-token loss (nats per token) and bits per character (bits of all
- * targets / characters of all targets, `TokenVocab.charsOf`) over the validation batches, from the
- * log-softmax of the forward's logits, float64 on the host.
+ * Mean next-token loss (nats per token) of a model over the validation batches: log-softmax of the
+ * forward's logits, float64 on the host. Bits per character = loss / ln 2 / the targets' characters per
+ * token (`charsPerToken`).
  */
-async function validationLoss(m: Model, val: TokenBatch[], vocab: TokenVocab): Promise<{ loss: number; bpc: number; charsPerToken: number }> {
-  const V = vocab.size;
-  let nats = 0, count = 0, chars = 0;
+async function validationLoss(m: Model, val: TokenBatch[], V: number): Promise<number> {
+  let nats = 0, count = 0;
   for (const b of val) {
     const logits = await m.forward(b.inputs, b.batch);
     for (let r = 0; r < b.targets.length; r++) {
@@ -159,10 +158,10 @@ async function validationLoss(m: Model, val: TokenBatch[], vocab: TokenVocab): P
       let z = 0;
       for (let j = 0; j < V; j++) z += Math.exp(row[j] - max);
       nats += max + Math.log(z) - row[b.targets[r]];
-      count++; chars += vocab.charsOf(b.targets[r]);
+      count++;
     }
   }
-  return { loss: nats / count, bpc: nats / Math.LN2 / chars, charsPerToken: chars / count };
+  return nats / count;
 }
 
 /**
@@ -258,8 +257,9 @@ async function main(): Promise<void> {
 
   const val = validationSet(toks.valIds, tok.seq, Math.ceil(valTokens / tok.seq));
   const valPositions = val.reduce((n, b) => n + b.targets.length, 0);
-  let charsPerToken = 1;
-  for (const r of runs) { const v = await validationLoss(r.model, val, toks.vocab); r.valLoss = v.loss; r.valBpc = v.bpc; charsPerToken = v.charsPerToken; }
+  // characters per target token of the validation set (TokenVocab.charsOf; 1 for characters): loss per token → bits per character
+  const charsPerToken = val.reduce((n, b) => b.targets.reduce((c, id) => c + toks.vocab.charsOf(id), n), 0) / valPositions;
+  for (const r of runs) { r.valLoss = await validationLoss(r.model, val, tok.vocab); r.valBpc = r.valLoss / Math.LN2 / charsPerToken; }
   for (const r of runs) r.sample = await sample(r.model, toks.vocab, tok.seq, sampleChars);
   const trainWords = wordSet(data.train.map((d) => d.text));
   for (const r of runs) r.sampleWords = corpusWordShare(r.sample!, trainWords);
