@@ -21,6 +21,7 @@ import type { SpecInput } from '../compiler/spec/types.js';
 import { checkSchedule, defaultSchedule, registerSchedule } from '../compiler/passes/schedule.js';
 import { SPACE, groupSpace, scheduleLabel } from '../compiler/tune/space.js';
 import { nextSchedule } from '../compiler/tune/strategy.js';
+import { computedColumns, subgroupTailGroups } from '../compiler/codegen/blockgemm.js';
 import { interpret } from '../compiler/interp/interpreter.js';
 import { interpretBackward } from '../compiler/interp/backward.js';
 import { Rng } from '../compiler/util/rng.js';
@@ -61,13 +62,14 @@ const gemmKernels = (p: Plan) => p.kernels.filter((k) => k.grid.kind === 'tiles'
 // ---------------------------------------------------------------------------------------------
 // CPU: plan shape, selection, limits
 
-test('the default schedule is subgroup 2×32 (16 where 32 columns waste > 1/8, narrower for small column groups), with a register fallback and one rendering per width dividing the columns', async (t) => {
+test('the default schedule is subgroup 2×32 (16 where 32 columns waste > 1/8 even with the tail loop, narrower for small column groups), with a register fallback and one rendering per width dividing the columns', async (t) => {
   const c = await compile(CHAIN);
   const gemms = c.scheduled.nodes.filter((n) => n.kind === 'blockgemm');
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && n.schedule), gemms.map((n) => n.kind === 'blockgemm' && defaultSchedule(n)));
-  // l1: 44 columns in one group → 16 (32 would waste 31 %, 16 8 %); d2: 12 per block → 16; d4 (mixed, ⌈10/4⌉ = 3 per group) → 4; d8 (mixed, ⌈3/8⌉ = 1) → 4
+  // l1: 44 columns in one group → 32 (a chunk of 32 + a tail chunk computing 16: 8 % computed in vain, as 16 would);
+  // d2: 12 per block → 16; d4 (mixed, ⌈10/4⌉ = 3 per group) → 4; d8 (mixed, ⌈3/8⌉ = 1) → 4
   t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && `${n.schedule!.kind} ${n.schedule!.tile.rows}x${n.schedule!.tile.cols}`),
-    ['subgroup 2x16', 'subgroup 2x16', 'subgroup 2x4', 'subgroup 2x4']);
+    ['subgroup 2x32', 'subgroup 2x16', 'subgroup 2x4', 'subgroup 2x4']);
   for (const k of gemmKernels(c.plan)) {
     t.is((k.config as Schedule).kind, 'register', `${k.name}: the kernel's own WGSL is the register fallback`);
     t.false(k.wgsl.includes('enable subgroups'), k.name);
@@ -259,6 +261,76 @@ TILES.forEach((tc, i) => {
     } finally { m.destroy(); }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Tail chunks: a column group's last chunk computes only the broadcast groups holding valid columns
+
+/**
+ * Every column order with a partial last chunk under 2×32: dense 44 = 32 + 12 (contiguous), DYAD it n=2
+ * blocks of 40 = 32 + 8 (K 22: ragged), dt n=2 (mixed, 48 = 32 + 16 per group), ot n=3 forced to 2×32
+ * (mixed, 16 per group: every chunk is a tail). Its training plan's data gradients have tails too.
+ */
+const TAIL_SPEC: SpecInput = { name: 'sg_tail', input: { features: 60 }, layers: [
+  { op: 'linear', name: 't1', out_features: 44 }, { op: 'gelu' },
+  { op: 'dyad', name: 't2', out_features: 80, blocks: 2, variant: 'it' }, { op: 'relu' },
+  { op: 'dyad', name: 't3', out_features: 192, blocks: 2, variant: 'dt' }, { op: 'silu' },
+  { op: 'dyad', name: 't4', out_features: 144, blocks: 3, variant: 'ot' },
+] };
+const tailModel = (async () => {
+  const c = await compile(TAIL_SPEC, { overrides: { t4: { kind: 'subgroup', tile: { rows: 2, cols: 32, k: 4 }, workgroup: { rows: 32, cols: 1 } } } });
+  return { c, w: randomWeights(c.weightShapes, new Rng(SEED + 500)) };
+})();
+const tailGroupsOf = (wgsl: string) => Number(wgsl.match(/const TAIL_GROUPS: u32 = (\d+)u;/)?.[1] ?? 0);
+
+test('tail chunks: 2×32 renderings carry a K loop over the tail\'s broadcast groups (⌈r/W⌉ of 32/W; none when that is all of them)', async (t) => {
+  const { c } = await tailModel;
+  const gemms = c.scheduled.nodes.filter((n) => n.kind === 'blockgemm');
+  t.deepEqual(gemms.map((n) => n.kind === 'blockgemm' && n.schedule!.tile.cols), [32, 32, 32, 32], 'the defaults keep 2×32 where the tail removes the waste');
+  // per kernel: remainder r of the column group, then TAIL_GROUPS at widths 32, 16, 8, 4
+  const expect: Record<string, number[]> = { t1: [0, 1, 2, 3], t2: [0, 1, 1, 2], t3: [0, 1, 2, 4], t4: [0, 1, 2, 4] };
+  for (const k of gemmKernels(c.plan)) {
+    t.deepEqual(k.subgroup!.map((v) => tailGroupsOf(v.wgsl)), expect[k.name], k.name);
+    for (const v of k.subgroup!) if (tailGroupsOf(v.wgsl)) {
+      t.regex(v.wgsl, new RegExp(`if \\(valid_cols <= ${tailGroupsOf(v.wgsl) * v.width}u\\) \\{`), `${k.name} width ${v.width}: the tail branch`);
+      t.regex(v.wgsl, /\/\/ tail chunks: a column group's last chunk/, 'named in the header');
+    }
+  }
+  const n3 = gemms[2];
+  if (n3.kind !== 'blockgemm') return t.fail();
+  t.is(computedColumns(n3, n3.schedule!), 2 * 2 * (32 + 16), 'dt: 4 groups of 48 = 32 + a 16-column tail');
+  t.is(computedColumns(n3, n3.schedule!, 32), 2 * 2 * 64, 'width 32: the tail is the whole chunk');
+  t.is(subgroupTailGroups(n3, 16, 8), 0, '48 = 3 × 16: no tail');
+  t.true(c.plan.training!.backward.some((k) => k.subgroup?.some((v) => tailGroupsOf(v.wgsl) > 0)), 'a data gradient has a tail');
+});
+
+for (const width of [0, 4]) {
+  test.serial(`tail chunks at ${width ? 'width 4' : 'this device\'s width'}: forward (batches 1, 7, 130, NaN row) and backward (batches 1, 9) match float64`, async (t) => {
+    const device = await sharedDevice();
+    if (deviceSubgroupWidth(device) < 4) return t.pass('no subgroups on this adapter');
+    const { c, w } = await tailModel;
+    const m = await Model.create(width ? onlyWidth(c.plan, width) : c.plan, { weights: w, device, smallBatchRows: 0 });
+    try {
+      const tails = gemmKernels(m.plan).map((k) => tailGroupsOf(k.wgsl));
+      t.true(tails.filter((g) => g > 0).length >= 3, `tail loops run: ${tails}`);
+      await checkForward(t, c, m, w, [1, 7, 130], SEED + 501 + width, `tails width ${width || 'default'}`);
+      const x = new Rng(SEED + 502).f32(7 * 60, -2, 2);
+      x[3 * 60 + 5] = NaN;
+      const ref = interpret(c.graph, w, x, 7);
+      t.true(ref.some((v) => Number.isNaN(v)));
+      const cmp = compare(await runPoisoned(m, x, 7), ref, 144, TOL);
+      t.true(cmp.ok, `NaN row: ${cmp.detail}`);
+      t.true(m.plan.training!.backward.some((k) => tailGroupsOf(k.wgsl) > 0), 'a data gradient runs its tail loop');
+      for (const B of [1, 9]) {
+        const rng = new Rng(SEED + 510 + B + width);
+        const xb = rng.f32(B * 60, -2, 2), dy = rng.f32(B * 144, -1, 1);
+        const r = await m.backward(xb, dy, B, { poison: true });
+        const rb = interpretBackward(c.graph, w, xb, B, dy);
+        t.true(relError(r.dx, rb.dx) <= 1e-4, `dx batch ${B}: ${relError(r.dx, rb.dx)}`);
+        for (const k of Object.keys(rb.grads)) t.true(relError(r.grads[k], rb.grads[k]) <= 1e-4, `${k} batch ${B}: ${relError(r.grads[k], rb.grads[k])}`);
+      }
+    } finally { m.destroy(); }
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // GPU: f16 storage under the subgroup kernel (widths 4 and the default)

@@ -72,6 +72,39 @@ export function columnChunks(n: BlockGemmNode, tileCols: number): { mode: Column
   return { mode, groups, perGroup, chunks: groups * perGroup };
 }
 
+/** Output columns of one column group: a block's D (contiguous, strided), ⌈D/n⌉ per (g, c) group (mixed). */
+export function groupColumns(n: BlockGemmNode): number {
+  const D = n.parts[0].outMap.blockSize;
+  return columnMode(n.parts) === 'mixed' ? ceil(D, n.parts[0].blocks) : D;
+}
+
+/**
+ * Broadcast groups a subgroup rendering of width W computes in a tail chunk (a group's last chunk, when
+ * the group's columns are not a multiple of the tile), or 0 when every chunk computes all TN / W: the
+ * kernel then carries a second K loop over the first ⌈r/W⌉ groups only (r = the group's columns mod TN),
+ * taken by chunks with at most that many valid columns (a uniform branch). On `ot`/`dt` n=4 of OPT-125m fc2
+ * (48-column groups) a 2×32 tile so computes 32 + 16 columns per group, not 64: measured on lavapipe
+ * (interleaved, medians of 7) 0.94–1.00 of the time of 2×16 tiles, and within 1.00–1.08 of `it` (2×32).
+ * Any choice is correct: a chunk with more valid columns than the tail covers takes the full loop.
+ */
+export function subgroupTailGroups(n: BlockGemmNode, tileCols: number, width: number): number {
+  const r = groupColumns(n) % tileCols;
+  const tail = r ? ceil(r, width) : 0;
+  return tail < tileCols / width ? tail : 0;
+}
+
+/**
+ * Output columns a schedule computes over the whole output (valid or not): chunks × tile.cols, except
+ * that a subgroup rendering of width `width` (default 8, lavapipe's) computes a tail chunk's
+ * `subgroupTailGroups` broadcast groups only. For the tuner's waste pruning.
+ */
+export function computedColumns(n: BlockGemmNode, s: Schedule, width = 8): number {
+  const TN = s.tile.cols;
+  const { groups, perGroup } = columnChunks(n, TN);
+  const tail = s.kind === 'subgroup' && TN % width === 0 ? subgroupTailGroups(n, TN, width) : 0;
+  return groups * (tail ? (perGroup - 1) * TN + tail * width : perGroup * TN);
+}
+
 export interface GemmKernel {
   name: string;
   wgsl: string;
@@ -332,7 +365,12 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     fns.push('// bias, saved pre-activation, epilogue, store of one output', 'fn store_y(row: u32, o: u32, sum: f32) {',
       '  let y_row = row * OUT_FEATURES;', '  var v = sum;', ...storeLines().map((l) => `  ${l}`), '}');
     const quads = Array.from({ length: W / 4 }, (_, q) => ({ q, lanes: [0, 1, 2, 3].map((i) => 4 * q + i) }));
-    return { width: W, groups: TN / W, groupQuads: W / 4, colQuads: TN / 4, functions: fns.join('\n'), parts: sgParts, quads };
+    const tailGroups = subgroupTailGroups(n, TN, W);
+    const bodies = tailGroups
+      ? [{ open: `if (valid_cols <= ${tailGroups * W}u) {  // a tail chunk: its valid columns lie in broadcast groups 0 .. ${tailGroups - 1}`, groups: 'TAIL_GROUPS', tail: true, last: tailGroups - 1, parts: sgParts },
+        { open: '} else {', groups: 'COL_GROUPS', tail: false, parts: sgParts }]
+      : [{ open: '', groups: 'COL_GROUPS', tail: false, parts: sgParts }];
+    return { width: W, groups: TN / W, groupQuads: W / 4, colQuads: TN / 4, functions: fns.join('\n'), parts: sgParts, quads, tailGroups, bodies };
   }
 
   const header = [
@@ -343,6 +381,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     `epilogue: ${epilogueDesc}`,
     `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
     ...(sg ? [`subgroup broadcast width ${sg.width}: correct for subgroup sizes >= ${sg.width}`] : []),
+    ...(sg?.tailGroups ? [`tail chunks: a column group's last chunk (${groupColumns(n) % TN} of ${groupColumns(n)} columns) computes ${sg.tailGroups} of ${TN / sg.width} broadcast groups`] : []),
     ...(subgroup ? [`weight source: ${texture ? 'rgba32float textures (textureLoad)' : 'storage buffer'}${s.wsourceReason ? ` (texture refused: ${s.wsourceReason})` : ''}`] : []),
   ];
   const wgsl = render('blockgemm', {

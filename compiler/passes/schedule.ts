@@ -58,6 +58,9 @@ export function registerSchedule(n: BlockGemmNode): Schedule {
   return { kind: 'register', tile: { rows: 4, cols: 4, k }, workgroup: { rows: 4, cols: 16 } };
 }
 
+/** The broadcast width the default schedule counts a tail chunk's computed columns at (lavapipe's subgroup). */
+const TAIL_WIDTH = 8;
+
 /**
  * The default schedule: `subgroup`, 2 rows × 32 columns per invocation, workgroup 32 (its plan kernel
  * also carries the register schedule, which the runtime uses on devices without `subgroups`).
@@ -70,16 +73,22 @@ export function registerSchedule(n: BlockGemmNode): Schedule {
  * template 2×32 ran 0–30 % faster than 2×16 and compiled in 3.2–4.1 s cold against 8.6–12.2 s for
  * 2×16 (1×16 4.2 s, 4×16 5.4 s, the register 4×4 kernel 4.3–6.4 s in the same runs); 2–3.5× the
  * register kernel. Column groups narrower than 32 (small DYAD blocks) get 16, 8 or 4 columns, and
- * groups that 32 columns would cover with more than 1/8 waste and 16 with less (48 = ⌈D/n⌉ of `ot`/`dt`
- * n=4 on OPT-125m fc2) get 16, so few tile columns fall outside the output.
+ * groups that 32 columns would cover with more than 1/8 of computed columns wasted, and 16 with less, get
+ * 16. A group's last chunk computes only the broadcast groups holding its valid columns (the tail loop,
+ * codegen/blockgemm.ts `subgroupTailGroups`), so 48 = ⌈D/n⌉ of `ot`/`dt` n=4 on OPT-125m fc2 computes
+ * 32 + 16 and keeps 2×32: there `dt`/`ot` 2×32 with the tail ran 0.94–1.00× the time of 2×16 (0.90–0.97
+ * at batch 256), level with `it` (lavapipe, interleaved, medians of 7; README "Benchmarks").
  */
 export function defaultSchedule(n: BlockGemmNode): Schedule {
   const p = n.parts[0], nb = p.blocks, D = p.outMap.blockSize;
   const mixed = new Set(n.parts.map((q) => q.outMap.kind)).size === 2;
   const groupWidth = mixed ? Math.ceil(D / nb) : D;
   let cols = groupWidth <= 4 ? 4 : groupWidth <= 8 ? 8 : groupWidth <= 16 ? 16 : 32;
-  // a group 32 columns do not tile well (e.g. 48: `ot`/`dt` n=4 on OPT-125m fc2, 25 % of 2×32 wasted) takes 16
-  const waste = (c: number) => 1 - groupWidth / (Math.ceil(groupWidth / c) * c);
+  // a group 32 columns do not tile well takes 16, unless the tail chunk's loop (codegen/blockgemm.ts
+  // subgroupTailGroups: the last chunk computes only its valid broadcast groups) removes the waste: counted at
+  // broadcast width 8 (lavapipe), e.g. 48 columns (`ot`/`dt` n=4 on OPT-125m fc2) = 32 + a 16-column tail
+  const computed = (c: number) => Math.floor(groupWidth / c) * c + Math.ceil((groupWidth % c) / TAIL_WIDTH) * TAIL_WIDTH;
+  const waste = (c: number) => 1 - groupWidth / computed(c);
   if (cols === 32 && waste(32) > 1 / 8 && waste(16) < waste(32)) cols = 16;
   return { kind: 'subgroup', tile: { rows: 2, cols, k: 4 }, workgroup: { rows: 32, cols: 1 } };
 }

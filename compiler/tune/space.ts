@@ -19,8 +19,9 @@
  *
  * Pruning (each pruned point keeps its reason, for the report):
  *   - device limits: `checkSchedule` with the adapter's limits (invocations, workgroup size, memory, k);
- *   - wasted columns: more than 25% of a tile's columns fall outside the output (tile.cols wider
- *     than a column group: small blocks);
+ *   - wasted columns: more than 25% of the columns computed fall outside the output (tile.cols wider
+ *     than a column group: small blocks; a subgroup tile's tail chunks count only their broadcast groups
+ *     at width 8, codegen/blockgemm.ts `computedColumns`);
  *   - wasted rows: a workgroup spans more than twice the batch;
  *   - texture source where the node cannot use it (f16, transposed, past maxTextureDimension2D).
  *
@@ -30,7 +31,7 @@
  */
 import type { BlockGemmNode, Schedule, WeightSource } from '../ir/graph.js';
 import { type Limits, checkSchedule, defaultSchedule, registerSchedule, textureRefusal } from '../passes/schedule.js';
-import { columnChunks } from '../codegen/blockgemm.js';
+import { computedColumns } from '../codegen/blockgemm.js';
 
 export const SPACE = {
   /** kinds walked with the shared axes below (subgroup has its own) */
@@ -112,9 +113,7 @@ function pruneReason(s: Schedule, node: BlockGemmNode, limits: Limits, batch: nu
   try { checkSchedule(s, node, limits); } catch (e) { return `limit: ${(e as Error).message.replace(/^layer [^:]*: /, '').replace(/ \(fix:.*$/, '')}`; }
   const refusal = s.wsource === 'texture' ? textureRefusal(node, limits) : undefined;
   if (refusal) return `texture source: ${refusal}`;
-  const { chunks } = columnChunks(node, s.tile.cols);
-  const covered = chunks * s.tile.cols;
-  const waste = 1 - node.features / covered;
+  const waste = 1 - node.features / computedColumns(node, s);
   if (waste > 0.25) return `wasted columns: ${(waste * 100).toFixed(0)}% of tile columns fall outside the output`;
   const rowsPerWg = s.tile.rows * s.workgroup.rows;
   if (rowsPerWg > 2 * batch) return `wasted rows: a workgroup spans ${rowsPerWg} rows for a batch of ${batch}`;
