@@ -79,6 +79,8 @@ const CANDIDATES: Candidate[] = [
   { name: 'it4-sg-1x16', layer: dyad(4, 'it'), schedule: sg(1, 16) },
   { name: 'ot4-sg-2x32', layer: dyad(4, 'ot'), schedule: sg(2, 32, 32) },
   { name: 'dt4-sg-2x32', layer: dyad(4, 'dt'), schedule: sg(2, 32, 32) },
+  { name: 'dt4-sg-2x16', layer: dyad(4, 'dt'), schedule: sg(2, 16, 32) },
+  { name: 'ot4-sg-2x16', layer: dyad(4, 'ot'), schedule: sg(2, 16, 32) },
   { name: 'dt4-sg-2x16-wg64', layer: dyad(4, 'dt'), schedule: sg(2, 16, 64) },
   { name: 'dt4-sg-2x48', layer: dyad(4, 'dt'), schedule: sg(2, 48, 32) },
   { name: 'dt4-sg-2x16-tex', layer: dyad(4, 'dt'), schedule: { ...sg(2, 16, 32), wsource: 'texture' } },
