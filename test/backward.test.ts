@@ -78,8 +78,28 @@ test('autodiff: relu reads its derivative from the output; other activations sav
   const tg = autodiff(fusedGraph(MIXED));
   const saved = tg.forward.nodes.filter((n) => n.kind === 'blockgemm' && n.savePre).map((n) => n.layers.join('+'));
   t.deepEqual(saved.sort(), ['ln+a+gelu_2', 'b+silu_4+residual_5', 'rn+c+gelu_tanh_8'].sort());
-  const relu = tg.steps.find((s) => s.kind === 'pointwise_grad' && s.reluFromOutput);
+  // d's relu' is read from its output inside e's data gradient (fused: no pointwise step, nothing saved)
+  const relu = tg.steps.find((s) => s.kind === 'data_grad' && s.node.actGrad?.fromOutput);
   t.truthy(relu, printTrain(tg));
+  t.is(relu?.id, 'd.dpre');
+});
+
+test('autodiff: a plain activation gradient is fused into the data gradient computing its dy; one with a residual tap or a second reader stays a pointwise step', (t) => {
+  const tg = autodiff(fusedGraph(MIXED));
+  const by = (id: string) => tg.steps.find((s) => s.id === id);
+  // d.dpre = e.dxᵀ ⊙ [d > 0], c.dpre = d.dxᵀ ⊙ gelu_tanh'(c.pre), a.dpre = b.dxᵀ ⊙ gelu'(a.pre)
+  for (const [id, act, from, fromOutput] of [['d.dpre', 'relu', 'd', true], ['c.dpre', 'gelu_tanh', 'c.pre', false], ['a.dpre', 'gelu', 'a.pre', false]] as const) {
+    const s = by(id);
+    if (!s || s.kind !== 'data_grad') { t.fail(`${id}: ${s?.kind}\n${printTrain(tg)}`); continue; }
+    t.deepEqual(s.node.actGrad, { act, from, fromOutput }, id);
+    t.is(s.node.id, id);
+  }
+  // the replaced values are gone: no e.dx, d.dx, b.dx value or step
+  for (const id of ['e.dx', 'd.dx', 'b.dx']) { t.is(by(id), undefined, id); t.false(tg.values.some((v) => v.id === id), id); }
+  // b's epilogue [silu, + input] keeps its pointwise step (two ops, the residual source reads dy)
+  t.is(by('b.dpre')?.kind, 'pointwise_grad');
+  t.false(tg.steps.some((s) => s.kind === 'pointwise_grad' && s.ops.length === 1 && s.ops[0].op === 'act' && !s.acc && !s.taps.length
+    && tg.steps.some((d) => d.kind === 'data_grad' && d.id === s.dy)), printTrain(tg));
 });
 
 test('autodiff: data gradients are transposed blockgemms with swapped maps; no input gradient when training', (t) => {
@@ -92,7 +112,8 @@ test('autodiff: data gradients are transposed blockgemms with swapped maps; no i
   t.is(dx.length, 2);
   for (const s of dx) {
     if (s.kind !== 'data_grad') continue;
-    const fwd = g.nodes.find((n) => n.kind === 'blockgemm' && `${n.id}.dx` === s.id);
+    // b.dx is fused with a's relu' (a.dpre): find the forward gemm by its weights
+    const fwd = g.nodes.find((n) => n.kind === 'blockgemm' && n.parts.map((p) => p.weight).join() === s.node.parts.map((p) => p.weight).join());
     if (!fwd || fwd.kind !== 'blockgemm') { t.fail(s.id); continue; }
     s.node.parts.forEach((p, i) => {
       t.true(p.transposed === true);

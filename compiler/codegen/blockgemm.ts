@@ -34,7 +34,7 @@ export type Offsets = Record<string, number>;
 
 export interface GemmBindings {
   /** binding index → buffer role, in the order the runtime binds them */
-  list: { binding: number; role: 'x' | 'xp' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre' | 'texture'; value?: string }[];
+  list: { binding: number; role: 'x' | 'xp' | 'weights' | 'weights16' | 'y' | 'stats' | 'residual' | 'pre' | 'act_base' | 'texture'; value?: string }[];
 }
 
 /**
@@ -166,6 +166,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     list.push({ binding: list.length + 1, role: 'residual', value: e.from });
   }
   if (n.savePre) list.push({ binding: list.length + 1, role: 'pre', value: n.savePre });
+  if (n.actGrad) list.push({ binding: list.length + 1, role: 'act_base', value: n.actGrad.from });
   for (const weight of texNames.keys()) list.push({ binding: list.length + 1, role: 'texture', value: weight });
   const textures = list.filter((b) => b.role === 'texture').map((b) => {
     const p = n.parts.find((q) => q.weight === b.value)!, { width, height } = weightTextureSize([p.blocks, p.dOut, p.dIn]);
@@ -181,6 +182,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       case 'stats': return { binding: b.binding, name: 'stats', access: 'read', type: 'array<f32>', comment: `[batch, 2] (mean, rstd) %${b.value}` };
       case 'residual': { const t = types.valueDtype(b.value!); return { binding: b.binding, name: resNames.get(b.value!)!, access: 'read', type: `array<${t}>`, comment: `[batch, ${OUT}] ${t} %${b.value}` }; }
       case 'pre': return { binding: b.binding, name: 'pre', access: 'read_write', type: 'array<f32>', comment: `[batch, ${OUT}] pre-activation %${b.value} (training)` };
+      case 'act_base': { const t = types.valueDtype(b.value!); return { binding: b.binding, name: 'act_base', access: 'read', type: `array<${t}>`, comment: `[batch, ${OUT}] ${t} %${b.value}: ${n.actGrad!.fromOutput ? `the forward output (${n.actGrad!.act}' = [y > 0])` : `the forward pre-activation (${n.actGrad!.act}' at it)`}` }; }
       case 'texture': throw new Error('unreachable: textures are declared apart');
     }
   });
@@ -299,7 +301,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [] };
   });
 
-  const acts: Partial<Record<Activation, boolean>> = {};
+  const acts: Record<string, boolean> = {};  // activation functions (and `<act>_grad` derivatives) the kernel calls
   /** from `var v` (the sum) at output column `o` of row `y_row`: bias, saved pre-activation, epilogue ops, the store */
   const storeLines = (): string[] => {
     const lines: string[] = [];
@@ -308,6 +310,12 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     for (const e of n.epilogue) {
       if (e.op === 'act') { acts[e.act] = true; lines.push(`v = act_${e.act}(v);`); }
       else lines.push(`v = v + ${widen(types.valueDtype(e.from), `${resNames.get(e.from)}[y_row + o]`)};`);
+    }
+    const ag = n.actGrad;
+    if (ag) {
+      const base = widen(types.valueDtype(ag.from), 'act_base[y_row + o]');
+      if (ag.fromOutput) lines.push(`v = select(0.0, v, ${base} > 0.0);`);  // relu' = [y > 0] (no comment in the line: the register epilogue joins lines)
+      else { acts[`${ag.act}_grad`] = true; acts[ag.act] = true; lines.push(`v = v * act_grad_${ag.act}(${base});`); }
     }
     lines.push(yT === 'f16' ? 'y[y_row + o] = f16(v);' : 'y[y_row + o] = v;');
     return lines;
@@ -323,7 +331,8 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     epilogue.push('}');
   }
   const sg = subgroup ? subgroupView(subgroupWidth!) : undefined;
-  const epilogueDesc = [n.bias ? `+ ${n.bias}` : '', ...n.epilogue.map((e) => (e.op === 'act' ? e.act : `+ %${e.from}`))].filter(Boolean).join(', ') || 'store';
+  const epilogueDesc = [n.bias ? `+ ${n.bias}` : '', ...n.epilogue.map((e) => (e.op === 'act' ? e.act : `+ %${e.from}`)),
+    n.actGrad ? `times ${n.actGrad.act}'(%${n.actGrad.from}${n.actGrad.fromOutput ? ' > 0' : ''})` : ''].filter(Boolean).join(', ') || 'store';
 
   /**
    * The subgroup kind's view: per part, functions returning x (4 consecutive reduction indices from k,

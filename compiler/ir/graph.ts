@@ -112,6 +112,12 @@ export interface BlockGemmNode extends NodeBase {
    * value with this id, `[batch, features]`, for the activation's backward.
    */
   savePre?: ValueId;
+  /**
+   * Backward only (a data gradient, passes/autodiff.ts): after the epilogue, multiply by the derivative of
+   * the forward layer's activation at `from` (its saved pre-activation), or with `fromOutput` (relu) keep
+   * the value where the forward output `from` is > 0 — the pointwise gradient step, fused into the store.
+   */
+  actGrad?: { act: Activation; from: ValueId; fromOutput: boolean };
 }
 
 /** Per-row statistics of `inputs[0]` for a fused norm prologue: value `[batch, 2]` = (mean, rstd) (rmsnorm: (0, rstd)). */

@@ -12,6 +12,8 @@
  *   data_grad       dx = sum_P part_Pᵀ(gp): the same blockgemm family with `transposed` parts and swapped
  *                   maps (inMap := outMap, outMap := inMap). An existing contribution to dx (a residual
  *                   branch) is added by the gemm's residual epilogue, so there is no separate add.
+ *                   When x is a layer's activated output whose only gradient this is, the layer's
+ *                   pointwise_grad is fused into the store (`actGrad`, fuseActivationGrads).
  *                   With a norm prologue it yields d(normalised x), then `norm_grad` gives dx.
  *   weight_grad     dw_P[i,o,a] = sum_b gp[b, outP(i,o)] · xn[b, inP(i,a)] for every part in ONE kernel
  *                   (xn = prologue(x), recomputed on load), dbias[r] = sum_b gp[b, r] fused into the tiles
@@ -328,8 +330,46 @@ export function autodiff(g0: Graph, opts: AutodiffOptions = {}): TrainGraph {
   for (const w of Object.keys(fwd.weights)) if (!weightGrads[w]) throw new DyadcError('IR_INVALID', `weight ${w} gets no gradient`);
   verify(fwd);
   const tg: TrainGraph = { name: fwd.name, forward: fwd, steps, values, outputGrad, inputGrad, weightGrads };
+  fuseActivationGrads(tg);
   verifyTrain(tg);
   return tg;
+}
+
+/** The values a step reads. */
+function stepReads(s: GradStep): (ValueId | undefined)[] {
+  switch (s.kind) {
+    case 'pointwise_grad': return [s.dy, s.base, s.acc, ...s.ops.map((e) => (e.op === 'residual' ? e.from : undefined))];
+    case 'data_grad': return [...s.node.inputs, s.node.actGrad?.from];
+    case 'weight_grad': return [s.g, s.x, s.prologue?.stats];
+    case 'norm_grad': return [s.x, s.stats, s.dy, s.acc];
+    case 'norm_param_grad': return [s.x, s.stats, s.dy];
+    case 'attention_grad': return [s.q, s.k, s.v, s.out, s.lse, s.dout, s.pass === 'dkdv' ? s.delta : undefined];
+    case 'embedding_grad': return [s.dy];
+  }
+}
+
+/**
+ * Fuses `gp = dy · act'(z)` into the data gradient that computes dy (`actGrad` on its node: the multiply
+ * happens in the gemm's store), when that step is a plain activation gradient (one `act` op, no taps, no
+ * accumulation of its own) and dy feeds nothing else: one elementwise kernel and one `[batch, features]`
+ * value fewer per such layer. The fused step takes the pointwise step's id (`fc2.dpre`: the value it now
+ * computes) and both steps' layers. E.g. MNIST's fc3.dx + fc2.dpre and fc2.dx + fc1.dpre.
+ */
+function fuseActivationGrads(tg: TrainGraph): void {
+  for (let i = 0; i < tg.steps.length; i++) {
+    const s = tg.steps[i];
+    if (s.kind !== 'pointwise_grad' || s.ops.length !== 1 || s.ops[0].op !== 'act' || s.taps.length || s.acc || !s.base) continue;
+    const act = s.ops[0].act;
+    const d = tg.steps.find((t) => t.kind === 'data_grad' && t.id === s.dy);
+    if (!d || d.kind !== 'data_grad' || d.node.actGrad || !!d.inputGradOnly !== !!s.inputGradOnly) continue;
+    if (s.dy === tg.outputGrad || s.dy === tg.inputGrad || tg.steps.some((t) => t !== s && stepReads(t).includes(s.dy))) continue;
+    d.node.actGrad = { act, from: s.base, fromOutput: !!s.reluFromOutput };
+    const dyId = d.id;
+    d.id = d.node.id = s.id;
+    d.layers = [...new Set([...d.layers, ...s.layers])];
+    tg.steps.splice(i--, 1);
+    tg.values = tg.values.filter((v) => v.id !== dyId);
+  }
 }
 
 /** Checks that every step reads values defined earlier (forward values, or outputs of earlier steps). @throws DyadcError(IR_INVALID) */
@@ -347,7 +387,7 @@ export function verifyTrain(tg: TrainGraph): void {
     ids.add(s.id);
     switch (s.kind) {
       case 'pointwise_grad': need(s, s.dy); need(s, s.base); need(s, s.acc); for (const e of s.ops) if (e.op === 'residual') need(s, e.from); break;
-      case 'data_grad': s.node.inputs.forEach((i) => need(s, i)); break;
+      case 'data_grad': s.node.inputs.forEach((i) => need(s, i)); need(s, s.node.actGrad?.from); break;
       case 'weight_grad': need(s, s.g); need(s, s.x); need(s, s.prologue?.stats); break;
       case 'norm_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); need(s, s.acc); break;
       case 'norm_param_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); break;
@@ -378,6 +418,7 @@ export function printTrain(tg: TrainGraph): string {
       case 'data_grad': {
         const n = s.node;
         rhs = `blockgemm(%${n.inputs[0]}) parts=[${n.parts.map((p) => `${p.label}${p.transposed ? 'ᵀ' : ''} ${p.weight} ${p.inMap}→${p.outMap}`).join(', ')}]`;
+        if (n.actGrad) rhs += ` ⊙ ${n.actGrad.fromOutput ? `[%${n.actGrad.from} > 0] (${n.actGrad.act}')` : `${n.actGrad.act}'(%${n.actGrad.from})`}`;
         if (n.schedule) rhs += ` schedule={${n.schedule.kind} tile ${n.schedule.tile.rows}x${n.schedule.tile.cols}x${n.schedule.tile.k} workgroup ${n.schedule.workgroup.rows}x${n.schedule.workgroup.cols}}`;
         break;
       }
