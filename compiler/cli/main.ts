@@ -182,6 +182,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   const { compileSync } = await import('../index.js');
   const { print } = await import('../ir/graph.js');
   const { trainingKernels } = await import('../../runtime/plan.js');
+  const { subgroupTailGroups } = await import('../codegen/blockgemm.js');
   const spec = loadSpecFile(file);
   const stages: [string, () => string][] = [];
   const limits = await cliLimits(opts.limits);
@@ -230,7 +231,12 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
       const byGrid = new Map<string, number[]>();
       for (const v of sg) { const gr = grid(v.grid); byGrid.set(gr, [...(byGrid.get(gr) ?? []), v.width]); }
       const g = sg.length ? `${[...byGrid].map(([gr, w]) => `subgroup (width ${w.join('/')}) ${gr}`).join('; ')}; register fallback ${grid(k.grid)}` : grid(k.grid);
-      out(`  ${k.name}: ${k.layers.join('+')} ${k.shapes}, ${g}`);
+      // the tail loop (codegen/blockgemm.ts subgroupTailGroups): a group's last chunk computes fewer broadcast groups
+      const node = c.scheduled.nodes.find((n) => n.id === k.output && n.kind === 'blockgemm');
+      const cols = node?.kind === 'blockgemm' ? node.schedule?.tile.cols ?? 0 : 0;
+      const tails = node?.kind === 'blockgemm' ? sg.map((v) => ({ w: v.width, t: subgroupTailGroups(node, cols, v.width) })).filter((x) => x.t > 0) : [];
+      const tail = tails.length ? `; tail chunks compute ${tails.map((x) => `${x.t}/${cols / x.w}`).join(', ')} broadcast groups (width ${tails.map((x) => x.w).join('/')})` : '';
+      out(`  ${k.name}: ${k.layers.join('+')} ${k.shapes}, ${g}${tail}`);
     }
     if (trainKernels.length) out(`  training: ${trainKernels.map((k) => k.name).join(', ')}`);
   }

@@ -375,11 +375,17 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       '  let y_row = row * OUT_FEATURES;', '  var v = sum;', ...storeLines().map((l) => `  ${l}`), '}');
     const quads = Array.from({ length: W / 4 }, (_, q) => ({ q, lanes: [0, 1, 2, 3].map((i) => 4 * q + i) }));
     const tailGroups = subgroupTailGroups(n, TN, W);
-    const bodies = tailGroups
-      ? [{ open: `if (valid_cols <= ${tailGroups * W}u) {  // a tail chunk: its valid columns lie in broadcast groups 0 .. ${tailGroups - 1}`, groups: 'TAIL_GROUPS', tail: true, last: tailGroups - 1, parts: sgParts },
-        { open: '} else {', groups: 'COL_GROUPS', tail: false, parts: sgParts }]
-      : [{ open: '', groups: 'COL_GROUPS', tail: false, parts: sgParts }];
-    return { width: W, groups: TN / W, groupQuads: W / 4, colQuads: TN / 4, functions: fns.join('\n'), parts: sgParts, quads, tailGroups, bodies };
+    // a column group that fits one chunk: every chunk is a tail, the full loop would never run
+    const onlyTail = tailGroups > 0 && groupColumns(n) <= TN;
+    const bodies = !tailGroups ? [{ open: '', groups: 'COL_GROUPS', tail: false, parts: sgParts }]
+      : onlyTail ? [{ open: '', groups: 'TAIL_GROUPS', tail: true, last: tailGroups - 1, parts: sgParts }]
+      : [{ open: `if (valid_cols <= ${tailGroups * W}u) {  // a tail chunk: its valid columns lie in broadcast groups 0 .. ${tailGroups - 1}`, groups: 'TAIL_GROUPS', tail: true, last: tailGroups - 1, parts: sgParts },
+        { open: '} else {', groups: 'COL_GROUPS', tail: false, parts: sgParts }];
+    const r = groupColumns(n) % TN;
+    const tailNote = !tailGroups ? undefined : onlyTail
+      ? `tail only: a column group (at most ${groupColumns(n)} columns) fits one chunk, so every chunk computes ${tailGroups} of ${TN / W} broadcast groups`
+      : `tail chunks: column groups of up to ${groupColumns(n)} columns; a group's last chunk (at most ${r} valid) computes ${tailGroups} of ${TN / W} broadcast groups`;
+    return { width: W, groups: TN / W, groupQuads: W / 4, colQuads: TN / 4, functions: fns.join('\n'), parts: sgParts, quads, tailGroups, bodies, closeTail: tailGroups > 0 && !onlyTail, tailNote };
   }
 
   const header = [
@@ -390,7 +396,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     `epilogue: ${epilogueDesc}`,
     `schedule: ${s.kind}, tile ${TM}x${TN} (rows x cols), k-vector ${KV}, workgroup ${s.workgroup.rows}x${s.workgroup.cols}; ${mode} column order`,
     ...(sg ? [`subgroup broadcast width ${sg.width}: correct for subgroup sizes >= ${sg.width}`] : []),
-    ...(sg?.tailGroups ? [`tail chunks: a column group's last chunk (${groupColumns(n) % TN} of ${groupColumns(n)} columns) computes ${sg.tailGroups} of ${TN / sg.width} broadcast groups`] : []),
+    ...(sg?.tailNote ? [sg.tailNote] : []),
     ...(subgroup ? [`weight source: ${texture ? 'rgba32float textures (textureLoad)' : 'storage buffer'}${s.wsourceReason ? ` (texture refused: ${s.wsourceReason})` : ''}`] : []),
   ];
   const wgsl = render('blockgemm', {
