@@ -3,7 +3,7 @@
  * TensorFlow.js WebGPU, side by side in ONE process on ONE adapter. Every claim is a ratio measured
  * in the same run, interleaved: for each shape and batch every implementation is prepared and its output
  * checked against the float64 interpreter on sampled rows (rows that disagree are flagged, not timed),
- * then all of them are timed round-robin (every one once per pass, each pass in a fresh random order), medians of `--reps` (5) runs per round, in
+ * then all of them are timed round-robin (every one once per pass, each pass in a fresh random order), medians of `--reps` (9) runs per round, in
  * `--rounds` (2) rounds; every ratio is reported per round, so load from the other jobs on a shared
  * machine falls on both sides of it. A run is wall-clock around the device's onSubmittedWorkDone (the
  * same clock for every row).
@@ -43,7 +43,7 @@ interface Row {
 const program = new Command()
   .option('--quick', 'fc1 and fc2 of OPT-125m at batch 256 only (≈ 2 min); the full run has the batch-1024 target rows')
   .option('--batch <n>', 'with --quick: the batch (default 256)', (v) => parseInt(v, 10))
-  .option('--reps <n>', 'timed runs per row per round (median reported)', (v) => parseInt(v, 10), 5)
+  .option('--reps <n>', 'timed runs per row per round (median reported)', (v) => parseInt(v, 10), 9)
   .option('--rounds <n>', 'rounds of interleaved runs (each ratio is reported per round)', (v) => parseInt(v, 10), 2)
   .option('--warmup <n>', 'untimed runs per row before each round', (v) => parseInt(v, 10), 1)
   .option('--only <names>', 'comma-separated impl names to keep (dyadc, ceiling, ort-webgpu, ort-cpu, tfjs-webgpu-matmul, tfjs-webgpu-fused, tfjs-webgpu-ops)')
