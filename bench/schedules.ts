@@ -9,7 +9,8 @@
  * Each candidate's first run (pipeline compile + first dispatch, Mesa's shader cache as it is) is
  * reported as `first ms`; then one warm-up, then the timed runs of all candidates interleaved, every
  * candidate once per pass, each pass in a fresh seeded random order (so no candidate always follows the
- * same neighbour): a run is forwardGPU + onSubmittedWorkDone (wall clock). `*-tex` candidates read W from
+ * same neighbour): a run is forwardGPU + onSubmittedWorkDone (wall clock). `*-wtile` candidates stage W in workgroup
+ * memory with x (kind shared, Schedule.wsource 'workgroup': the two-operand tile GPUs reward). `*-tex` candidates read W from
  * rgba32float textures (Schedule.wsource 'texture'; filled once from the arena, not per run). `*-f16-*` candidates run the
  * spec with `dtype: "f16"` (f16 weights and activations, f32 accumulation; x uploaded as f16);
  * `ceiling-*` is the hand-written reference of `npm run bench` (bench/ceiling.ts: subgroup 2×32,
@@ -51,6 +52,9 @@ const dyad = (blocks: number, variant: 'it' | 'ot' | 'dt') => (out: number): Lay
 const dense = (out: number): LayerSpecInput => ({ op: 'linear', name: 'l', out_features: out });
 const CANDIDATES: Candidate[] = [
   { name: 'dense-register', layer: dense, schedule: REGISTER },
+  { name: 'dense-shared-4x4', layer: dense, schedule: { kind: 'shared', tile: { rows: 4, cols: 4, k: 1 }, workgroup: { rows: 4, cols: 16 } } },
+  { name: 'dense-shared-4x4-wtile', layer: dense, schedule: { kind: 'shared', tile: { rows: 4, cols: 4, k: 1 }, workgroup: { rows: 4, cols: 16 }, wsource: 'workgroup' } },
+  { name: 'dense-shared-8x4-wtile', layer: dense, schedule: { kind: 'shared', tile: { rows: 8, cols: 4, k: 1 }, workgroup: { rows: 8, cols: 16 }, wsource: 'workgroup' } },
   { name: 'dense-default', layer: dense },
   { name: 'dense-default-tex', layer: dense, texture: true },
   { name: 'dense-sg-2x32-wg64-tex', layer: dense, schedule: { ...sg(2, 32), wsource: 'texture' } },
@@ -152,7 +156,7 @@ for (const shapeName of opts.shapes.split(',')) {
       m.forwardGPU(x, 1); await gpuWait(device.queue.onSubmittedWorkDone());
       err = relError(await m.forward(xAll, maxBatch));
       const cfg = m.plan.kernels.find((k) => !isPermuteKernel(k))!.config as Schedule;  // the gemm, not an it/dt gather
-      entry = { c, kernel: `${cfg.kind} ${cfg.tile.rows}x${cfg.tile.cols} wg ${cfg.workgroup.rows}x${cfg.workgroup.cols}${c.dtype ? ` ${c.dtype}` : ''}${cfg.wsource === 'texture' ? ', W textures' : ''}`,
+      entry = { c, kernel: `${cfg.kind} ${cfg.tile.rows}x${cfg.tile.cols} wg ${cfg.workgroup.rows}x${cfg.workgroup.cols}${c.dtype ? ` ${c.dtype}` : ''}${cfg.wsource === 'texture' ? ', W textures' : cfg.wsource === 'workgroup' ? ', W staged' : ''}`,
         run: async (batch) => { m.forwardGPU(x, batch); await device.queue.onSubmittedWorkDone(); }, dispose: () => m.destroy() };
     }
     const firstMs = performance.now() - t0;

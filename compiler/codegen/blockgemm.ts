@@ -247,9 +247,23 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       ? `${off(p.weight)}u + blk_${pi} * ${p.dOut * p.dIn}u + (${row})`
       : `${off(p.weight)}u + (blk_${pi} * ${p.dOut}u + ${row}) * ${p.dIn}u`;
   };
+  // `workgroup` weight source (shared kind): the workgroup stages its columns' weights too, one K chunk at a time,
+  // read by `wcol_<part>(wg_col, wg_c)`: the weight base of the workgroup's column wg_c (the decode above, for that column's chunk)
+  const stageW = shared && s.wsource === 'workgroup';
+  const decodeCore = decode.filter((l) => !l.startsWith('in_range'));
+  const wcolFns = !stageW ? [] : n.parts.map((p, pi) => [
+    `// ${p.label}: ${p.weight}'s element of k = 0 for the workgroup's column wg_c (clamped to its chunk's first column past the output)`,
+    `fn wcol_${pi}(wg_col: u32, wg_c: u32) -> u32 {`,
+    '  let local_chunk = (wg_col % WORKGROUPS_PER_GROUP) * WG_COLS + wg_c / TILE_COLS;',
+    '  let chunk = (wg_col / WORKGROUPS_PER_GROUP) * CHUNKS_PER_GROUP + min(local_chunk, CHUNKS_PER_GROUP - 1u);',
+    ...decodeCore.map((l) => `  ${l}`),
+    ...n.parts.map((q, qi) => `  let blk_${qi} = ${partRows[qi].blk};`),
+    '  let j = wg_c % TILE_COLS;',
+    `  return ${weightBase(pi, 'select(0u, j, j < valid_cols && local_chunk < CHUNKS_PER_GROUP)')};`,
+    '}'].join('\n'));
   n.parts.forEach((p, pi) => {
     decode.push(`let blk_${pi} = ${partRows[pi].blk};  // ${p.label}`);
-    if (!subgroup) for (let j = 0; j < TN; j++) decode.push(`let w${pi}_${j} = ${weightBase(pi, j === 0 ? '0u' : `select(0u, ${j}u, ${j}u < valid_cols)`)};`);
+    if (!subgroup && !stageW) for (let j = 0; j < TN; j++) decode.push(`let w${pi}_${j} = ${weightBase(pi, j === 0 ? '0u' : `select(0u, ${j}u, ${j}u < valid_cols)`)};`);
   });
 
   const rowLines: string[] = [];
@@ -271,9 +285,20 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       const sharedLoad = [...(pro ? ['let mean_r = stats[2u * r];  let rstd_r = stats[2u * r + 1u];'] : []),
         `let feature = ${f};`, `v = ${norm(`${src.at}(r, feature)`, 'r', 'feature')};`];
       for (let m = 0; m < TM; m++) body.push(`let x_${m} = x_tile[((lid / WG_COLS) * TILE_ROWS + ${m}u) * K_CHUNK + kq];`);
-      for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
+      const wAt = is16(p.weight) ? 'weight16_at' : 'weight_at';
+      for (let j = 0; j < TN; j++) body.push(stageW
+        ? `let w_${j} = w_tile[((lid % WG_COLS) * TILE_COLS + ${j}u) * K_CHUNK + kq];`
+        : `let w_${j} = ${wAt}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
-      return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}], x staged in workgroup memory`, kExtent: K, kStep: 1, body, sharedLoad };
+      // the workgroup's columns' weights [WG_COLS · TILE_COLS, K_CHUNK]: consecutive invocations read consecutive k of one row
+      const wStage = !stageW ? [] : [
+        `for (var i = lid; i < WG_COLS * TILE_COLS * K_CHUNK; i = i + ${s.workgroup.rows * s.workgroup.cols}u) {`,
+        '  let kk = kc + i % K_CHUNK;',
+        '  var w = 0.0;',
+        `  if (kk < ${K}u) { w = ${wAt}(wcol_${pi}(wg_col, i / K_CHUNK) + kk${kStride === 1 ? '' : ` * ${kStride}u`}); }`,
+        '  w_tile[i] = w;',
+        '}'];
+      return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}], x${stageW ? ' and w' : ''} staged in workgroup memory`, kExtent: K, kStep: 1, body, sharedLoad, wStage };
     }
     if (KV === 4) {
       const contiguousVec = xVec && src.map.kind === 'contiguous';
@@ -298,7 +323,7 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
       for (let j = 0; j < TN; j++) body.push(`let w_${j} = ${is16(p.weight) ? 'weight16_at' : 'weight_at'}(w${pi}_${j} + k${kStride === 1 ? '' : ` * ${kStride}u`});`);
       for (let m = 0; m < TM; m++) for (let j = 0; j < TN; j++) body.push(`acc_${m}_${j} = fma(x_${m}, w_${j}, acc_${m}_${j});`);
     }
-    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [] };
+    return { label: p.label + (p.transposed ? ' (transposed)' : ''), desc: `${p.weight}: ${xDesc(pi)} -> y[${p.outMap}]`, kExtent: K, kStep: KV, body, sharedLoad: [], wStage: [] };
   });
 
   const acts: Record<string, boolean> = {};  // activation functions (and `<act>_grad` derivatives) the kernel calls
@@ -398,12 +423,14 @@ export function renderBlockGemm(n: BlockGemmNode, offsets: Offsets, kernelName: 
     ...(sg ? [`subgroup broadcast width ${sg.width}: correct for subgroup sizes >= ${sg.width}`] : []),
     ...(sg?.tailNote ? [sg.tailNote] : []),
     ...(subgroup ? [`weight source: ${texture ? 'rgba32float textures (textureLoad)' : 'storage buffer'}${s.wsourceReason ? ` (texture refused: ${s.wsourceReason})` : ''}`] : []),
+    ...(shared ? [`weight source: ${stageW ? `staged in workgroup memory with x (${SHARED_K_CHUNK} k per step, ${TN * s.workgroup.cols} columns)` : 'storage buffer (x staged in workgroup memory)'}`] : []),
   ];
   const wgsl = render('blockgemm', {
     name: kernelName, header, f16, bindings: bindingDecls, inFeatures: IN, outFeatures: OUT,
     tile: s.tile, workgroup: s.workgroup, workgroupSize: s.workgroup.rows * s.workgroup.cols,
     colChunks: chunks, chunksPerGroup: perGroup, chunkWorkgroups: chunkWGs, columnMode: mode,
     shared, workgroupsPerGroup: wgPerGroup, kChunk: SHARED_K_CHUNK, sharedFloats: SHARED_K_CHUNK * TM * s.workgroup.rows,
+    stageW, wTileFloats: SHARED_K_CHUNK * TN * s.workgroup.cols, wcolFns: wcolFns.join('\n'),
     textures, xAccessor, acts, decode, rowLines, accumulators, parts, epilogue, epilogueDesc, subgroup: sg ?? false, prologue: !!pro,
   });
   return { name: kernelName, wgsl, bindings: list, workgroupSize: s.workgroup.rows * s.workgroup.cols, rowsPerWorkgroup: TM * s.workgroup.rows, colWorkgroups: chunkWGs };

@@ -79,20 +79,22 @@ export interface Schedule {
    */
   kind: 'register' | 'shared' | 'subgroup';
   /**
-   * Where a `subgroup` gemm reads its weight blocks from (absent = 'buffer'): the f32 weights arena (a
-   * storage buffer), or 'texture': one `rgba32float` texture per weight tensor, a copy of the arena the
+   * Where the gemm reads its weight blocks from (absent = 'buffer'): the weights arena (a storage buffer);
+   * 'texture' (kind `subgroup`): one `rgba32float` texture per weight tensor, a copy of the arena the
    * runtime refreshes whenever the weights change (runtime/textures.ts). Texture loads are cheaper than
    * bounds-checked storage-buffer loads on lavapipe (../shared/LAVAPIPE.md). Forward f32 gemms only:
    * `resolveSchedule` (passes/schedule.ts) turns a requested texture source into 'buffer' where it does
-   * not apply, and says why in `wsourceReason`.
+   * not apply, and says why in `wsourceReason`. 'workgroup' (kind `shared`): the workgroup stages its
+   * columns' weights in workgroup memory with x, one K chunk at a time, each row loaded by consecutive
+   * invocations along K (coalesced): the two-operand tile GPUs reward; any gemm, f16 and data gradients too.
    */
   wsource?: WeightSource;
   /** Why a requested texture source was replaced by 'buffer' (shown in the kernel's header comment). */
   wsourceReason?: string;
 }
 
-/** Where a gemm's weight blocks are read from: the storage-buffer arena, or an `rgba32float` texture copy of it. */
-export type WeightSource = 'buffer' | 'texture';
+/** Where a gemm's weight blocks are read from: the storage-buffer arena, an `rgba32float` texture copy of it, or workgroup memory (staged from the arena). */
+export type WeightSource = 'buffer' | 'texture' | 'workgroup';
 
 /**
  * y = epilogue( sum_parts part(prologue(x)) + bias ).   inputs: [x, stats?, residual sources...]

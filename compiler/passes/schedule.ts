@@ -126,8 +126,9 @@ export function textureRefusal(n: BlockGemmNode, limits: Pick<Limits, 'maxTextur
 /** Workgroup memory a schedule needs, bytes (0 for register tiling). */
 export function sharedBytes(s: Schedule): number {
   if (s.kind !== 'shared') return 0;
-  // the x tile [tile.rows × workgroup.rows, K_CHUNK] f32, reused by each part in turn
-  return 4 * SHARED_K_CHUNK * s.tile.rows * s.workgroup.rows;
+  // the x tile [tile.rows × workgroup.rows, K_CHUNK] f32, reused by each part in turn; with the
+  // workgroup weight source also the w tile [tile.cols × workgroup.cols, K_CHUNK]
+  return 4 * SHARED_K_CHUNK * (s.tile.rows * s.workgroup.rows + (s.wsource === 'workgroup' ? s.tile.cols * s.workgroup.cols : 0));
 }
 export const SHARED_K_CHUNK = 16;
 
@@ -148,10 +149,12 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
   if (s.kind === 'subgroup' && (s.tile.k !== 4 || s.tile.cols % 4 !== 0 || s.workgroup.cols !== 1))
     throw new DyadcError('LIMIT', `layer ${layer}: a subgroup schedule needs tile.k = 4 (vec4 along K, zero-padded when ragged), tile.cols a multiple of 4 and workgroup.cols = 1; got tile.k ${s.tile.k}, tile.cols ${s.tile.cols}, workgroup.cols ${s.workgroup.cols}`,
       { fix: 'use e.g. { kind: "subgroup", tile: { rows: 2, cols: 16, k: 4 }, workgroup: { rows: 64, cols: 1 } }' });
-  if (s.wsource !== undefined && s.wsource !== 'buffer' && s.wsource !== 'texture')
-    throw new DyadcError('LIMIT', `layer ${layer}: schedule.wsource must be "buffer" or "texture", got ${JSON.stringify(s.wsource)}`, { fix: 'omit wsource (buffer) or use "texture"' });
+  if (s.wsource !== undefined && s.wsource !== 'buffer' && s.wsource !== 'texture' && s.wsource !== 'workgroup')
+    throw new DyadcError('LIMIT', `layer ${layer}: schedule.wsource must be "buffer", "texture" or "workgroup", got ${JSON.stringify(s.wsource)}`, { fix: 'omit wsource (buffer), or use "texture" (kind subgroup) or "workgroup" (kind shared)' });
   if (s.wsource === 'texture' && s.kind !== 'subgroup')
     throw new DyadcError('LIMIT', `layer ${layer}: wsource "texture" needs kind "subgroup" (got kind ${s.kind})`, { fix: 'use kind "subgroup", or omit wsource' });
+  if (s.wsource === 'workgroup' && s.kind !== 'shared')
+    throw new DyadcError('LIMIT', `layer ${layer}: wsource "workgroup" needs kind "shared" (got kind ${s.kind})`, { fix: 'use kind "shared" (tile.k 1), or omit wsource' });
   if (s.kind === 'shared' && s.tile.k !== 1)
     throw new DyadcError('LIMIT', `layer ${layer}: a shared schedule stages x one element at a time: tile.k must be 1, got ${s.tile.k}`, { fix: 'use tile.k = 1 with kind "shared"' });
   if (s.kind !== 'subgroup' && s.tile.k === 4 && n.parts.some((p) => reductionLength(p) % 4 !== 0))

@@ -5,7 +5,8 @@
  *   per layer:     block counts   the requested ones (default 1, 2, 4, 8, 16) that divide in and out;
  *                                 1 is the dense Linear baseline
  *                  variants       the spec's (default), or the requested ones (`it`, `ot`, `dt`)
- *   per group      kind           register, shared (x staged in workgroup memory; tile.k = 1 only)
+ *   per group      kind           register, shared (x staged in workgroup memory; tile.k = 1 only; weight
+ *                                 source buffer or workgroup: W staged too, Schedule.wsource)
  *   (layer, n, v): tile.rows      4, 8, 2         rows (tokens) per invocation
  *                  tile.cols      4, 8, 2         output columns per invocation
  *                  tile.k         4, 1            K vector width (4 only where every block width allows)
@@ -40,6 +41,8 @@ export const SPACE = {
   tileCols: [4, 8, 2],
   tileK: [4, 1],
   workgroups: [[4, 16], [8, 8], [2, 32], [1, 64], [4, 32], [8, 16], [16, 16]] as [number, number][],
+  /** the shared kind's weight sources: the arena (x staged only), or staged in workgroup memory with x (both operands: the GPU tile) */
+  sharedWsources: ['buffer', 'workgroup'] as WeightSource[],
   /** the subgroup kind's own axes (tile.k is always 4, workgroup.cols always 1) */
   subgroup: {
     tileRows: [2, 1, 4],
@@ -53,9 +56,9 @@ export const SPACE = {
 export const DEFAULT_MAX_SCHEDULES = 6;
 export const DEFAULT_BLOCKS = [1, 2, 4, 8, 16];
 
-/** `tile 4x4x4 wg 4x16`; `subgroup tile 2x32x4 wg 32x1 texture` with the texture weight source */
+/** `tile 4x4x4 wg 4x16`; `subgroup tile 2x32x4 wg 32x1 texture` / `shared tile 4x4x1 wg 4x16 workgroup` with a non-buffer weight source */
 export function scheduleLabel(s: Schedule): string {
-  return `${s.kind === 'register' ? '' : `${s.kind} `}tile ${s.tile.rows}x${s.tile.cols}x${s.tile.k} wg ${s.workgroup.rows}x${s.workgroup.cols}${s.wsource === 'texture' ? ' texture' : ''}`;
+  return `${s.kind === 'register' ? '' : `${s.kind} `}tile ${s.tile.rows}x${s.tile.cols}x${s.tile.k} wg ${s.workgroup.rows}x${s.workgroup.cols}${s.wsource && s.wsource !== 'buffer' ? ` ${s.wsource}` : ''}`;
 }
 
 /** The weight source of a schedule ('buffer' when absent). */
@@ -94,7 +97,8 @@ export function groupSpace(node: BlockGemmNode, limits: Limits, batch: number, s
   const def = first ?? (subgroups ? defaultSchedule(node) : registerSchedule(node));
   const points: Schedule[] = [];
   for (const kind of SPACE.kinds) for (const rows of SPACE.tileRows) for (const cols of SPACE.tileCols) for (const k of SPACE.tileK) for (const [wr, wc] of SPACE.workgroups)
-    points.push({ kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc } });
+    for (const ws of kind === 'shared' ? SPACE.sharedWsources : ['buffer' as WeightSource])
+      points.push({ kind, tile: { rows, cols, k }, workgroup: { rows: wr, cols: wc }, ...(ws !== 'buffer' ? { wsource: ws } : {}) });
   if (subgroups) for (const ws of SPACE.subgroup.wsources) for (const rows of SPACE.subgroup.tileRows) for (const cols of SPACE.subgroup.tileCols) for (const wr of SPACE.subgroup.workgroupRows)
     points.push({ kind: 'subgroup', tile: { rows, cols, k: 4 }, workgroup: { rows: wr, cols: 1 }, ...(ws === 'texture' ? { wsource: ws } : {}) });
   for (const s of points) {
