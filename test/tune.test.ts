@@ -192,13 +192,26 @@ test('damaged files keep their valid entries: bad entries dropped, truncated JSO
   const doc = { format: 'dyadc-tune-cache/1', entries: Object.fromEntries(good.map((e) => [keyString(e.key), e])) as Record<string, unknown> };
   doc.entries['broken'] = { key: 'nope' };
   doc.entries['misfiled'] = good[0];
+  // a best schedule with an unknown weight source is invalid; the known ones (texture, workgroup) survive a load
+  const badSource = entry({ blocks: 8, medianMs: 1 });
+  doc.entries[keyString(badSource.key)] = { ...badSource, best: { ...badSource.best!, schedule: { ...badSource.best!.schedule, wsource: 'rgba' } } };
   writeFileSync(p1, JSON.stringify(doc));
   const ro = await TuneCache.load(p1);
   t.is(ro.size, 3, 'read-only load keeps the good entries');
   t.is(asides(p1).length, 0, 'read-only load does not touch the file');
   const c1 = await TuneCache.load(p1, { repair: true });
   t.is(c1.size, 3);
-  t.true(c1.notes.some((n) => /dropped entry "broken"/.test(n) && /dropped entry "misfiled"/.test(n)), c1.notes.join('\n'));
+  t.true(c1.notes.some((n) => /dropped entry "broken"/.test(n) && /dropped entry "misfiled"/.test(n) && /best\.schedule\.wsource/.test(n)), c1.notes.join('\n'));
+  const withSources = tmpFile('sources.json');
+  const cs = await TuneCache.load(withSources, { repair: true });
+  for (const [i, ws] of (['texture', 'workgroup'] as const).entries()) {
+    const e = entry({ blocks: 16 << i, medianMs: 1 });
+    cs.put({ ...e, best: { ...e.best!, schedule: { ...e.best!.schedule, wsource: ws } } });
+  }
+  await cs.save();
+  const back = await TuneCache.load(withSources);
+  t.is(back.size, 2);
+  t.deepEqual([...readCacheFile(withSources).entries.values()].map((e) => (e as { best: { schedule: { wsource?: string } } }).best.schedule.wsource).sort(), ['texture', 'workgroup']);
   t.is(asides(p1).length, 1);
   t.deepEqual([...readCacheFile(p1).entries.keys()].sort(), good.map((e) => keyString(e.key)).sort());
 

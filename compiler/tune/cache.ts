@@ -68,6 +68,8 @@ const ScheduleSchema = z.object({
   kind: z.enum(['register', 'shared', 'subgroup']),
   tile: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive(), k: z.number().int().positive() }),
   workgroup: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive() }),
+  wsource: z.enum(['buffer', 'texture', 'workgroup']).optional(),
+  wsourceReason: z.string().optional(),
 });
 const str = z.string();
 const EntrySchema = z.object({
