@@ -7,6 +7,7 @@
  * All GPU buffers are poisoned with NaN before each run. Seeds are printed on failure.
  */
 import test from 'ava';
+import { scheduleBackward } from '../compiler/passes/schedule-backward.js';
 import { compile } from '../compiler/index.js';
 import { parseSpec } from '../compiler/spec/parse.js';
 import type { SpecInput, Spec } from '../compiler/spec/types.js';
@@ -96,6 +97,11 @@ test('autodiff: a plain activation gradient is fused into the data gradient comp
   }
   // the replaced values are gone: no e.dx, d.dx, b.dx value or step
   for (const id of ['e.dx', 'd.dx', 'b.dx']) { t.is(by(id), undefined, id); t.false(tg.values.some((v) => v.id === id), id); }
+  // a schedule override by the data gradient's own id still applies after the fusion renamed it (e.dx → d.dpre)
+  const sh = { kind: 'shared', tile: { rows: 2, cols: 2, k: 1 }, workgroup: { rows: 8, cols: 8 }, wsource: 'workgroup' } as const;
+  const st = scheduleBackward(tg, { overrides: { 'e.dx': sh } }).steps.find((s) => s.id === 'd.dpre');
+  t.deepEqual(st?.kind === 'data_grad' ? st.node.schedule : undefined, sh);
+  t.deepEqual(st?.kind === 'data_grad' ? st.aliases : undefined, ['e.dx']);
   // b's epilogue [silu, + input] keeps its pointwise step (two ops, the residual source reads dy)
   t.is(by('b.dpre')?.kind, 'pointwise_grad');
   t.false(tg.steps.some((s) => s.kind === 'pointwise_grad' && s.ops.length === 1 && s.ops[0].op === 'act' && !s.acc && !s.taps.length

@@ -49,6 +49,21 @@ test('schedule: wsource "workgroup" needs kind shared; its w tile counts in the 
   t.throws(() => checkSchedule(staged(8, 8, 8, 32), n, { ...DEFAULT_LIMITS, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 }),
     { message: /maxComputeWorkgroupStorageSize is 16384 but the schedule needs 20480/ });
   t.throws(() => checkSchedule({ ...s, wsource: 'rgba' as never }, n, DEFAULT_LIMITS), { message: /schedule\.wsource must be "buffer", "texture" or "workgroup"/ });
+  t.throws(() => checkSchedule(staged(8, 8, 8, 32), n, { ...DEFAULT_LIMITS, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 }),
+    { message: /x tile 4096 B \+ w tile 16384 B/ });
+  // malformed overrides are named at compile time (USAGE), not left to the shader compiler
+  const bad: [unknown, RegExp][] = [
+    [{ ...s, tile: { rows: 0, cols: 4, k: 1 } }, /schedule\.tile\.rows must be a positive integer, got 0/],
+    [{ ...s, tile: { rows: 4, cols: 2.5, k: 1 } }, /schedule\.tile\.cols must be a positive integer, got 2\.5/],
+    [{ ...s, workgroup: { rows: -8, cols: 16 } }, /schedule\.workgroup\.rows must be a positive integer, got -8/],
+    [{ ...s, kind: 'foo' }, /schedule\.kind must be "register", "shared" or "subgroup", got "foo"/],
+    [{ kind: 'shared', tile: { rows: 4, cols: 4, k: 1 } }, /schedule\.workgroup must be an object/],
+  ];
+  for (const [o, re] of bad) {
+    const e = await t.throwsAsync(compile(CASES[0].spec, { training: false, overrides: { fc: o as Schedule } }));
+    t.regex(e!.message, re);
+    t.is((e as { code?: string }).code, 'USAGE');
+  }
   const space = groupSpace(n, DEFAULT_LIMITS, 256, false);
   const shared = space.legal.filter((p) => p.kind === 'shared');
   t.true(shared.some((p) => p.wsource === 'workgroup') && shared.some((p) => p.wsource === undefined), 'both shared sources are explored');

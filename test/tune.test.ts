@@ -195,18 +195,26 @@ test('damaged files keep their valid entries: bad entries dropped, truncated JSO
   // a best schedule with an unknown weight source is invalid; the known ones (texture, workgroup) survive a load
   const badSource = entry({ blocks: 8, medianMs: 1 });
   doc.entries[keyString(badSource.key)] = { ...badSource, best: { ...badSource.best!, schedule: { ...badSource.best!.schedule, wsource: 'rgba' } } };
+  // and one that breaks a rule between fields (a compile would refuse it)
+  const badRule = entry({ blocks: 32, medianMs: 1 });
+  doc.entries[keyString(badRule.key)] = { ...badRule, best: { ...badRule.best!, schedule: { ...badRule.best!.schedule, kind: 'register', wsource: 'workgroup' } } };
   writeFileSync(p1, JSON.stringify(doc));
   const ro = await TuneCache.load(p1);
   t.is(ro.size, 3, 'read-only load keeps the good entries');
   t.is(asides(p1).length, 0, 'read-only load does not touch the file');
   const c1 = await TuneCache.load(p1, { repair: true });
   t.is(c1.size, 3);
-  t.true(c1.notes.some((n) => /dropped entry "broken"/.test(n) && /dropped entry "misfiled"/.test(n) && /best\.schedule\.wsource/.test(n)), c1.notes.join('\n'));
+  t.true(c1.notes.some((n) => /dropped entry "broken"/.test(n) && /dropped entry "misfiled"/.test(n) && /best\.schedule\.wsource/.test(n)
+    && /wsource "workgroup" needs kind "shared" \(got kind register\)/.test(n)), c1.notes.join('\n'));
   const withSources = tmpFile('sources.json');
   const cs = await TuneCache.load(withSources, { repair: true });
+  const withSource: Record<'texture' | 'workgroup', Schedule> = {
+    texture: { kind: 'subgroup', tile: { rows: 2, cols: 32, k: 4 }, workgroup: { rows: 32, cols: 1 }, wsource: 'texture' },
+    workgroup: { kind: 'shared', tile: { rows: 4, cols: 4, k: 1 }, workgroup: { rows: 4, cols: 16 }, wsource: 'workgroup' },
+  };
   for (const [i, ws] of (['texture', 'workgroup'] as const).entries()) {
     const e = entry({ blocks: 16 << i, medianMs: 1 });
-    cs.put({ ...e, best: { ...e.best!, schedule: { ...e.best!.schedule, wsource: ws } } });
+    cs.put({ ...e, best: { ...e.best!, schedule: withSource[ws] } });
   }
   await cs.save();
   const back = await TuneCache.load(withSources);

@@ -52,8 +52,12 @@ export interface PointwiseGradStep extends StepBase {
   acc?: ValueId;
 }
 
-/** dx (or d normalised x) = the forward gemm with transposed parts and swapped maps. */
-export interface DataGradStep extends StepBase { kind: 'data_grad'; node: BlockGemmNode }
+/**
+ * dx (or d normalised x) = the forward gemm with transposed parts and swapped maps. `aliases`: the ids the
+ * step had before `fuseActivationGrads` renamed it (`b.dx` computing `a.dpre`): a schedule override by
+ * either id applies.
+ */
+export interface DataGradStep extends StepBase { kind: 'data_grad'; node: BlockGemmNode; aliases?: ValueId[] }
 
 export interface WeightGradTile { o: number; a: number; workgroup: number }
 
@@ -365,6 +369,7 @@ function fuseActivationGrads(tg: TrainGraph): void {
     if (s.dy === tg.outputGrad || s.dy === tg.inputGrad || tg.steps.some((t) => t !== s && stepReads(t).includes(s.dy))) continue;
     d.node.actGrad = { act, from: s.base, fromOutput: !!s.reluFromOutput };
     const dyId = d.id;
+    d.aliases = [...(d.aliases ?? []), dyId];
     d.id = d.node.id = s.id;
     d.layers = [...new Set([...d.layers, ...s.layers])];
     tg.steps.splice(i--, 1);
@@ -418,7 +423,9 @@ export function printTrain(tg: TrainGraph): string {
       case 'data_grad': {
         const n = s.node;
         rhs = `blockgemm(%${n.inputs[0]}) parts=[${n.parts.map((p) => `${p.label}${p.transposed ? 'ᵀ' : ''} ${p.weight} ${p.inMap}→${p.outMap}`).join(', ')}]`;
-        if (n.actGrad) rhs += ` ⊙ ${n.actGrad.fromOutput ? `[%${n.actGrad.from} > 0] (${n.actGrad.act}')` : `${n.actGrad.act}'(%${n.actGrad.from})`}`;
+        if (n.epilogue.length) rhs += ` + %${n.inputs[1]}`;
+        if (n.actGrad) rhs = `(${rhs}) ⊙ ${n.actGrad.fromOutput ? `[%${n.actGrad.from} > 0] (${n.actGrad.act}')` : `${n.actGrad.act}'(%${n.actGrad.from})`}`;
+        if (s.aliases?.length) rhs += ` (fused: was %${s.aliases.join(', %')})`;
         if (n.schedule) rhs += ` schedule={${n.schedule.kind} tile ${n.schedule.tile.rows}x${n.schedule.tile.cols}x${n.schedule.tile.k} workgroup ${n.schedule.workgroup.rows}x${n.schedule.workgroup.cols}}`;
         break;
       }
@@ -433,7 +440,7 @@ export function printTrain(tg: TrainGraph): string {
         : `attention_dkdv(dout=%${s.dout}, q=%${s.q}, k=%${s.k}, v=%${s.v}, lse=%${s.lse}, delta=%${s.delta}) dv=%${s.dv}`; break;
       case 'embedding_grad': rhs = `embedding_grad(dy=%${s.dy}, token index) -> grads[${s.tokens}${s.accumulateTokens ? ' (+=)' : ''}, ${s.positions}]`; break;
     }
-    const acc = 'acc' in s && s.acc ? ` + %${s.acc}` : s.kind === 'data_grad' && s.node.epilogue.length ? ` + %${s.node.inputs[1]}` : '';
+    const acc = 'acc' in s && s.acc ? ` + %${s.acc}` : '';  // a data gradient prints its accumulation inside (before a fused derivative)
     lines.push(`  %${s.id} = ${rhs}${acc}${s.inputGradOnly ? '  (input gradient only)' : ''}`);
   }
   return lines.join('\n');

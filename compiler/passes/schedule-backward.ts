@@ -1,7 +1,8 @@
 /**
  * `schedule-backward`: the backward graph's schedules: every data-gradient gemm gets a tile and
- * workgroup the way a forward gemm does (schedule.ts resolveSchedule: an override by its step id —
- * not by layer name, whose tuned schedules are for the forward shape —, else the default, checked
+ * workgroup the way a forward gemm does (schedule.ts resolveSchedule: an override by its step id, or the
+ * id it had before a fused activation gradient renamed it (`b.dx` for `a.dpre`) — not by layer name,
+ * whose tuned schedules are for the forward shape —, else the default, checked
  * with its register fallback against the limits), every weight-gradient step its dw tile.
  */
 import type { TrainGraph, GradStep } from './autodiff.js';
@@ -18,7 +19,7 @@ export function scheduleBackward(tg: TrainGraph, opts: ScheduleOptions = {}): Tr
   const steps = tg.steps.map((s): GradStep => {
     if (s.kind === 'data_grad') {
       const n = s.node;
-      return { ...s, node: { ...n, schedule: resolveSchedule(n, [n.id], opts, limits) } };
+      return { ...s, node: { ...n, schedule: resolveSchedule(n, [n.id, ...(s.aliases ?? [])], opts, limits) } };
     }
     if (s.kind === 'weight_grad') {
       const tile = weightGradTile(s);

@@ -133,11 +133,48 @@ export function sharedBytes(s: Schedule): number {
 export const SHARED_K_CHUNK = 16;
 
 /**
+ * What is malformed in a schedule given from outside (an override, a tuning-cache entry), or undefined:
+ * the field and what it must be. Shape only (kind, positive integer tile and workgroup sizes, a known
+ * weight source); `checkSchedule` adds the rules between fields and the device limits.
+ */
+export function scheduleShapeProblem(s: unknown): string | undefined {
+  const o = s as Partial<Schedule> | null;
+  if (typeof o !== 'object' || o === null) return `a schedule must be an object { kind, tile: { rows, cols, k }, workgroup: { rows, cols } }, got ${JSON.stringify(s)}`;
+  if (!['register', 'shared', 'subgroup'].includes(o.kind as string)) return `schedule.kind must be "register", "shared" or "subgroup", got ${JSON.stringify(o.kind)}`;
+  const int = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  for (const [obj, fields] of [['tile', ['rows', 'cols', 'k']], ['workgroup', ['rows', 'cols']]] as const) {
+    const sub = (o as Record<string, unknown>)[obj] as Record<string, unknown> | undefined;
+    if (typeof sub !== 'object' || sub === null) return `schedule.${obj} must be an object { ${fields.join(', ')} }, got ${JSON.stringify(sub)}`;
+    for (const f of fields) if (!int(sub[f])) return `schedule.${obj}.${f} must be a positive integer, got ${JSON.stringify(sub[f])}`;
+  }
+  if (o.wsource !== undefined && !['buffer', 'texture', 'workgroup'].includes(o.wsource)) return `schedule.wsource must be "buffer", "texture" or "workgroup", got ${JSON.stringify(o.wsource)}`;
+  return undefined;
+}
+
+/**
+ * The rules between a schedule's fields (no limits), or undefined: a subgroup schedule's k, columns and
+ * workgroup columns, a shared one's k, the kind each weight source needs; with the fix. (Also the
+ * tuning cache's check of its entries.)
+ */
+export function scheduleRuleProblem(s: Schedule): { problem: string; fix: string } | undefined {
+  if (s.kind === 'subgroup' && (s.tile.k !== 4 || s.tile.cols % 4 !== 0 || s.workgroup.cols !== 1))
+    return { problem: `a subgroup schedule needs tile.k = 4 (vec4 along K, zero-padded when ragged), tile.cols a multiple of 4 and workgroup.cols = 1; got tile.k ${s.tile.k}, tile.cols ${s.tile.cols}, workgroup.cols ${s.workgroup.cols}`,
+      fix: 'use e.g. { kind: "subgroup", tile: { rows: 2, cols: 16, k: 4 }, workgroup: { rows: 64, cols: 1 } }' };
+  if (s.wsource === 'texture' && s.kind !== 'subgroup') return { problem: `wsource "texture" needs kind "subgroup" (got kind ${s.kind})`, fix: 'use kind "subgroup", or omit wsource' };
+  if (s.wsource === 'workgroup' && s.kind !== 'shared') return { problem: `wsource "workgroup" needs kind "shared" (got kind ${s.kind})`, fix: 'use kind "shared" (tile.k 1), or omit wsource' };
+  if (s.kind === 'shared' && s.tile.k !== 1) return { problem: `a shared schedule stages x one element at a time: tile.k must be 1, got ${s.tile.k}`, fix: 'use tile.k = 1 with kind "shared"' };
+  return undefined;
+}
+
+/**
  * Checks one schedule against the limits.
- * @throws DyadcError(LIMIT) naming the limit, the value and the layer.
+ * @throws DyadcError(USAGE) for a malformed schedule (`scheduleShapeProblem`), DyadcError(LIMIT) naming the
+ *         limit, the value and the layer, or the rule between fields that it breaks.
  */
 export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): void {
   const layer = n.layers.join('+');
+  const shape = scheduleShapeProblem(s);
+  if (shape) throw new DyadcError('USAGE', `layer ${layer}: ${shape}`, { fix: 'e.g. { "kind": "subgroup", "tile": { "rows": 2, "cols": 32, "k": 4 }, "workgroup": { "rows": 32, "cols": 1 } }' });
   const inv = s.workgroup.rows * s.workgroup.cols;
   const lim = (name: Exclude<keyof Limits, 'maxTextureDimension2D'>, value: number) => {
     if (value > limits[name]) throw new DyadcError('LIMIT', `layer ${layer}: ${name} is ${limits[name]} but the schedule needs ${value}`,
@@ -145,18 +182,12 @@ export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): vo
   };
   lim('maxComputeInvocationsPerWorkgroup', inv);
   lim('maxComputeWorkgroupSizeX', inv);
+  if (sharedBytes(s) > limits.maxComputeWorkgroupStorageSize && s.wsource === 'workgroup')
+    throw new DyadcError('LIMIT', `layer ${layer}: maxComputeWorkgroupStorageSize is ${limits.maxComputeWorkgroupStorageSize} but the schedule needs ${sharedBytes(s)} (x tile ${4 * SHARED_K_CHUNK * s.tile.rows * s.workgroup.rows} B + w tile ${4 * SHARED_K_CHUNK * s.tile.cols * s.workgroup.cols} B: tile.cols × workgroup.cols × ${SHARED_K_CHUNK} k × 4 B)`,
+      { fix: 'use fewer tile.cols or workgroup.cols, or omit wsource "workgroup" (the weights then stay in the arena)' });
   lim('maxComputeWorkgroupStorageSize', sharedBytes(s));
-  if (s.kind === 'subgroup' && (s.tile.k !== 4 || s.tile.cols % 4 !== 0 || s.workgroup.cols !== 1))
-    throw new DyadcError('LIMIT', `layer ${layer}: a subgroup schedule needs tile.k = 4 (vec4 along K, zero-padded when ragged), tile.cols a multiple of 4 and workgroup.cols = 1; got tile.k ${s.tile.k}, tile.cols ${s.tile.cols}, workgroup.cols ${s.workgroup.cols}`,
-      { fix: 'use e.g. { kind: "subgroup", tile: { rows: 2, cols: 16, k: 4 }, workgroup: { rows: 64, cols: 1 } }' });
-  if (s.wsource !== undefined && s.wsource !== 'buffer' && s.wsource !== 'texture' && s.wsource !== 'workgroup')
-    throw new DyadcError('LIMIT', `layer ${layer}: schedule.wsource must be "buffer", "texture" or "workgroup", got ${JSON.stringify(s.wsource)}`, { fix: 'omit wsource (buffer), or use "texture" (kind subgroup) or "workgroup" (kind shared)' });
-  if (s.wsource === 'texture' && s.kind !== 'subgroup')
-    throw new DyadcError('LIMIT', `layer ${layer}: wsource "texture" needs kind "subgroup" (got kind ${s.kind})`, { fix: 'use kind "subgroup", or omit wsource' });
-  if (s.wsource === 'workgroup' && s.kind !== 'shared')
-    throw new DyadcError('LIMIT', `layer ${layer}: wsource "workgroup" needs kind "shared" (got kind ${s.kind})`, { fix: 'use kind "shared" (tile.k 1), or omit wsource' });
-  if (s.kind === 'shared' && s.tile.k !== 1)
-    throw new DyadcError('LIMIT', `layer ${layer}: a shared schedule stages x one element at a time: tile.k must be 1, got ${s.tile.k}`, { fix: 'use tile.k = 1 with kind "shared"' });
+  const rule = scheduleRuleProblem(s);
+  if (rule) throw new DyadcError('LIMIT', `layer ${layer}: ${rule.problem}`, { fix: rule.fix });
   if (s.kind !== 'subgroup' && s.tile.k === 4 && n.parts.some((p) => reductionLength(p) % 4 !== 0))
     throw new DyadcError('LIMIT', `layer ${layer}: tile.k = 4 needs every block's reduction length (input width; output width when transposed) to be a multiple of 4`, { fix: 'use tile.k = 1' });
 }

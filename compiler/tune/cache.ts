@@ -24,6 +24,7 @@ import writeFileAtomic from 'write-file-atomic';
 import { z } from 'zod';
 import envPaths from 'env-paths';
 import type { Schedule } from '../ir/graph.js';
+import { scheduleRuleProblem } from '../passes/schedule.js';
 import { DyadcError } from '../errors.js';
 import { type CacheKey, type Stamp, currentStamp, keyString, sameStamp } from './key.js';
 
@@ -70,6 +71,10 @@ const ScheduleSchema = z.object({
   workgroup: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive() }),
   wsource: z.enum(['buffer', 'texture', 'workgroup']).optional(),
   wsourceReason: z.string().optional(),
+}).superRefine((s, ctx) => {
+  // the rules between fields a compile would refuse (kind vs weight source, k); limits are the device's, checked at compile
+  const rule = scheduleRuleProblem(s as Schedule);
+  if (rule) ctx.addIssue({ code: 'custom', message: rule.problem });
 });
 const str = z.string();
 const EntrySchema = z.object({
