@@ -84,7 +84,8 @@ export function groupColumns(n: BlockGemmNode): number {
  * kernel then carries a second K loop over the first ⌈r/W⌉ groups only (r = the group's columns mod TN),
  * taken by chunks with at most that many valid columns (a uniform branch). On `ot`/`dt` n=4 of OPT-125m fc2
  * (48-column groups) a 2×32 tile so computes 32 + 16 columns per group, not 64: measured on lavapipe
- * (interleaved, medians of 7) 0.94–1.00 of the time of 2×16 tiles, and within 1.00–1.08 of `it` (2×32).
+ * (interleaved, medians of 7, bench/results/schedules-session7-tail.md) 0.91–0.93 of the time of 2×16 tiles and
+ * 0.95–1.00 of `it`'s (2×32).
  * Any choice is correct: a chunk with more valid columns than the tail covers takes the full loop.
  */
 export function subgroupTailGroups(n: BlockGemmNode, tileCols: number, width: number): number {

@@ -76,8 +76,8 @@ const TAIL_WIDTH = 8;
  * groups that 32 columns would cover with more than 1/8 of computed columns wasted, and 16 with less, get
  * 16. A group's last chunk computes only the broadcast groups holding its valid columns (the tail loop,
  * codegen/blockgemm.ts `subgroupTailGroups`), so 48 = ⌈D/n⌉ of `ot`/`dt` n=4 on OPT-125m fc2 computes
- * 32 + 16 and keeps 2×32: there `dt`/`ot` 2×32 with the tail ran 0.94–1.00× the time of 2×16 (0.90–0.97
- * at batch 256), level with `it` (lavapipe, interleaved, medians of 7; README "Benchmarks").
+ * 32 + 16 and keeps 2×32: there `dt`/`ot` 2×32 with the tail ran 0.91–0.93× the time of 2×16 at batch 256
+ * and 1024, 0.95–1.00× `it`'s (lavapipe, interleaved, medians of 7; bench/results/schedules-session7-tail.md).
  */
 export function defaultSchedule(n: BlockGemmNode): Schedule {
   const p = n.parts[0], nb = p.blocks, D = p.outMap.blockSize;
