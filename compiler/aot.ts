@@ -25,6 +25,7 @@ import type { Plugin } from 'esbuild';
 import { compileSync, toSpec, type CompileOptions } from './index.js';
 import type { Spec, SpecInput } from './spec/types.js';
 import type { Schedule } from './ir/graph.js';
+import type { Limits } from './passes/schedule.js';
 import type { Plan } from '../runtime/plan.js';
 import { trainingKernels } from '../runtime/plan.js';
 import { DyadcError } from './errors.js';
@@ -139,9 +140,9 @@ export interface Tuned {
  * repairs the cache; no GPU needed.
  * @throws DyadcError(CACHE) when the file is missing or unreadable, or holds several devices.
  */
-export async function loadTunedOverrides(path: string, spec: Spec, opts: { batch?: number } = {}): Promise<Tuned> {
+export async function loadTunedOverrides(path: string, spec: Spec, opts: { batch?: number; limits?: Partial<Limits> } = {}): Promise<Tuned> {
   const { loadTunedOverrides: fromCache } = await import('./tune/overrides.js');
-  const t = fromCache(path, spec, undefined, { batch: opts.batch });
+  const t = fromCache(path, spec, undefined, { batch: opts.batch, limits: opts.limits });
   return {
     spec: t.spec, overrides: t.overrides, blocks: t.blocks, device: t.device,
     decisions: t.decisions.map((d) => ({ layer: d.layer, blocks: d.blocks, source: d.source, reason: d.reason })),
@@ -215,7 +216,7 @@ export async function compileToDirectory(spec0: string | SpecInput | Spec, opts:
   const t0 = performance.now();
   // Start esbuild's service now: its process boots while the plan and the module are made below.
   const esbuildWarm = startEsbuild();
-  const tuned = opts.tuned !== undefined ? await loadTunedOverrides(opts.tuned, toSpec(spec0), { batch: opts.batch }) : undefined;
+  const tuned = opts.tuned !== undefined ? await loadTunedOverrides(opts.tuned, toSpec(spec0), { batch: opts.batch, limits: opts.limits }) : undefined;
   const spec = tuned ? tuned.spec : toSpec(spec0);
   const { outDir: _o, target: _t, tuned: _p, batch: _b, ...compileOpts } = opts;
   const c = compileSync(spec, { ...compileOpts, overrides: tuned?.overrides });

@@ -359,6 +359,10 @@ test('loadTunedOverrides: resolves auto from the cache, returns schedules by lay
   t.deepEqual(o2.overrides.fc2, s2);
   const o3 = loadTunedOverrides(path, SPEC, undefined, { batch: 1000 });
   t.is(o3.blocks.fc2, 4, 'bucket 1024 has only n=4');
+  // a tuned schedule past the compile's limits (tuned on a bigger adapter) is dropped with a note, not a failed compile
+  const small = loadTunedOverrides(path, SPEC_IN, ADAPTER, { batch: 64, limits: { maxComputeInvocationsPerWorkgroup: 32 } });
+  t.false('fc2' in small.overrides);
+  t.true(small.notes.some((n) => /^fc2: the tuned schedule needs maxComputeInvocationsPerWorkgroup 64 > 32 .*: default schedule$/.test(n)), small.notes.join('\n'));
   // the resolved spec and overrides compile (no GPU needed), with the tuned schedule in the plan
   const comp = compileSync(o.spec, { overrides: o.overrides });
   t.deepEqual(comp.plan.kernels.find((k) => k.output === 'fc2')!.config, s8);
