@@ -182,7 +182,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
   const { compileSync } = await import('../index.js');
   const { print } = await import('../ir/graph.js');
   const { trainingKernels } = await import('../../runtime/plan.js');
-  const { subgroupTailGroups } = await import('../codegen/blockgemm.js');
+  const { subgroupTailGroups } = await import('../passes/schedule.js');
   const spec = loadSpecFile(file);
   const stages: [string, () => string][] = [];
   const limits = await cliLimits(opts.limits);
@@ -231,7 +231,7 @@ async function inspect(file: string, opts: { printAfter?: string; kernel?: strin
       const byGrid = new Map<string, number[]>();
       for (const v of sg) { const gr = grid(v.grid); byGrid.set(gr, [...(byGrid.get(gr) ?? []), v.width]); }
       const g = sg.length ? `${[...byGrid].map(([gr, w]) => `subgroup (width ${w.join('/')}) ${gr}`).join('; ')}; register fallback ${grid(k.grid)}` : grid(k.grid);
-      // the tail loop (codegen/blockgemm.ts subgroupTailGroups): a group's last chunk computes fewer broadcast groups
+      // the tail loop (passes/schedule.ts subgroupTailGroups): a group's last chunk computes fewer broadcast groups
       const node = c.scheduled.nodes.find((n) => n.id === k.output && n.kind === 'blockgemm');
       const cols = node?.kind === 'blockgemm' ? node.schedule?.tile.cols ?? 0 : 0;
       const tails = node?.kind === 'blockgemm' ? sg.map((v) => ({ w: v.width, t: subgroupTailGroups(node, cols, v.width) })).filter((x) => x.t > 0) : [];

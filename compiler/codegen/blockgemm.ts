@@ -23,7 +23,7 @@ import type { BlockGemmNode, GemmPart, Schedule } from '../ir/graph.js';
 import { tensorsOf } from '../ir/graph.js';
 import type { Activation, DType } from '../spec/types.js';
 import { render } from './templates.js';
-import { SHARED_K_CHUNK, reductionLength, registerSchedule, subgroupWidths, weightTextureSize } from '../passes/schedule.js';
+import { SHARED_K_CHUNK, computedGroupColumns, groupColumns, reductionLength, registerSchedule, subgroupTailGroups, subgroupWidths, weightTextureSize } from '../passes/schedule.js';
 import type { PlanBinding, PlanGrid, SubgroupVariant } from '../../runtime/plan.js';
 import type { PermutedInput } from './permute-input.js';
 
@@ -72,38 +72,15 @@ export function columnChunks(n: BlockGemmNode, tileCols: number): { mode: Column
   return { mode, groups, perGroup, chunks: groups * perGroup };
 }
 
-/** Output columns of one column group: a block's D (contiguous, strided), ⌈D/n⌉ per (g, c) group (mixed). */
-export function groupColumns(n: BlockGemmNode): number {
-  const D = n.parts[0].outMap.blockSize;
-  return columnMode(n.parts) === 'mixed' ? ceil(D, n.parts[0].blocks) : D;
-}
-
-/**
- * Broadcast groups a subgroup rendering of width W computes in a tail chunk (a group's last chunk, when
- * the group's columns are not a multiple of the tile), or 0 when every chunk computes all TN / W: the
- * kernel then carries a second K loop over the first ⌈r/W⌉ groups only (r = the group's columns mod TN),
- * taken by chunks with at most that many valid columns (a uniform branch). On `ot`/`dt` n=4 of OPT-125m fc2
- * (48-column groups) a 2×32 tile so computes 32 + 16 columns per group, not 64: measured on lavapipe
- * (interleaved, medians of 7, bench/results/schedules-session7-tail.md) 0.91–0.93 of the time of 2×16 tiles and
- * 0.95–1.00 of `it`'s (2×32).
- * Any choice is correct: a chunk with more valid columns than the tail covers takes the full loop.
- */
-export function subgroupTailGroups(n: BlockGemmNode, tileCols: number, width: number): number {
-  const r = groupColumns(n) % tileCols;
-  const tail = r ? ceil(r, width) : 0;
-  return tail < tileCols / width ? tail : 0;
-}
-
 /**
  * Output columns a schedule computes over the whole output (valid or not): chunks × tile.cols, except
  * that a subgroup rendering of width `width` (default 8, lavapipe's) computes a tail chunk's
- * `subgroupTailGroups` broadcast groups only. For the tuner's waste pruning.
+ * `subgroupTailGroups` broadcast groups only (passes/schedule.ts). For the tuner's waste pruning.
  */
 export function computedColumns(n: BlockGemmNode, s: Schedule, width = 8): number {
   const TN = s.tile.cols;
   const { groups, perGroup } = columnChunks(n, TN);
-  const tail = s.kind === 'subgroup' && TN % width === 0 ? subgroupTailGroups(n, TN, width) : 0;
-  return groups * (tail ? (perGroup - 1) * TN + tail * width : perGroup * TN);
+  return groups * (s.kind === 'subgroup' && TN % width === 0 ? computedGroupColumns(groupColumns(n), TN, width) : perGroup * TN);
 }
 
 export interface GemmKernel {

@@ -75,22 +75,54 @@ const TAIL_WIDTH = 8;
  * register kernel. Column groups narrower than 32 (small DYAD blocks) get 16, 8 or 4 columns, and
  * groups that 32 columns would cover with more than 1/8 of computed columns wasted, and 16 with less, get
  * 16. A group's last chunk computes only the broadcast groups holding its valid columns (the tail loop,
- * codegen/blockgemm.ts `subgroupTailGroups`), so 48 = ⌈D/n⌉ of `ot`/`dt` n=4 on OPT-125m fc2 computes
+ * `subgroupTailGroups`), so 48 = ⌈D/n⌉ of `ot`/`dt` n=4 on OPT-125m fc2 computes
  * 32 + 16 and keeps 2×32: there `dt`/`ot` 2×32 with the tail ran 0.91–0.93× the time of 2×16 at batch 256
  * and 1024, 0.95–1.00× `it`'s (lavapipe, interleaved, medians of 7; bench/results/schedules-session7-tail.md).
  */
 export function defaultSchedule(n: BlockGemmNode): Schedule {
-  const p = n.parts[0], nb = p.blocks, D = p.outMap.blockSize;
-  const mixed = new Set(n.parts.map((q) => q.outMap.kind)).size === 2;
-  const groupWidth = mixed ? Math.ceil(D / nb) : D;
+  const groupWidth = groupColumns(n);
   let cols = groupWidth <= 4 ? 4 : groupWidth <= 8 ? 8 : groupWidth <= 16 ? 16 : 32;
-  // a group 32 columns do not tile well takes 16, unless the tail chunk's loop (codegen/blockgemm.ts
-  // subgroupTailGroups: the last chunk computes only its valid broadcast groups) removes the waste: counted at
-  // broadcast width 8 (lavapipe), e.g. 48 columns (`ot`/`dt` n=4 on OPT-125m fc2) = 32 + a 16-column tail
-  const computed = (c: number) => Math.floor(groupWidth / c) * c + Math.ceil((groupWidth % c) / TAIL_WIDTH) * TAIL_WIDTH;
-  const waste = (c: number) => 1 - groupWidth / computed(c);
+  // a group 32 columns do not tile well takes 16, unless the tail loop (`tailGroups`: the last chunk computes
+  // only its valid broadcast groups) removes the waste: counted at broadcast width 8 (lavapipe), e.g. 48
+  // columns (`ot`/`dt` n=4 on OPT-125m fc2) = 32 + a 16-column tail
+  const waste = (c: number) => 1 - groupWidth / computedGroupColumns(groupWidth, c, TAIL_WIDTH);
   if (cols === 32 && waste(32) > 1 / 8 && waste(16) < waste(32)) cols = 16;
   return { kind: 'subgroup', tile: { rows: 2, cols, k: 4 }, workgroup: { rows: 32, cols: 1 } };
+}
+
+/**
+ * Output columns of one column group (the columns a chunk's invocations share blocks for): a block's D
+ * with all output maps contiguous or all strided; ⌈D/n⌉ per (contiguous block g, residue c) group when
+ * both kinds meet (mixed: `ot`, `dt`, data gradients of `it`; codegen/blockgemm.ts columnMode).
+ */
+export function groupColumns(n: BlockGemmNode): number {
+  const D = n.parts[0].outMap.blockSize;
+  return new Set(n.parts.map((p) => p.outMap.kind)).size === 2 ? Math.ceil(D / n.parts[0].blocks) : D;
+}
+
+/**
+ * Broadcast groups a subgroup rendering of width W computes in a tail chunk (a group's last chunk, when the
+ * group's `groupCols` columns are not a multiple of the tile's), or 0 when every chunk computes all TN / W:
+ * the kernel then carries a second K loop over the first ⌈r/W⌉ groups only (r = groupCols mod TN), taken by
+ * chunks with at most that many valid columns (a uniform branch; codegen/blockgemm.ts). On `ot`/`dt` n=4 of
+ * OPT-125m fc2 (48-column groups) a 2×32 tile so computes 32 + 16 columns per group, not 64: measured on
+ * lavapipe (interleaved, medians of 7, bench/results/schedules-session7-tail.md) 0.91–0.93 of the time of
+ * 2×16 tiles and 0.95–1.00 of `it`'s (2×32). Any choice is correct: a chunk with more valid columns than the
+ * tail covers takes the full loop.
+ */
+export function tailGroups(groupCols: number, tileCols: number, width: number): number {
+  const r = groupCols % tileCols;
+  const tail = r ? Math.ceil(r / width) : 0;
+  return tail < tileCols / width ? tail : 0;
+}
+
+/** `tailGroups` of node `n`'s column groups. */
+export const subgroupTailGroups = (n: BlockGemmNode, tileCols: number, width: number): number => tailGroups(groupColumns(n), tileCols, width);
+
+/** Columns one column group of `groupCols` computes under tiles of `tileCols` with the tail loop at broadcast width `width`. */
+export function computedGroupColumns(groupCols: number, tileCols: number, width: number): number {
+  const r = groupCols % tileCols, tail = tailGroups(groupCols, tileCols, width);
+  return Math.floor(groupCols / tileCols) * tileCols + (r === 0 ? 0 : tail ? tail * width : tileCols);
 }
 
 /**
@@ -137,17 +169,31 @@ export const SHARED_K_CHUNK = 16;
  * the field and what it must be. Shape only (kind, positive integer tile and workgroup sizes, a known
  * weight source); `checkSchedule` adds the rules between fields and the device limits.
  */
-export function scheduleShapeProblem(s: unknown): string | undefined {
+export function scheduleShapeProblem(s: unknown): { field: string; problem: string } | undefined {
   const o = s as Partial<Schedule> | null;
-  if (typeof o !== 'object' || o === null) return `a schedule must be an object { kind, tile: { rows, cols, k }, workgroup: { rows, cols } }, got ${JSON.stringify(s)}`;
-  if (!['register', 'shared', 'subgroup'].includes(o.kind as string)) return `schedule.kind must be "register", "shared" or "subgroup", got ${JSON.stringify(o.kind)}`;
+  if (typeof o !== 'object' || o === null) return { field: '', problem: `a schedule must be an object { kind, tile: { rows, cols, k }, workgroup: { rows, cols } }, got ${JSON.stringify(s)}` };
+  if (!['register', 'shared', 'subgroup'].includes(o.kind as string)) return { field: 'kind', problem: `schedule.kind must be "register", "shared" or "subgroup", got ${JSON.stringify(o.kind)}` };
   const int = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
   for (const [obj, fields] of [['tile', ['rows', 'cols', 'k']], ['workgroup', ['rows', 'cols']]] as const) {
     const sub = (o as Record<string, unknown>)[obj] as Record<string, unknown> | undefined;
-    if (typeof sub !== 'object' || sub === null) return `schedule.${obj} must be an object { ${fields.join(', ')} }, got ${JSON.stringify(sub)}`;
-    for (const f of fields) if (!int(sub[f])) return `schedule.${obj}.${f} must be a positive integer, got ${JSON.stringify(sub[f])}`;
+    if (typeof sub !== 'object' || sub === null) return { field: obj, problem: `schedule.${obj} must be an object { ${fields.join(', ')} }, got ${JSON.stringify(sub)}` };
+    for (const f of fields) if (!int(sub[f])) return { field: `${obj}.${f}`, problem: `schedule.${obj}.${f} must be a positive integer, got ${JSON.stringify(sub[f])}` };
   }
-  if (o.wsource !== undefined && !['buffer', 'texture', 'workgroup'].includes(o.wsource)) return `schedule.wsource must be "buffer", "texture" or "workgroup", got ${JSON.stringify(o.wsource)}`;
+  if (o.wsource !== undefined && !['buffer', 'texture', 'workgroup'].includes(o.wsource)) return { field: 'wsource', problem: `schedule.wsource must be "buffer", "texture" or "workgroup", got ${JSON.stringify(o.wsource)}` };
+  if (o.wsourceReason !== undefined && typeof o.wsourceReason !== 'string') return { field: 'wsourceReason', problem: `schedule.wsourceReason must be a string, got ${JSON.stringify(o.wsourceReason)}` };
+  return undefined;
+}
+
+/**
+ * The first device limit a schedule exceeds (workgroup size, workgroup memory), or undefined: the limit,
+ * what the schedule needs and what the limit allows. (`checkSchedule` throws it; a tuned schedule past it
+ * is dropped: tune/overrides.ts.)
+ */
+export function scheduleLimitProblem(s: Schedule, limits: Limits): { limit: 'maxComputeInvocationsPerWorkgroup' | 'maxComputeWorkgroupSizeX' | 'maxComputeWorkgroupStorageSize'; needed: number; allowed: number } | undefined {
+  const inv = s.workgroup.rows * s.workgroup.cols, bytes = sharedBytes(s);
+  if (inv > limits.maxComputeInvocationsPerWorkgroup) return { limit: 'maxComputeInvocationsPerWorkgroup', needed: inv, allowed: limits.maxComputeInvocationsPerWorkgroup };
+  if (inv > limits.maxComputeWorkgroupSizeX) return { limit: 'maxComputeWorkgroupSizeX', needed: inv, allowed: limits.maxComputeWorkgroupSizeX };
+  if (bytes > limits.maxComputeWorkgroupStorageSize) return { limit: 'maxComputeWorkgroupStorageSize', needed: bytes, allowed: limits.maxComputeWorkgroupStorageSize };
   return undefined;
 }
 
@@ -174,18 +220,15 @@ export function scheduleRuleProblem(s: Schedule): { problem: string; fix: string
 export function checkSchedule(s: Schedule, n: BlockGemmNode, limits: Limits): void {
   const layer = n.layers.join('+');
   const shape = scheduleShapeProblem(s);
-  if (shape) throw new DyadcError('USAGE', `layer ${layer}: ${shape}`, { fix: 'e.g. { "kind": "subgroup", "tile": { "rows": 2, "cols": 32, "k": 4 }, "workgroup": { "rows": 32, "cols": 1 } }' });
-  const inv = s.workgroup.rows * s.workgroup.cols;
-  const lim = (name: Exclude<keyof Limits, 'maxTextureDimension2D'>, value: number) => {
-    if (value > limits[name]) throw new DyadcError('LIMIT', `layer ${layer}: ${name} is ${limits[name]} but the schedule needs ${value}`,
-      { fix: 'use a smaller tile/workgroup (dyadc tune picks one that fits)' });
-  };
-  lim('maxComputeInvocationsPerWorkgroup', inv);
-  lim('maxComputeWorkgroupSizeX', inv);
-  if (sharedBytes(s) > limits.maxComputeWorkgroupStorageSize && s.wsource === 'workgroup')
-    throw new DyadcError('LIMIT', `layer ${layer}: maxComputeWorkgroupStorageSize is ${limits.maxComputeWorkgroupStorageSize} but the schedule needs ${sharedBytes(s)} (x tile ${4 * SHARED_K_CHUNK * s.tile.rows * s.workgroup.rows} B + w tile ${4 * SHARED_K_CHUNK * s.tile.cols * s.workgroup.cols} B: tile.cols × workgroup.cols × ${SHARED_K_CHUNK} k × 4 B)`,
-      { fix: 'use fewer tile.cols or workgroup.cols, or omit wsource "workgroup" (the weights then stay in the arena)' });
-  lim('maxComputeWorkgroupStorageSize', sharedBytes(s));
+  if (shape) throw new DyadcError('USAGE', `layer ${layer}: ${shape.problem}`, { fix: 'e.g. { "kind": "subgroup", "tile": { "rows": 2, "cols": 32, "k": 4 }, "workgroup": { "rows": 32, "cols": 1 } }' });
+  const over = scheduleLimitProblem(s, limits);
+  if (over) {
+    // workgroup memory with staged weights: say which tile takes it
+    const wTile = over.limit === 'maxComputeWorkgroupStorageSize' && s.wsource === 'workgroup';
+    throw new DyadcError('LIMIT', `layer ${layer}: ${over.limit} is ${over.allowed} but the schedule needs ${over.needed}${wTile
+      ? ` (x tile ${4 * SHARED_K_CHUNK * s.tile.rows * s.workgroup.rows} B + w tile ${4 * SHARED_K_CHUNK * s.tile.cols * s.workgroup.cols} B: tile.cols × workgroup.cols × ${SHARED_K_CHUNK} k × 4 B)` : ''}`,
+      { fix: wTile ? 'use fewer tile.cols or workgroup.cols, or omit wsource "workgroup" (the weights then stay in the arena)' : 'use a smaller tile/workgroup (dyadc tune picks one that fits)' });
+  }
   const rule = scheduleRuleProblem(s);
   if (rule) throw new DyadcError('LIMIT', `layer ${layer}: ${rule.problem}`, { fix: rule.fix });
   if (s.kind !== 'subgroup' && s.tile.k === 4 && n.parts.some((p) => reductionLength(p) % 4 !== 0))

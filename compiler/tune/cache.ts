@@ -24,7 +24,7 @@ import writeFileAtomic from 'write-file-atomic';
 import { z } from 'zod';
 import envPaths from 'env-paths';
 import type { Schedule } from '../ir/graph.js';
-import { scheduleRuleProblem } from '../passes/schedule.js';
+import { scheduleRuleProblem, scheduleShapeProblem } from '../passes/schedule.js';
 import { DyadcError } from '../errors.js';
 import { type CacheKey, type Stamp, currentStamp, keyString, sameStamp } from './key.js';
 
@@ -65,14 +65,11 @@ export interface CacheEntry {
   maxSchedules: number;
 }
 
-const ScheduleSchema = z.object({
-  kind: z.enum(['register', 'shared', 'subgroup']),
-  tile: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive(), k: z.number().int().positive() }),
-  workgroup: z.object({ rows: z.number().int().positive(), cols: z.number().int().positive() }),
-  wsource: z.enum(['buffer', 'texture', 'workgroup']).optional(),
-  wsourceReason: z.string().optional(),
-}).superRefine((s, ctx) => {
-  // the rules between fields a compile would refuse (kind vs weight source, k); limits are the device's, checked at compile
+// a schedule the compiler would accept: the shape and the rules between fields that checkSchedule applies to
+// overrides (passes/schedule.ts); limits are the device's, checked at compile
+const ScheduleSchema = z.unknown().superRefine((s, ctx) => {
+  const shape = scheduleShapeProblem(s);
+  if (shape) { ctx.addIssue({ code: 'custom', path: shape.field ? shape.field.split('.') : [], message: shape.problem }); return; }
   const rule = scheduleRuleProblem(s as Schedule);
   if (rule) ctx.addIssue({ code: 'custom', message: rule.problem });
 });

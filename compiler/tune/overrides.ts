@@ -15,7 +15,7 @@ import type { BlockDecision, BlockRule, TunedLookup } from '../passes/choose-blo
 import { runPipeline } from '../passes/index.js';
 import { type AdapterKey, adapterId, adapterKey, adapterLabel, batchBucket, currentStamp, epilogueSignature, sameStamp } from './key.js';
 import { type CacheEntry, readCacheFile } from './cache.js';
-import { DEFAULT_LIMITS, sharedBytes, type Limits } from '../passes/schedule.js';
+import { DEFAULT_LIMITS, scheduleLimitProblem, type Limits } from '../passes/schedule.js';
 
 export interface TunedOverrides {
   /** the spec with every `blocks: "auto"` resolved */
@@ -117,9 +117,9 @@ export function loadTunedOverrides(cachePath: string, spec0: string | SpecInput 
     if (l.op === 'dyad') setOwn(blocks, l.name, n);
     const { list, bucket } = entriesFor(i, resolved);
     const e = list.find((x) => x.key.layer.blocks === n && (n === 1 || x.key.layer.variant === (l.op === 'dyad' ? l.variant : 'dense')));
-    const over = e?.best ? limitProblem(e.best.schedule, { ...DEFAULT_LIMITS, ...opts.limits }) : undefined;
+    const over = e?.best ? scheduleLimitProblem(e.best.schedule, { ...DEFAULT_LIMITS, ...opts.limits }) : undefined;
     if (e?.best && over) {
-      notes.push(`${l.name}: the tuned schedule needs ${over} (tuned on an adapter with larger limits? compile with --limits adapter there): default schedule`);
+      notes.push(`${l.name}: the tuned schedule needs ${over.limit} ${over.needed} > ${over.allowed} (tuned on an adapter with larger limits? compile with --limits adapter there): default schedule`);
     } else if (e?.best) {
       setOwn(overrides, l.name, e.best.schedule);
       if (opts.batch === undefined && bucket !== null) notes.push(`${l.name}: schedule from batch bucket ${bucket}`);
@@ -128,14 +128,4 @@ export function loadTunedOverrides(cachePath: string, spec0: string | SpecInput 
     }
   });
   return { spec: resolved, overrides, blocks, decisions, device: adapter && Object.keys(overrides).length + decisions.filter((d) => d.source === 'tuned').length ? adapterLabel(adapter) : null, stale, notes };
-}
-
-/** The first device limit a schedule exceeds, as "<limit> <needed> > <allowed>", or undefined (workgroup size and memory). */
-function limitProblem(s: Schedule, limits: Limits): string | undefined {
-  const inv = s.workgroup.rows * s.workgroup.cols;
-  if (inv > limits.maxComputeInvocationsPerWorkgroup) return `maxComputeInvocationsPerWorkgroup ${inv} > ${limits.maxComputeInvocationsPerWorkgroup}`;
-  if (inv > limits.maxComputeWorkgroupSizeX) return `maxComputeWorkgroupSizeX ${inv} > ${limits.maxComputeWorkgroupSizeX}`;
-  const bytes = sharedBytes(s);
-  if (bytes > limits.maxComputeWorkgroupStorageSize) return `maxComputeWorkgroupStorageSize ${bytes} > ${limits.maxComputeWorkgroupStorageSize}`;
-  return undefined;
 }
