@@ -390,15 +390,7 @@ export function verifyTrain(tg: TrainGraph): void {
     // step ids name gradient values and kernels (`fc1.dw`): one spec layer named like another's step would collide
     if (ids.has(s.id)) throw new DyadcError('IR_INVALID', `backward step %${s.id} (${s.kind}) has the id of another value`, { fix: `rename the layer named ${s.id}` });
     ids.add(s.id);
-    switch (s.kind) {
-      case 'pointwise_grad': need(s, s.dy); need(s, s.base); need(s, s.acc); for (const e of s.ops) if (e.op === 'residual') need(s, e.from); break;
-      case 'data_grad': s.node.inputs.forEach((i) => need(s, i)); need(s, s.node.actGrad?.from); break;
-      case 'weight_grad': need(s, s.g); need(s, s.x); need(s, s.prologue?.stats); break;
-      case 'norm_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); need(s, s.acc); break;
-      case 'norm_param_grad': need(s, s.x); need(s, s.stats); need(s, s.dy); break;
-      case 'attention_grad': for (const v of [s.q, s.k, s.v, s.out, s.lse, s.dout]) need(s, v); if (s.pass === 'dkdv') need(s, s.delta); break;
-      case 'embedding_grad': need(s, s.dy); break;
-    }
+    for (const v of stepReads(s)) need(s, v);
     if (s.kind !== 'weight_grad' && s.kind !== 'norm_param_grad' && s.kind !== 'embedding_grad') defined.add(s.id);
     if (s.kind === 'attention_grad') defined.add(s.pass === 'dq' ? s.delta : s.dv!);
     if (s.kind === 'pointwise_grad') for (const t of s.taps) defined.add(t.id);
