@@ -96,10 +96,11 @@ export class Model {
   /** Largest batch one dispatch may take, from maxStorageBufferBindingSize and the widest value. */
   readonly maxRowsPerDispatch: number;
 
-  private constructor(plan: Plan, device: GPUDevice) {
+  /** @param texNames the weights its kernels read as textures (`textureWeights(plan.kernels)`): they are copies of the f32 arena */
+  private constructor(plan: Plan, device: GPUDevice, texNames: readonly string[]) {
     this.plan = plan; this.device = device;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
-    if (plan.kernels.some((k) => k.bindings.some((b) => b.buffer.kind === 'weights')) || textureWeights(plan.kernels).length) this.arena = device.createBuffer({ size: plan.arenaLength * 4, usage, label: `${plan.name}.weights` });
+    if (plan.kernels.some((k) => k.bindings.some((b) => b.buffer.kind === 'weights')) || texNames.length) this.arena = device.createBuffer({ size: plan.arenaLength * 4, usage, label: `${plan.name}.weights` });
     if (plan.arena16Length) this.arena16 = device.createBuffer({ size: plan.arena16Length * 2, usage, label: `${plan.name}.weights16` });
     this.exec = new Executor(device, { name: plan.name, values: plan.values, input: plan.input, resolve: this.resolver(), prepare: () => this.textures?.refresh() });
     this.maxRowsPerDispatch = this.exec.maxRows;
@@ -161,8 +162,8 @@ export class Model {
     const arenaData = packArena(plan, weights);
     const half = halfArena(plan, arenaData);
     checkWeightBindings(plan.name, [...plan.kernels, ...(plan.training ? trainingKernels(plan.training) : [])], { weights: plan.arenaLength * 4, weights16: (plan.arena16Length ?? 0) * 2 }, device.limits);
-    const m = new Model(plan, device);
     const texNames = textureWeights(plan.kernels);
+    const m = new Model(plan, device, texNames);
     if (texNames.length) {
       try { m.textures = await WeightTextures.create(device, plan.weights, texNames, () => m.arena!, plan.name); } catch (e) { m.destroy(); throw e; }
     }
