@@ -209,17 +209,16 @@ export async function bpeTokens(texts: readonly string[], size: number, alphabet
   const alphabet = entries.length - merges.length;
   if (!Number.isInteger(size) || size <= alphabet) throw new DyadcError('USAGE', `BPE vocabulary size ${size} must be an integer above the ${alphabet}-character alphabet`, { path: 'bpe', fix: `use e.g. ${Math.max(1024, 2 * alphabet)}` });
   if (size > entries.length) throw new DyadcError('USAGE', `BPE vocabulary size ${size} exceeds the ${entries.length} pieces the trainer learns (its default size; the Node binding cannot raise it)`, { path: 'bpe', fix: `use at most ${entries.length}` });
-  const take = size;
-  const tokenizer = new tk.Tokenizer(tk.BPE.init(Object.fromEntries(entries.slice(0, take)), merges.slice(0, take - alphabet)));
+  const tokenizer = new tk.Tokenizer(tk.BPE.init(Object.fromEntries(entries.slice(0, size)), merges.slice(0, size - alphabet)));
   tokenizer.setPreTokenizer(tk.metaspacePreTokenizer());
   tokenizer.setDecoder(tk.metaspaceDecoder());
-  const lengths = entries.slice(0, take).map(([piece]) => piece.length);
+  const lengths = entries.slice(0, size).map(([piece]) => piece.length);
   return {
     kind: 'bpe',
-    size: take,
+    size,
     async encode(s) { return Int32Array.from((await tokenizer.encode(s)).getIds()); },
     async decode(ids) {
-      for (let i = 0; i < ids.length; i++) if (!(ids[i] >= 0 && ids[i] < take)) throw new DyadcError('USAGE', `token id ${ids[i]} at ${i} is outside the vocabulary [0, ${take})`, { fix: 'decode ids produced with this vocabulary' });
+      for (let i = 0; i < ids.length; i++) if (!(ids[i] >= 0 && ids[i] < size)) throw new DyadcError('USAGE', `token id ${ids[i]} at ${i} is outside the vocabulary [0, ${size})`, { fix: 'decode ids produced with this vocabulary' });
       return tokenizer.decode(Array.from(ids), false);
     },
     charsOf: (id) => lengths[id],
@@ -394,7 +393,7 @@ export interface LmTokens { vocab: TokenVocab; trainIds: Int32Array[]; valIds: I
 export async function lmTokens(data: LmData, kind: 'char' | { bpe: number }): Promise<LmTokens> {
   if (kind === 'char') return { vocab: charTokens(data.vocab), trainIds: data.trainIds, valIds: data.valIds };
   const vocab = await bpeTokens(data.train.map((d) => d.text), kind.bpe, data.val.map((d) => d.text));
-  const encode = (docs: BrownDocument[]) => Promise.all(docs.map(async (d) => Int32Array.from(await vocab.encode(d.text))));
+  const encode = (docs: BrownDocument[]) => Promise.all(docs.map(async (d) => vocab.encode(d.text)));
   return { vocab, trainIds: await encode(data.train), valIds: await encode(data.val) };
 }
 
